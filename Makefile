@@ -1,0 +1,68 @@
+# Thin driver over CMake. `make run` and `make test` are the two commands in
+# README.md; .ci/run calls `make test`.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+JOBS       ?= $(shell nproc)
+PYTHON     ?= /usr/bin/python3
+CONF       ?= sluice.conf
+
+.PHONY: all deps build asan fuzz-build run test unit integration test-asan fuzz fuzz-smoke bench clean
+
+all: build
+
+deps:
+	@./tools/install-deps.sh
+
+$(BUILD)/Makefile:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: $(BUILD)/Makefile
+	cmake --build $(BUILD) -j $(JOBS)
+
+$(ASAN_BUILD)/Makefile:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON
+
+asan: $(ASAN_BUILD)/Makefile
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# Serve the sample site on 127.0.0.1:8080 with the shipped config.
+run: deps build
+	./$(BUILD)/sluice -c $(CONF)
+
+# Everything CI runs: unit and integration tests on the normal build, then
+# again under ASan+UBSan, then a short bounded fuzz run.
+test: deps
+	$(MAKE) build
+	$(MAKE) unit integration
+	$(MAKE) asan
+	$(MAKE) unit integration BUILD=$(ASAN_BUILD)
+	$(MAKE) fuzz-smoke
+	@echo "make test: all suites passed"
+
+unit:
+	cd $(BUILD) && ctest --output-on-failure
+
+integration:
+	SLUICE_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration
+
+$(FUZZ_BUILD)/Makefile:
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON -DSLUICE_SANITIZE=ON
+
+fuzz-build: $(FUZZ_BUILD)/Makefile
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_http_parse fuzz_normalize
+
+# A short, bounded fuzz run over the seed corpus (part of `make test`).
+fuzz-smoke: fuzz-build
+	./tools/fuzz-run.sh $(FUZZ_BUILD) 30
+
+# A longer fuzz run: make fuzz FUZZ_SECONDS=600
+FUZZ_SECONDS ?= 300
+fuzz: fuzz-build
+	./tools/fuzz-run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+bench: deps build
+	./tools/sluice-bench
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -1,0 +1,76 @@
+/* cache.h: the shared fd/header cache. One RCU hash table (cds_lfht) keyed by
+ * root-relative path holds, per path, an open fd, its stat data and the
+ * prebuilt entity header lines; failed lookups are cached too. Entries are
+ * reference counted, so an fd is never closed while a writer sends from it. */
+#ifndef SLUICE_CACHE_H
+#define SLUICE_CACHE_H
+
+#include "core/common.h"
+#include "core/mime.h"
+
+#include <sys/types.h>
+#include <time.h>
+
+struct sl_cache;
+
+/* A cached lookup result. The fields below are immutable after the entry is
+ * published; a changed file gets a new entry, never an edited one. */
+struct sl_cache_entry {
+    int fd;        /* O_RDONLY fd of a regular file, or -1 */
+    int err;       /* 0 for a file or directory; else the errno of the failed
+                      open (ENOENT, EACCES, EXDEV for a symlink leaving the
+                      root, ELOOP, ENOTDIR, ...) */
+    bool is_dir;   /* the path is a directory (fd == -1, err == 0) */
+    off_t size;
+    struct timespec mtime;
+    char last_modified[32]; /* IMF-fixdate of mtime */
+    char etag[48];          /* strong ETag, quoted: "<mtime hex>-<size hex>" */
+    /* "Content-Type: ...\r\nContent-Length: N\r\nLast-Modified: ...\r\n"
+       "ETag: ...\r\n" built once; hdr_len bytes, not NUL-terminated. */
+    const char *hdr;
+    size_t hdr_len;
+    const char *content_type;
+};
+
+struct sl_cache_config {
+    size_t max_entries;     /* bound on entries (positive and negative) */
+    uint64_t validity_ns;   /* an entry older than this is revalidated */
+    uint64_t negative_ns;   /* how long a failed lookup is remembered */
+};
+
+/* Creates a cache over the directory ROOT_FD (not closed by the cache, and
+ * must outlive it). MIME must outlive it too. Never returns NULL. */
+struct sl_cache *sl_cache_create(int root_fd, const struct sl_mime *mime,
+                                 const struct sl_cache_config *cfg);
+
+/* Changes the limits live (config reload). Any thread. Cannot fail. */
+void sl_cache_configure(struct sl_cache *c, const struct sl_cache_config *cfg);
+
+/* Returns a referenced entry for PATH (root-relative, as made by
+ * sl_http_normalize_path, "" for the root itself); never NULL. Opens the file
+ * on a miss with openat2(RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS), so symlinks
+ * are followed only while they stay inside the root. An entry older than the
+ * validity period is revalidated first (a replaced, changed or deleted file
+ * gives a new entry). Counts hits, misses, revalidations and evictions in the
+ * caller's per-thread counters. The caller must be a registered RCU reader
+ * thread and must not hold rcu_read_lock. Release with sl_cache_release(). */
+struct sl_cache_entry *sl_cache_get(struct sl_cache *c, const char *path);
+
+/* Drops a reference taken by sl_cache_get(). The last reference of an entry
+ * that left the table closes its fd and frees it after a grace period. Any
+ * registered RCU thread. Cannot fail. */
+void sl_cache_release(struct sl_cache *c, struct sl_cache_entry *e);
+
+/* Figures for the status socket. Any thread. */
+struct sl_cache_info {
+    size_t entries;
+    size_t open_fds;
+};
+void sl_cache_info(struct sl_cache *c, struct sl_cache_info *out);
+
+/* Removes every entry and frees the cache. No other thread may use it any
+ * more; the caller must be a registered RCU thread outside a read-side
+ * critical section. References still held are logged. */
+void sl_cache_destroy(struct sl_cache *c);
+
+#endif

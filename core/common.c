@@ -1,0 +1,57 @@
+/* common.c: the allocation policy and small helpers declared in common.h. */
+#include "core/common.h"
+#include "core/log.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void oom(size_t n)
+{
+    sl_log(SL_LOG_CRIT, "out of memory allocating %zu bytes", n);
+    abort();
+}
+
+void *sl_malloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (SL_UNLIKELY(p == NULL))
+        oom(n);
+    return p;
+}
+
+void *sl_calloc(size_t nmemb, size_t n)
+{
+    void *p = calloc(nmemb ? nmemb : 1, n ? n : 1);
+    if (SL_UNLIKELY(p == NULL))
+        oom(nmemb * n);
+    return p;
+}
+
+void *sl_realloc(void *old, size_t n)
+{
+    void *p = realloc(old, n ? n : 1);
+    if (SL_UNLIKELY(p == NULL))
+        oom(n);
+    return p;
+}
+
+char *sl_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = sl_malloc(n);
+    memcpy(p, s, n);
+    return p;
+}
+
+void sl_set_thread_name(const char *fmt, ...)
+{
+    char name[16];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof(name), fmt, ap);
+    va_end(ap);
+    pthread_setname_np(pthread_self(), name);
+}

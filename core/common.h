@@ -1,0 +1,60 @@
+/* common.h: return codes, allocation policy, time and small helpers shared by
+ * every module of sluice. Nothing here allocates except the x*alloc wrappers. */
+#ifndef SLUICE_COMMON_H
+#define SLUICE_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* One small set of return codes, compared explicitly everywhere. */
+enum sl_rc {
+    SL_OK = 0,     /* done what was asked */
+    SL_ERR = -1,   /* failed; errno or a message says why */
+    SL_AGAIN = -2, /* would block: flow control, not failure */
+    SL_DONE = -3,  /* nothing more to do (end of stream, queue drained) */
+};
+
+#define SL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define SL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define SL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define SL_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define SL_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define SL_CACHELINE 64
+
+/* Out-of-memory policy, decided once: sluice cannot serve without memory for
+ * its bookkeeping, so these log and abort() instead of returning NULL. Every
+ * allocation in the daemon goes through them. */
+void *sl_malloc(size_t n);
+void *sl_calloc(size_t nmemb, size_t n);
+void *sl_realloc(void *p, size_t n);
+char *sl_strdup(const char *s);
+
+/* CLOCK_MONOTONIC in nanoseconds (vDSO, no syscall). Cannot fail. */
+static inline uint64_t sl_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Per-thread CPU time in nanoseconds. Cannot fail. */
+static inline uint64_t sl_thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Relaxed single-writer counters: the owning thread adds, any thread may read
+ * a value that is never torn. No lock prefix on the hot path. */
+#define SL_COUNTER_ADD(p, v)                                                        \
+    __atomic_store_n((p), __atomic_load_n((p), __ATOMIC_RELAXED) + (v),            \
+                     __ATOMIC_RELAXED)
+#define SL_COUNTER_GET(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+
+/* Names the calling thread (truncated to 15 bytes) for top -H and /proc. */
+void sl_set_thread_name(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,86 @@
+/* config.h: the INI configuration (libinih): every key, its default, its
+ * range, and one parser that names FILE:LINE: key: reason on any error. */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include "core/common.h"
+#include "queue/queue.h"
+
+#include <sys/types.h>
+
+#define SL_MAX_THREADS 256
+
+enum sl_access_format { SL_ACCESS_COMBINED = 0, SL_ACCESS_JSON = 1 };
+
+struct sl_config {
+    char *path; /* the file it came from */
+
+    /* [server] */
+    char *listen;        /* "HOST:PORT" or "[V6]:PORT" */
+    char *root;          /* document root directory */
+    long max_connections;
+    int backlog;
+    char *status_socket; /* "" disables */
+    mode_t status_socket_mode;
+    char *pidfile;       /* used with -d */
+    char *user;          /* drop privileges to this user after binding ("" = no) */
+    uint64_t shutdown_timeout_ns;
+    char *error_log;     /* "stderr" or a path */
+    char *access_log;    /* "" = off, or a path */
+    int access_log_format; /* enum sl_access_format */
+    int log_level;       /* enum sl_log_level */
+
+    /* [queue] */
+    enum sl_queue_kind queue_kind;
+    int queue_batch;     /* max items a consumer takes per batch */
+
+    /* [acceptor] [reader] [detector] [writer] */
+    int acceptor_threads;
+    int reader_threads;
+    int detector_threads;
+    int writer_threads;
+    bool optimistic_write; /* [writer] optimistic: reader hands to writers
+                              directly; off = strict pipeline through detector */
+
+    /* [cache] */
+    long cache_max_entries;
+    uint64_t cache_validity_ns;
+    uint64_t cache_negative_ns;
+
+    /* [http] */
+    char *index;         /* file served for a directory ("index.html") */
+    char *mime_types;    /* mime.types file */
+    char *default_type;
+
+    /* [limits] */
+    long max_request_line;
+    long max_header_size;
+    long max_headers;
+    long max_requests_per_connection; /* 0 = unlimited */
+    long max_body_discard;            /* request body bytes read and dropped on GET/HEAD */
+
+    /* [timeouts] */
+    uint64_t header_timeout_ns;    /* to receive a whole request head */
+    uint64_t keepalive_timeout_ns; /* idle between requests */
+    uint64_t send_timeout_ns;      /* no write progress for this long: close */
+};
+
+/* Fills CFG with every default. Cannot fail. */
+void sl_config_defaults(struct sl_config *cfg);
+
+/* Parses PATH into CFG (defaults first, then the file). Returns SL_OK, or
+ * SL_ERR with ERR (ERRSZ bytes) set to "PATH:LINE: key: reason" for the first
+ * problem (unknown section or key, bad value, value out of range; LINE is 0 for
+ * a file that cannot be read and for checks across keys). CFG must be freed
+ * with sl_config_free() either way. */
+int sl_config_load(struct sl_config *cfg, const char *path, char *err, size_t errsz);
+
+/* Frees the strings CFG owns. Cannot fail. */
+void sl_config_free(struct sl_config *cfg);
+
+/* Parses durations ("1s", "250ms", "2m", "1h", plain number = seconds) and
+ * sizes ("8192", "8k", "1m", "1g"). Return SL_OK or SL_ERR. */
+int sl_parse_duration(const char *s, uint64_t *ns);
+int sl_parse_size(const char *s, long *out);
+
+#endif

@@ -1,0 +1,67 @@
+/* conn.h: one client connection. A connection belongs to exactly one stage
+ * at a time (the one that dequeued it); only the owner touches it, so it has
+ * no lock. Handing it to another stage's queue gives up ownership. */
+#ifndef SLUICE_CONN_H
+#define SLUICE_CONN_H
+
+#include "core/accesslog.h"
+#include "core/cache.h"
+#include "core/common.h"
+#include "queue/queue.h"
+
+#include <netinet/in.h>
+#include <sys/types.h>
+#include <urcu/list.h>
+
+#define SL_CONN_HDR_CAP 1536 /* response head (+ small error body) buffer */
+
+/* What the stage receiving the connection should do with it. */
+enum sl_conn_phase {
+    SL_PHASE_READ = 0, /* reader: read and parse the next request */
+    SL_PHASE_WRITE,    /* writer (or detector first): send the prepared response */
+    SL_PHASE_LINGER,   /* reader: our side is shut; drain input until EOF, then close */
+};
+
+struct sl_conn {
+    struct sl_qnode qnode; /* queue link, while the connection is in a queue */
+    int fd;
+    uint16_t reader;       /* the reader whose epoll set holds fd */
+    uint8_t phase;         /* enum sl_conn_phase */
+    bool in_reader_epoll;  /* fd added to the reader's epoll set */
+    bool in_detector_epoll;
+    bool keepalive;        /* keep the connection after this response */
+    bool linger;           /* after a closing response, drain input before close */
+    bool new_conn;         /* not read from yet */
+    uint32_t requests;     /* responses started on this connection */
+
+    /* Input: a request head being read, and pipelined bytes after it. */
+    char *buf;             /* allocated on demand, cap = limits.max_header_size */
+    uint32_t buf_len;
+    uint32_t buf_cap;
+    uint64_t discard;      /* request body bytes still to read and drop */
+
+    /* The response being sent. */
+    struct sl_cache_entry *entry; /* referenced while the body is sent */
+    off_t body_start, body_off, body_end;
+    struct sl_logrec *logrec;     /* access log line for it, if logging */
+    uint32_t hdr_len, hdr_off;
+    int status;
+    char hdr[SL_CONN_HDR_CAP];
+
+    /* Timers: owned by the stage holding the connection. */
+    struct cds_list_head timer_link; /* on a reader or detector timeout list */
+    uint64_t deadline_ns;
+    uint64_t req_start_ns;
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } peer;
+};
+
+static inline struct sl_conn *sl_conn_of(struct sl_qnode *n)
+{
+    return caa_container_of(n, struct sl_conn, qnode);
+}
+
+#endif

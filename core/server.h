@@ -1,0 +1,110 @@
+/* server.h: the running server: its configuration, listening socket, cache,
+ * stage queues and threads. One instance per process (sl_srv). */
+#ifndef SLUICE_SERVER_H
+#define SLUICE_SERVER_H
+
+#include "core/cache.h"
+#include "core/config.h"
+#include "core/conn.h"
+#include "core/http.h"
+#include "core/mime.h"
+#include "queue/queue.h"
+
+#include <pthread.h>
+
+/* A stage thread slot. */
+struct sl_thread {
+    pthread_t tid;
+    int index;
+    bool running; /* joinable */
+    struct sl_reader *reader; /* reader threads: their state */
+};
+
+struct sl_reader; /* stages/reader.c */
+
+struct sl_server {
+    struct sl_config *cfg;   /* current config: an RCU pointer, replaced by reload;
+                                stage threads read it under rcu_read_lock() */
+    int listen_fd;
+    int root_fd;
+    struct sl_mime *mime;
+    struct sl_cache *cache;
+    uint64_t start_ns;
+    unsigned long generation; /* successful config reloads */
+    unsigned long failed_reloads;
+
+    /* Stage links. Readers and the detector each own one queue (woken through
+       an eventfd in their epoll set); the writer pool shares one (futex). */
+    struct sl_queue *reader_q; /* [nreaders] */
+    int nreaders;
+    struct sl_queue detector_q;
+    struct sl_queue writer_q;
+
+    /* Threads. */
+    struct sl_thread acceptors[SL_MAX_THREADS];
+    int nacceptors;
+    struct sl_thread readers[SL_MAX_THREADS];
+    struct sl_thread detector;
+    struct sl_thread writers[SL_MAX_THREADS];
+    int nwriters;        /* slots started */
+    int writer_target;   /* writers with index >= target exit (atomic) */
+    int acceptor_target; /* same for acceptors (atomic) */
+    pthread_mutex_t resize_lock;
+
+    /* Shared state (atomics). */
+    long conns;          /* open connections */
+    unsigned rr_reader;  /* round-robin for new connections */
+    int stopping;        /* 1: draining (no accept, no keep-alive); 2: stop now */
+    bool optimistic_write;
+    long max_connections;
+    uint64_t header_timeout_ns, keepalive_timeout_ns, send_timeout_ns;
+    long max_requests_per_connection;
+    long max_body_discard;
+    int queue_batch;
+    struct sl_http_limits limits;
+};
+
+extern struct sl_server sl_srv;
+
+/* Opens the listening socket and the root, loads MIME types, creates the cache
+ * and queues and starts every stage thread, from CFG (kept by the server).
+ * Returns SL_OK, or SL_ERR after logging a precise message (nothing left
+ * running). */
+int sl_server_start(struct sl_config *cfg);
+
+/* Graceful stop: no more accepts, idle keep-alive connections closed, the
+ * responses in flight finish; returns when no connection is left or after
+ * TIMEOUT_NS, then stops every thread and frees everything. Main thread only. */
+void sl_server_stop(uint64_t timeout_ns);
+
+/* Changes the number of writer or acceptor threads live (reader and detector
+ * counts are fixed at start). Returns SL_OK, or SL_ERR with a message in ERR. */
+int sl_server_set_threads(const char *stage, int n, char *err, size_t errsz);
+
+/* Hand-offs between stages; each transfers ownership of C. */
+void sl_to_reader(struct sl_conn *c);
+void sl_to_writer(struct sl_conn *c);
+void sl_to_detector(struct sl_conn *c);
+/* Hands a connection with a prepared response onward: to the writers, or to
+ * the detector first when optimistic writes are off. */
+void sl_to_send(struct sl_conn *c);
+
+/* Closes C's socket, drops its cache reference, frees it, counts it. The
+ * caller must own C. Cannot fail. */
+void sl_conn_close(struct sl_conn *c);
+
+/* A new connection for socket FD (owned by the caller until handed off). */
+struct sl_conn *sl_conn_new(int fd);
+
+/* The running threads of a stage, for the status socket. */
+int sl_server_threads(enum sl_stage_id stage);
+
+#endif
+
+/* Applies NEW (already validated) to the running server: limits, timeouts,
+ * cache, logging, writer and acceptor thread counts. Keys that only take
+ * effect at start (listen, root, reader threads, queue kind, status socket,
+ * user, pidfile, MIME table) keep their running values, with a warning each.
+ * Takes ownership of NEW; the old config is freed after a grace period.
+ * Main thread only. Returns SL_OK, or SL_ERR (the old config stays). */
+int sl_server_reload(struct sl_config *next, char *err, size_t errsz);

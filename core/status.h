@@ -1,0 +1,24 @@
+/* status.h: the status socket. A UNIX stream socket served by one thread
+ * ("status"), line protocol: help, stats, stats json, metrics,
+ * set STAGE.threads N. See README "Status protocol". */
+#ifndef SLUICE_STATUS_H
+#define SLUICE_STATUS_H
+
+#include "core/common.h"
+
+#include <sys/types.h>
+
+/* Creates the socket at PATH with MODE (replacing a stale socket file, refusing
+ * if a live process answers on it) and starts the status thread. Returns
+ * SL_OK, or SL_ERR after logging why. Main thread only. */
+int sl_status_start(const char *path, mode_t mode);
+
+/* Stops the thread, closes every status connection and removes the socket
+ * file. Safe to call if not started. Main thread only. */
+void sl_status_stop(void);
+
+/* Records the outcome of a config reload for `stats` (OK=false: MSG says
+ * why). Any thread. */
+void sl_status_reload_result(bool ok, const char *msg);
+
+#endif

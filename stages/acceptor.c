@@ -1,0 +1,113 @@
+/* acceptor.c: stage 1. Accepts connections, enforces max_connections and hands
+ * each new connection to a reader, round robin. EAGAIN means "wait again",
+ * ECONNABORTED "next", EMFILE/ENFILE "log, pause accepting, retry later". */
+#include "core/log.h"
+#include "core/server.h"
+#include "stages/stages.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <urcu.h>
+
+#define PAUSE_MS 100    /* after EMFILE/ENFILE: retry accepting this much later */
+#define POLL_MS 200     /* re-check the stop and resize flags this often */
+#define ACCEPT_BATCH 64 /* accepts per wakeup before checking flags again */
+
+static bool should_run(const struct sl_thread *t)
+{
+    return __atomic_load_n(&sl_srv.stopping, __ATOMIC_ACQUIRE) == 0 &&
+           t->index < __atomic_load_n(&sl_srv.acceptor_target, __ATOMIC_ACQUIRE);
+}
+
+/* Accepts until EAGAIN or the batch is done. Returns the poll timeout to use
+ * next: -1 normally, PAUSE_MS after running out of descriptors. */
+static int accept_some(struct sl_tstats *st)
+{
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_in6 peer;
+        socklen_t plen = sizeof(peer);
+        int fd = accept4(sl_srv.listen_fd, (struct sockaddr *)&peer, &plen,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            switch (errno) {
+            case EAGAIN:
+            case EINTR:
+                return POLL_MS;
+            case ECONNABORTED:
+            case EPROTO:
+            case EPERM: /* firewall said no to this one */
+                continue;
+            case EMFILE:
+            case ENFILE:
+            case ENOBUFS:
+            case ENOMEM: {
+                static __thread uint64_t last_log;
+                uint64_t now = sl_now_ns();
+                if (now - last_log > 1000000000ull) {
+                    sl_log(SL_LOG_ERROR, "accept: %s; pausing accepts for %d ms",
+                           strerror(errno), PAUSE_MS);
+                    last_log = now;
+                }
+                SL_COUNTER_ADD(&st->ev.accept_errors, 1);
+                return -PAUSE_MS;
+            }
+            default:
+                sl_log(SL_LOG_ERROR, "accept: %s", strerror(errno));
+                SL_COUNTER_ADD(&st->ev.accept_errors, 1);
+                return -PAUSE_MS;
+            }
+        }
+        /* Reserve a slot before handing the connection on; the writer or reader
+           that closes it gives the slot back. */
+        long now_open = uatomic_add_return(&sl_srv.conns, 1);
+        if (now_open > __atomic_load_n(&sl_srv.max_connections, __ATOMIC_RELAXED)) {
+            uatomic_dec(&sl_srv.conns);
+            SL_COUNTER_ADD(&st->ev.conn_rejected, 1);
+            close(fd);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        SL_COUNTER_ADD(&st->ev.conn_accepted, 1);
+        SL_COUNTER_ADD(&st->stage[SL_STAGE_ACCEPTOR].processed, 1);
+        struct sl_conn *c = sl_conn_new(fd);
+        memcpy(&c->peer, &peer, SL_MIN((size_t)plen, sizeof(c->peer)));
+        unsigned r = uatomic_add_return(&sl_srv.rr_reader, 1);
+        c->reader = (uint16_t)(r % (unsigned)sl_srv.nreaders);
+        c->phase = SL_PHASE_READ;
+        sl_to_reader(c);
+    }
+    return 0;
+}
+
+void *sl_acceptor_main(void *arg)
+{
+    struct sl_thread *t = arg;
+    sl_set_thread_name("acceptor"); /* every acceptor: the count is the config's */
+    rcu_register_thread();
+    struct sl_tstats *st = sl_tstats_self();
+    int timeout = 0;
+    while (should_run(t)) {
+        if (timeout < 0) { /* out of descriptors: keep serving, accept later */
+            poll(NULL, 0, -timeout);
+            timeout = 0;
+        } else if (timeout > 0) {
+            struct pollfd p = {.fd = sl_srv.listen_fd, .events = POLLIN};
+            int n = poll(&p, 1, timeout);
+            if (n <= 0) {
+                timeout = POLL_MS;
+                continue;
+            }
+        }
+        uint64_t t0 = sl_now_ns();
+        timeout = accept_some(st);
+        SL_COUNTER_ADD(&st->stage[SL_STAGE_ACCEPTOR].busy_ns, sl_now_ns() - t0);
+    }
+    rcu_unregister_thread();
+    return NULL;
+}

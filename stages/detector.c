@@ -1,0 +1,111 @@
+/* detector.c: stage 3, write readiness. Connections whose last write would
+ * have blocked (or, with [writer] optimistic = off, every response) wait here
+ * in a one-shot EPOLLOUT registration until the socket can take more, then
+ * go back to the writer pool. A connection that cannot take a byte for
+ * [timeouts] send is closed. */
+#include "core/log.h"
+#include "core/server.h"
+#include "stages/stages.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+#include <urcu.h>
+
+#define MAX_EVENTS 256
+#define SWEEP_NS 250000000ull
+
+struct detector {
+    int epfd;
+    struct sl_queue *q;
+    struct cds_list_head waiting; /* deadline order (constant timeout) */
+    struct sl_tstats *st;
+};
+
+static void watch(struct detector *d, struct sl_conn *c, uint64_t now)
+{
+    struct epoll_event ev = {.events = EPOLLOUT | EPOLLONESHOT, .data.ptr = c};
+    int op = c->in_detector_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(d->epfd, op, c->fd, &ev) != 0) {
+        sl_log(SL_LOG_ERROR, "detector: epoll_ctl: %s", strerror(errno));
+        sl_conn_close(c);
+        return;
+    }
+    c->in_detector_epoll = true;
+    c->deadline_ns = now + __atomic_load_n(&sl_srv.send_timeout_ns, __ATOMIC_RELAXED);
+    cds_list_add_tail(&c->timer_link, &d->waiting);
+}
+
+static void sweep(struct detector *d, uint64_t now, bool all)
+{
+    struct sl_conn *c, *tmp;
+    cds_list_for_each_entry_safe(c, tmp, &d->waiting, timer_link)
+    {
+        if (!all && c->deadline_ns > now)
+            break;
+        cds_list_del(&c->timer_link);
+        if (!all)
+            sl_log(SL_LOG_DEBUG, "send timeout: closing fd %d", c->fd);
+        sl_conn_close(c);
+    }
+}
+
+void *sl_detector_main(void *arg)
+{
+    struct sl_thread *t = arg;
+    struct detector d = {.q = &sl_srv.detector_q};
+    sl_set_thread_name("detector");
+    rcu_register_thread();
+    d.st = sl_tstats_self();
+    CDS_INIT_LIST_HEAD(&d.waiting);
+    d.epfd = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event wake = {.events = EPOLLIN, .data.ptr = NULL};
+    if (d.epfd < 0 || epoll_ctl(d.epfd, EPOLL_CTL_ADD, sl_queue_eventfd(d.q), &wake) != 0) {
+        sl_log(SL_LOG_CRIT, "detector: epoll: %s", strerror(errno));
+        abort();
+    }
+    (void)t;
+    struct sl_stage_counters *sc = &d.st->stage[SL_STAGE_DETECTOR];
+    struct epoll_event evs[MAX_EVENTS];
+    struct sl_qnode *batch[4096];
+    uint64_t next_sweep = 0;
+    while (__atomic_load_n(&sl_srv.stopping, __ATOMIC_ACQUIRE) < 2) {
+        uint64_t t0 = sl_now_ns();
+        size_t max = (size_t)__atomic_load_n(&sl_srv.queue_batch, __ATOMIC_RELAXED);
+        size_t n = sl_queue_pop_batch(d.q, batch, max);
+        for (size_t i = 0; i < n; i++)
+            watch(&d, sl_conn_of(batch[i]), t0);
+        if (t0 >= next_sweep) {
+            sweep(&d, t0, false);
+            next_sweep = t0 + SWEEP_NS;
+        }
+        uint64_t t1 = sl_now_ns();
+        SL_COUNTER_ADD(&sc->busy_ns, t1 - t0);
+        int timeout = (int)((next_sweep - t1) / 1000000) + 1;
+        bool slept = false;
+        if (n == max)
+            timeout = 0;
+        else if (sl_queue_sleep_begin(d.q))
+            slept = true;
+        else
+            timeout = 0;
+        int nev = epoll_wait(d.epfd, evs, MAX_EVENTS, timeout);
+        if (slept)
+            sl_queue_sleep_end(d.q);
+        uint64_t t2 = sl_now_ns();
+        for (int i = 0; i < nev; i++) {
+            struct sl_conn *c = evs[i].data.ptr;
+            if (c == NULL)
+                continue;
+            cds_list_del(&c->timer_link);
+            SL_COUNTER_ADD(&sc->processed, 1);
+            sl_to_writer(c);
+        }
+        SL_COUNTER_ADD(&sc->busy_ns, sl_now_ns() - t2);
+    }
+    sweep(&d, 0, true);
+    close(d.epfd);
+    rcu_unregister_thread();
+    return NULL;
+}

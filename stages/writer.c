@@ -1,0 +1,137 @@
+/* writer.c: stage 4, a pool of threads sharing one queue. A writer sends the
+ * prepared response head (MSG_MORE, so it shares a segment with the body) and
+ * the body with sendfile(2), never blocking on the socket: on EAGAIN the
+ * connection goes to the write-readiness detector. A finished response sends
+ * the connection back to its reader (keep-alive), to lingering close, or
+ * closes it. A writer may block on disk; that is why there is a pool. */
+#include "core/log.h"
+#include "core/server.h"
+#include "stages/stages.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <urcu.h>
+
+#define TURN_BYTES (1u << 20) /* bytes one connection may send per turn */
+#define WAIT_MS 500           /* re-check the resize flag this often when idle */
+
+enum send_rc { SENT_ALL, SENT_AGAIN, SENT_TURN, SENT_ERR };
+
+/* Sends what is left of C's response, at most TURN_BYTES of it. */
+static enum send_rc send_some(struct sl_conn *c, struct sl_tstats *st)
+{
+    size_t budget = TURN_BYTES;
+    while (c->hdr_off < c->hdr_len) {
+        int flags = MSG_NOSIGNAL | (c->body_off < c->body_end ? MSG_MORE : 0);
+        ssize_t n = send(c->fd, c->hdr + c->hdr_off, c->hdr_len - c->hdr_off, flags);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN ? SENT_AGAIN : SENT_ERR;
+        }
+        c->hdr_off += (uint32_t)n;
+        SL_COUNTER_ADD(&st->ev.bytes_sent, (uint64_t)n);
+    }
+    while (c->body_off < c->body_end) {
+        if (budget == 0)
+            return SENT_TURN;
+        size_t want = SL_MIN((size_t)(c->body_end - c->body_off), budget);
+        ssize_t n = sendfile(c->fd, c->entry->fd, &c->body_off, want);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return SENT_AGAIN;
+            return SENT_ERR;
+        }
+        if (n == 0) {
+            /* The file shrank under us: never pad or send other bytes. The
+               client sees a short body and a closed connection. */
+            sl_log(SL_LOG_WARN, "file changed while being sent (%lld of %lld bytes sent)",
+                   (long long)c->body_off, (long long)c->body_end);
+            return SENT_ERR;
+        }
+        budget -= (size_t)n;
+        SL_COUNTER_ADD(&st->ev.bytes_sent, (uint64_t)n);
+        SL_COUNTER_ADD(&st->ev.body_bytes_sent, (uint64_t)n);
+    }
+    return SENT_ALL;
+}
+
+static void finish(struct sl_conn *c, struct sl_tstats *st)
+{
+    SL_COUNTER_ADD(&st->ev.requests, 1);
+    int cls = c->status / 100;
+    if (cls >= 1 && cls <= 5)
+        SL_COUNTER_ADD(&st->ev.status_class[cls], 1);
+    SL_COUNTER_ADD(&st->stage[SL_STAGE_WRITER].processed, 1);
+    if (c->logrec) {
+        c->logrec->status = c->status;
+        c->logrec->body_bytes = (uint64_t)(c->body_off - c->body_start);
+        c->logrec->bytes = c->hdr_off + c->logrec->body_bytes;
+        sl_accesslog_submit(c->logrec);
+        c->logrec = NULL;
+    }
+    if (c->entry) {
+        sl_cache_release(sl_srv.cache, c->entry);
+        c->entry = NULL;
+    }
+    if (c->keepalive) {
+        c->phase = SL_PHASE_READ;
+        sl_to_reader(c);
+    } else if (c->linger) {
+        shutdown(c->fd, SHUT_WR);
+        c->phase = SL_PHASE_LINGER;
+        sl_to_reader(c);
+    } else {
+        sl_conn_close(c);
+    }
+}
+
+static void serve(struct sl_conn *c, struct sl_tstats *st)
+{
+    switch (send_some(c, st)) {
+    case SENT_ALL:
+        finish(c, st);
+        break;
+    case SENT_AGAIN:
+        sl_to_detector(c);
+        break;
+    case SENT_TURN:
+        sl_to_writer(c); /* back of the queue: others get a turn */
+        break;
+    case SENT_ERR:
+        sl_conn_close(c);
+        break;
+    }
+}
+
+void *sl_writer_main(void *arg)
+{
+    struct sl_thread *t = arg;
+    sl_set_thread_name("writer-%d", t->index);
+    rcu_register_thread();
+    struct sl_tstats *st = sl_tstats_self();
+    struct sl_stage_counters *sc = &st->stage[SL_STAGE_WRITER];
+    struct sl_qnode *batch[4096];
+    for (;;) {
+        if (__atomic_load_n(&sl_srv.stopping, __ATOMIC_ACQUIRE) >= 2 ||
+            t->index >= __atomic_load_n(&sl_srv.writer_target, __ATOMIC_ACQUIRE))
+            break;
+        size_t n = sl_queue_pop_batch(&sl_srv.writer_q, batch,
+                                      (size_t)__atomic_load_n(&sl_srv.queue_batch, __ATOMIC_RELAXED));
+        if (n == 0) {
+            sl_queue_wait(&sl_srv.writer_q, WAIT_MS);
+            continue;
+        }
+        uint64_t t0 = sl_now_ns();
+        for (size_t i = 0; i < n; i++)
+            serve(sl_conn_of(batch[i]), st);
+        SL_COUNTER_ADD(&sc->busy_ns, sl_now_ns() - t0);
+    }
+    rcu_unregister_thread();
+    return NULL;
+}
