@@ -185,11 +185,14 @@ static void evict(struct sl_cache *c, struct sl_tstats *st)
     size_t max = uatomic_read(&c->max_entries);
     long target = (long)(max - max / 10);
     struct cds_lfht_iter iter;
-    struct entry *e;
+    struct cds_lfht_node *n;
     rcu_read_lock();
     for (int pass = 0; pass < 3 && uatomic_read(&c->count) > target; pass++) {
-        cds_lfht_for_each_entry(c->ht, &iter, e, node)
+        /* cds_lfht_for_each, not _for_each_entry: the latter forms a pointer
+           from NULL at the end of the table, which UBSan rightly rejects. */
+        cds_lfht_for_each(c->ht, &iter, n)
         {
+            struct entry *e = caa_container_of(n, struct entry, node);
             if (uatomic_read(&c->count) <= target)
                 break;
             if (e->accessed) {
@@ -336,10 +339,11 @@ void sl_cache_destroy(struct sl_cache *c)
     if (c == NULL)
         return;
     struct cds_lfht_iter iter;
-    struct entry *e;
+    struct cds_lfht_node *n;
     rcu_read_lock();
-    cds_lfht_for_each_entry(c->ht, &iter, e, node)
+    cds_lfht_for_each(c->ht, &iter, n)
     {
+        struct entry *e = caa_container_of(n, struct entry, node);
         if (cds_lfht_del(c->ht, &e->node) == 0) {
             uatomic_dec(&c->count);
             put(e);

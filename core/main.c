@@ -233,10 +233,16 @@ int main(int argc, char **argv)
     }
     raise_nofile();
     int report_fd = background ? daemonize() : -1;
-    if (background && strcmp(cfg->error_log, "stderr") == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        if (null >= 0)
-            dup2(null, 2), close(null);
+    if (background) {
+        /* Let go of the caller's terminal or pipe: fd 2 becomes the error log
+           file (so a crash report lands there too) or /dev/null. */
+        bool to_file = strcmp(cfg->error_log, "stderr") != 0;
+        int fd = to_file ? open(cfg->error_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)
+                         : open("/dev/null", O_WRONLY);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            close(fd);
+        }
     }
 
     /* Every thread inherits this mask; only the main thread takes signals. */
@@ -260,7 +266,7 @@ int main(int argc, char **argv)
         sl_server_stop(0);
         goto fail;
     }
-    if (drop_privileges(cfg->user) != SL_OK) {
+    if (drop_privileges(cfg->user) != SL_OK || sl_server_accept() != SL_OK) {
         sl_status_stop();
         sl_server_stop(0);
         goto fail;

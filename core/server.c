@@ -214,10 +214,6 @@ int sl_server_start(struct sl_config *cfg)
     for (int i = 0; i < s->nreaders; i++)
         if (spawn(&s->readers[i], i, sl_reader_main) != SL_OK)
             goto fail_threads;
-    for (int i = 0; i < cfg->acceptor_threads; i++)
-        if (spawn(&s->acceptors[i], i, sl_acceptor_main) != SL_OK)
-            goto fail_threads;
-    s->nacceptors = cfg->acceptor_threads;
     sl_log(SL_LOG_INFO,
            "listening on %s, root %s, queue %s; threads: %d acceptor, %d reader, "
            "1 detector, %d writer",
@@ -236,6 +232,19 @@ fail:
         close(s->listen_fd);
     /* Nothing else started; the process exits right after this. */
     return SL_ERR;
+}
+
+int sl_server_accept(void)
+{
+    struct sl_server *s = &sl_srv;
+    for (int i = 0; i < s->cfg->acceptor_threads; i++) {
+        if (spawn(&s->acceptors[i], i, sl_acceptor_main) != SL_OK) {
+            s->nacceptors = i;
+            return SL_ERR;
+        }
+    }
+    s->nacceptors = s->cfg->acceptor_threads;
+    return SL_OK;
 }
 
 /* ---- live resizing ---- */

@@ -67,10 +67,15 @@ struct sl_server {
 extern struct sl_server sl_srv;
 
 /* Opens the listening socket and the root, loads MIME types, creates the cache
- * and queues and starts every stage thread, from CFG (kept by the server).
+ * and queues and starts every stage thread but the acceptors, from CFG (kept by the server).
  * Returns SL_OK, or SL_ERR after logging a precise message (nothing left
  * running). */
 int sl_server_start(struct sl_config *cfg);
+
+/* Starts the acceptor threads: connections queued by the kernel since
+ * sl_server_start() are served from now on. Called after privileges are
+ * dropped, so no request is ever served as root. Returns SL_OK or SL_ERR. */
+int sl_server_accept(void);
 
 /* Graceful stop: no more accepts, idle keep-alive connections closed, the
  * responses in flight finish; returns when no connection is left or after

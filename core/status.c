@@ -64,7 +64,8 @@ static void sb_reserve(struct sbuf *b, size_t more)
     b->cap = cap;
 }
 
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void sb_printf(struct sbuf *b, const char *fmt, ...)
 {
     va_list ap;
@@ -239,8 +240,8 @@ static void format_json(struct sbuf *b, const struct status_sample *s,
         sb_printf(b,
                   "%s{\"name\":\"%s\",\"threads\":%d,\"busy\":%.4f,\"busy_ns\":%" PRIu64
                   ",\"processed\":%" PRIu64 ",\"batches\":%" PRIu64
-                  ",\"batch_items\":%" PRIu64 ",\"batch_mean\":%.2f,\"batch_max\":%" PRIu64
-                  ",",
+                  ",\"batch_items\":%" PRIu64
+                  ",\"batch_mean\":%.2f,\"batch_max\":%" PRIu64 ",",
                   i ? "," : "", sl_stage_name((enum sl_stage_id)i), v->threads, busy[i],
                   v->busy_ns, v->processed, v->batches, v->batch_items, batch_mean(v),
                   v->batch_max);
@@ -257,29 +258,30 @@ static void format_json(struct sbuf *b, const struct status_sample *s,
                   us(v->wait_max_ns), v->wait_count, us(v->wait_sum_ns));
     }
     const struct sl_event_counters *e = &s->ev;
-    sb_printf(b,
-              "],\"connections\":{\"current\":%ld,\"accepted\":%" PRIu64 ",\"closed\":%" PRIu64
-              ",\"rejected\":%" PRIu64 ",\"accept_errors\":%" PRIu64 "}",
-              s->conns, e->conn_accepted, e->conn_closed, e->conn_rejected,
-              e->accept_errors);
+    sb_printf(
+        b,
+        "],\"connections\":{\"current\":%ld,\"accepted\":%" PRIu64 ",\"closed\":%" PRIu64
+        ",\"rejected\":%" PRIu64 ",\"accept_errors\":%" PRIu64 "}",
+        s->conns, e->conn_accepted, e->conn_closed, e->conn_rejected, e->accept_errors);
     sb_printf(b,
               ",\"requests\":{\"total\":%" PRIu64 ",\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64
               ",\"3xx\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 "}",
               e->requests, e->status_class[1], e->status_class[2], e->status_class[3],
               e->status_class[4], e->status_class[5]);
-    sb_printf(b, ",\"bytes_sent\":%" PRIu64 ",\"body_bytes_sent\":%" PRIu64, e->bytes_sent,
-              e->body_bytes_sent);
+    sb_printf(b, ",\"bytes_sent\":%" PRIu64 ",\"body_bytes_sent\":%" PRIu64,
+              e->bytes_sent, e->body_bytes_sent);
     sb_printf(b,
               ",\"cache\":{\"entries\":%zu,\"open_fds\":%zu,\"hits\":%" PRIu64
-              ",\"misses\":%" PRIu64 ",\"revalidations\":%" PRIu64 ",\"evictions\":%" PRIu64
-              "}",
+              ",\"misses\":%" PRIu64 ",\"revalidations\":%" PRIu64
+              ",\"evictions\":%" PRIu64 "}",
               s->cache.entries, s->cache.open_fds, e->cache_hits, e->cache_misses,
               e->cache_revalidations, e->cache_evictions);
     if (s->reload == RELOAD_NONE) {
         sb_puts(b, ",\"last_reload\":null}");
     } else {
         sb_printf(b, ",\"last_reload\":{\"ok\":%s,\"age_s\":%.3f,\"message\":",
-                  s->reload == RELOAD_OK ? "true" : "false", (double)s->reload_age_ns / 1e9);
+                  s->reload == RELOAD_OK ? "true" : "false",
+                  (double)s->reload_age_ns / 1e9);
         sb_json_str(b, s->reload_msg);
         sb_puts(b, "}}");
     }
@@ -295,8 +297,8 @@ static void format_duration(char *out, size_t n, uint64_t ns)
         snprintf(out, n, "%" PRIu64 "d%02" PRIu64 "h%02" PRIu64 "m", s / 86400,
                  s % 86400 / 3600, s % 3600 / 60);
     else if (s >= 3600)
-        snprintf(out, n, "%" PRIu64 "h%02" PRIu64 "m%02" PRIu64 "s", s / 3600, s % 3600 / 60,
-                 s % 60);
+        snprintf(out, n, "%" PRIu64 "h%02" PRIu64 "m%02" PRIu64 "s", s / 3600,
+                 s % 3600 / 60, s % 60);
     else if (s >= 60)
         snprintf(out, n, "%" PRIu64 "m%02" PRIu64 "s", s / 60, s % 60);
     else
@@ -312,8 +314,8 @@ static void format_table(struct sbuf *b, const struct status_sample *s,
     sb_printf(b,
               "sluice %s  pid %ld  up %s  queue %s  optimistic writes %s  generation %lu "
               "(%lu failed reloads)\n",
-              STATUS_VERSION, s->pid, up, s->queue_kind, s->optimistic_write ? "on" : "off",
-              s->generation, s->failed_reloads);
+              STATUS_VERSION, s->pid, up, s->queue_kind,
+              s->optimistic_write ? "on" : "off", s->generation, s->failed_reloads);
     sb_printf(b, "%-9s %4s %6s %12s %11s %6s %6s %7s %7s %12s %12s %9s %9s %9s %9s\n",
               "stage", "thr", "busy%", "processed", "batches", "batch", "bmax", "depth",
               "maxdep", "enqueued", "dequeued", "wait50us", "wait90us", "wait99us",
@@ -328,12 +330,14 @@ static void format_table(struct sbuf *b, const struct status_sample *s,
                   v->max_depth, v->enqueued, v->dequeued, us(v->wait_p50_ns),
                   us(v->wait_p90_ns), us(v->wait_p99_ns), us(v->wait_max_ns));
     }
-    sb_printf(b, "busy%% is over the last %.1fs; queue waits are since start\n", interval_s);
+    sb_printf(b, "busy%% is over the last %.1fs; queue waits are since start\n",
+              interval_s);
     const struct sl_event_counters *e = &s->ev;
     sb_printf(b,
               "connections: %ld open, %" PRIu64 " accepted, %" PRIu64 " closed, %" PRIu64
               " rejected, %" PRIu64 " accept errors\n",
-              s->conns, e->conn_accepted, e->conn_closed, e->conn_rejected, e->accept_errors);
+              s->conns, e->conn_accepted, e->conn_closed, e->conn_rejected,
+              e->accept_errors);
     sb_printf(b,
               "requests: %" PRIu64 " (1xx %" PRIu64 ", 2xx %" PRIu64 ", 3xx %" PRIu64
               ", 4xx %" PRIu64 ", 5xx %" PRIu64 ")\n",
@@ -342,8 +346,8 @@ static void format_table(struct sbuf *b, const struct status_sample *s,
     sb_printf(b, "sent: %" PRIu64 " bytes, headers included (%" PRIu64 " of them body)\n",
               e->bytes_sent, e->body_bytes_sent);
     sb_printf(b,
-              "cache: %zu entries, %zu open fds, %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64
-              " revalidations, %" PRIu64 " evictions\n",
+              "cache: %zu entries, %zu open fds, %" PRIu64 " hits, %" PRIu64
+              " misses, %" PRIu64 " revalidations, %" PRIu64 " evictions\n",
               s->cache.entries, s->cache.open_fds, e->cache_hits, e->cache_misses,
               e->cache_revalidations, e->cache_evictions);
     if (s->reload == RELOAD_NONE) {
@@ -351,20 +355,22 @@ static void format_table(struct sbuf *b, const struct status_sample *s,
     } else {
         char ago[32];
         format_duration(ago, sizeof(ago), s->reload_age_ns);
-        sb_printf(b, "last reload: %s %s ago%s%s\n", s->reload == RELOAD_OK ? "ok" : "FAILED",
-                  ago, s->reload_msg[0] ? ": " : "", s->reload_msg);
+        sb_printf(b, "last reload: %s %s ago%s%s\n",
+                  s->reload == RELOAD_OK ? "ok" : "FAILED", ago,
+                  s->reload_msg[0] ? ": " : "", s->reload_msg);
     }
 }
 
 /* ---- metrics (Prometheus text exposition format 0.0.4) ---- */
 
-static void metric_head(struct sbuf *b, const char *name, const char *type, const char *help)
+static void metric_head(struct sbuf *b, const char *name, const char *type,
+                        const char *help)
 {
     sb_printf(b, "# HELP sluice_%s %s\n# TYPE sluice_%s %s\n", name, help, name, type);
 }
 
-static void metric_u64(struct sbuf *b, const char *name, const char *type, const char *help,
-                       uint64_t v)
+static void metric_u64(struct sbuf *b, const char *name, const char *type,
+                       const char *help, uint64_t v)
 {
     metric_head(b, name, type, help);
     sb_printf(b, "sluice_%s %" PRIu64 "\n", name, v);
@@ -428,7 +434,8 @@ static void metric_stages(struct sbuf *b, const struct status_sample *s, const c
 {
     metric_head(b, name, type, help);
     for (int i = 0; i < NSTAGES; i++) {
-        sb_printf(b, "sluice_%s{stage=\"%s\"} ", name, sl_stage_name((enum sl_stage_id)i));
+        sb_printf(b, "sluice_%s{stage=\"%s\"} ", name,
+                  sl_stage_name((enum sl_stage_id)i));
         stage_value(b, &s->stage[i], f);
         sb_puts(b, "\n");
     }
@@ -443,22 +450,26 @@ static void format_metrics(struct sbuf *b, const struct status_sample *s)
               STATUS_VERSION, s->queue_kind, s->optimistic_write ? "true" : "false");
     metric_head(b, "uptime_seconds", "gauge", "Seconds since the server started.");
     sb_printf(b, "sluice_uptime_seconds %.3f\n", (double)s->uptime_ns / 1e9);
-    metric_u64(b, "config_generation", "gauge", "Successful configuration reloads so far.",
-               s->generation);
+    metric_u64(b, "config_generation", "gauge",
+               "Successful configuration reloads so far.", s->generation);
     metric_u64(b, "config_reload_failures_total", "counter",
                "Configuration reloads that failed.", s->failed_reloads);
 
-    metric_stages(b, s, "stage_threads", "gauge", "Threads running in the stage.", F_THREADS);
+    metric_stages(b, s, "stage_threads", "gauge", "Threads running in the stage.",
+                  F_THREADS);
     metric_stages(b, s, "stage_busy_seconds_total", "counter",
-                  "Thread time the stage spent working (summed over its threads).", F_BUSY_S);
-    metric_stages(b, s, "stage_processed_total", "counter",
-                  "Items the stage finished (acceptor: connections, reader: request heads "
-                  "parsed, detector: connections found writable, writer: responses sent).",
-                  F_PROCESSED);
+                  "Thread time the stage spent working (summed over its threads).",
+                  F_BUSY_S);
+    metric_stages(
+        b, s, "stage_processed_total", "counter",
+        "Items the stage finished (acceptor: connections, reader: request heads "
+        "parsed, detector: connections found writable, writer: responses sent).",
+        F_PROCESSED);
     metric_stages(b, s, "stage_batches_total", "counter",
                   "Non-empty batches the stage took off its queue.", F_BATCHES);
     metric_stages(b, s, "stage_batch_items_total", "counter",
-                  "Items in those batches (mean batch = items / batches).", F_BATCH_ITEMS);
+                  "Items in those batches (mean batch = items / batches).",
+                  F_BATCH_ITEMS);
     metric_stages(b, s, "stage_batch_max", "gauge", "Largest batch taken so far.",
                   F_BATCH_MAX);
     metric_stages(b, s, "queue_depth", "gauge",
@@ -518,14 +529,15 @@ static void format_metrics(struct sbuf *b, const struct status_sample *s)
                "accept() failures other than EAGAIN and aborted connections.",
                e->accept_errors);
     metric_u64(b, "requests_total", "counter", "Responses sent completely.", e->requests);
-    metric_head(b, "responses_total", "counter", "Responses sent completely, by status class.");
+    metric_head(b, "responses_total", "counter",
+                "Responses sent completely, by status class.");
     for (int c = 1; c <= 5; c++)
         sb_printf(b, "sluice_responses_total{class=\"%dxx\"} %" PRIu64 "\n", c,
                   e->status_class[c]);
     metric_u64(b, "sent_bytes_total", "counter",
                "Bytes written to clients, response headers included.", e->bytes_sent);
-    metric_u64(b, "sent_body_bytes_total", "counter", "Response body bytes written to clients.",
-               e->body_bytes_sent);
+    metric_u64(b, "sent_body_bytes_total", "counter",
+               "Response body bytes written to clients.", e->body_bytes_sent);
     metric_u64(b, "cache_entries", "gauge", "Entries in the fd/header cache.",
                (uint64_t)s->cache.entries);
     metric_u64(b, "cache_open_fds", "gauge", "Files the cache holds open.",
@@ -535,7 +547,8 @@ static void format_metrics(struct sbuf *b, const struct status_sample *s)
     metric_u64(b, "cache_misses_total", "counter", "Cache lookups that opened the file.",
                e->cache_misses);
     metric_u64(b, "cache_revalidations_total", "counter",
-               "Cache entries checked again against the file system.", e->cache_revalidations);
+               "Cache entries checked again against the file system.",
+               e->cache_revalidations);
     metric_u64(b, "cache_evictions_total", "counter", "Cache entries evicted.",
                e->cache_evictions);
 }
@@ -543,12 +556,12 @@ static void format_metrics(struct sbuf *b, const struct status_sample *s)
 /* ---- commands ---- */
 
 enum cmd_kind {
-    CMD_NONE,  /* empty line: ignored */
+    CMD_NONE, /* empty line: ignored */
     CMD_HELP,
     CMD_STATS,
     CMD_STATS_JSON,
     CMD_METRICS,
-    CMD_SET,   /* stage, n */
+    CMD_SET, /* stage, n */
     CMD_QUIT,
     CMD_ERROR, /* err says why */
 };
@@ -937,7 +950,8 @@ static int client_read(struct client *c)
     for (int round = 0; round < 16; round++) {
         if (c->closing || out_pending(c) >= OUT_HIGH || c->in_len == sizeof(c->in))
             return SL_OK;
-        ssize_t n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, MSG_DONTWAIT);
+        ssize_t n =
+            recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -1023,7 +1037,8 @@ static void *status_main(void *arg)
             if (rc == SL_OK)
                 rc = client_flush(c);
             /* Output drained below the mark: run lines left waiting. */
-            if (rc == SL_OK && !c->closing && c->in_len > 0 && out_pending(c) < OUT_HIGH) {
+            if (rc == SL_OK && !c->closing && c->in_len > 0 &&
+                out_pending(c) < OUT_HIGH) {
                 run_lines(c, false);
                 rc = client_flush(c);
             }
@@ -1051,8 +1066,8 @@ static int claim_path(const char *path, const struct sockaddr_un *sa)
         return SL_ERR;
     }
     if (!S_ISSOCK(sb.st_mode)) {
-        sl_log(SL_LOG_CRIT, "status socket %s: exists and is not a socket; not replacing it",
-               path);
+        sl_log(SL_LOG_CRIT,
+               "status socket %s: exists and is not a socket; not replacing it", path);
         return SL_ERR;
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1068,8 +1083,8 @@ static int claim_path(const char *path, const struct sockaddr_un *sa)
         return SL_ERR;
     }
     if (err != ECONNREFUSED) {
-        sl_log(SL_LOG_CRIT, "status socket %s: cannot check whether it is in use: %s", path,
-               strerror(err));
+        sl_log(SL_LOG_CRIT, "status socket %s: cannot check whether it is in use: %s",
+               path, strerror(err));
         return SL_ERR;
     }
     if (unlink(path) != 0 && errno != ENOENT) {
@@ -1085,13 +1100,29 @@ int sl_status_start(const char *path, mode_t mode)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (path == NULL || path[0] == '\0' || strlen(path) >= sizeof(sa.sun_path)) {
-        sl_log(SL_LOG_CRIT, "server.status_socket: path '%s' is empty or longer than %zu bytes",
+        sl_log(SL_LOG_CRIT,
+               "server.status_socket: path '%s' is empty or longer than %zu bytes",
                path ? path : "", sizeof(sa.sun_path) - 1);
         return SL_ERR;
     }
     memcpy(sa.sun_path, path, strlen(path) + 1);
     if (claim_path(path, &sa) != SL_OK)
         return SL_ERR;
+
+    /* The socket is bound and listening under a temporary name first, then
+       renamed into place, so the path never names a socket that refuses
+       connections (a client, or another sluice checking for a live owner,
+       would take it for stale). A path too long for the temporary name is
+       bound directly. */
+    struct sockaddr_un tsa = sa;
+    int tn =
+        snprintf(tsa.sun_path, sizeof(tsa.sun_path), "%s.%ld.tmp", path, (long)getpid());
+    bool via_tmp = tn > 0 && (size_t)tn < sizeof(tsa.sun_path);
+    if (!via_tmp)
+        tsa = sa;
+    const char *bound = tsa.sun_path;
+    if (via_tmp)
+        unlink(bound); /* left by an earlier process with our pid */
 
     st.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (st.listen_fd < 0) {
@@ -1102,27 +1133,37 @@ int sl_status_start(const char *path, mode_t mode)
        is wider); main is the only thread that creates files meanwhile. The
        chmod then sets exactly MODE, whatever the umask would have allowed. */
     mode_t old = umask((mode_t)(~mode & 0777));
-    int rc = bind(st.listen_fd, (struct sockaddr *)&sa, sizeof(sa));
+    int rc = bind(st.listen_fd, (struct sockaddr *)&tsa, sizeof(tsa));
     int err = errno;
     umask(old);
     if (rc != 0) {
-        sl_log(SL_LOG_CRIT, "status socket %s: bind: %s", path, strerror(err));
+        sl_log(SL_LOG_CRIT, "status socket %s: bind: %s", bound, strerror(err));
+        goto fail;
+    }
+    if (chmod(bound, mode) != 0) {
+        sl_log(SL_LOG_CRIT, "status socket %s: chmod %04o: %s", bound, (unsigned)mode,
+               strerror(errno));
+        unlink(bound);
+        goto fail;
+    }
+    if (listen(st.listen_fd, 64) != 0) {
+        sl_log(SL_LOG_CRIT, "status socket %s: listen: %s", bound, strerror(errno));
+        unlink(bound);
+        goto fail;
+    }
+    if (via_tmp && rename(bound, path) != 0) {
+        sl_log(SL_LOG_CRIT, "status socket %s: cannot rename %s to it: %s", path, bound,
+               strerror(errno));
+        unlink(bound);
         goto fail;
     }
     struct stat sb;
-    if (chmod(path, mode) != 0 || stat(path, &sb) != 0) {
-        sl_log(SL_LOG_CRIT, "status socket %s: chmod %04o: %s", path, (unsigned)mode,
-               strerror(errno));
-        unlink(path);
+    if (stat(path, &sb) != 0) {
+        sl_log(SL_LOG_CRIT, "status socket %s: %s", path, strerror(errno));
         goto fail;
     }
     st.dev = sb.st_dev;
     st.ino = sb.st_ino;
-    if (listen(st.listen_fd, 64) != 0) {
-        sl_log(SL_LOG_CRIT, "status socket %s: listen: %s", path, strerror(errno));
-        unlink(path);
-        goto fail;
-    }
     st.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (st.wake_fd < 0) {
         sl_log(SL_LOG_CRIT, "status socket: eventfd: %s", strerror(errno));

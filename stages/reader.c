@@ -181,14 +181,33 @@ static void serve_linger(struct reader *r, struct sl_conn *c)
     close_conn(c);
 }
 
+/* A connection handed to this reader by another stage. */
 static void take(struct reader *r, struct sl_conn *c)
 {
     if (c->phase == SL_PHASE_LINGER) {
         c->deadline_ns = r->now + LINGER_NS;
         serve_linger(r, c);
-    } else {
-        serve_input(r, c);
+        return;
     }
+    if (c->requests > 0 && c->buf_len == 0 && c->discard == 0 &&
+        !__atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED)) {
+        /* Back from a writer with nothing buffered: the client has rarely sent
+           its next request yet, so skip the read that would say EAGAIN. Re-arming
+           the one-shot registration re-checks readiness, so bytes already
+           there are reported at once. */
+        wait_input(r, c);
+        return;
+    }
+    serve_input(r, c);
+}
+
+/* A connection whose one-shot registration fired. */
+static void readable(struct reader *r, struct sl_conn *c)
+{
+    if (c->phase == SL_PHASE_LINGER)
+        serve_linger(r, c);
+    else
+        serve_input(r, c);
 }
 
 /* 408 for a client too slow to send its head (best effort), then close. */
@@ -301,7 +320,7 @@ void *sl_reader_main(void *arg)
             cds_list_del(&c->timer_link);
             if (c->buf_len == 0 && c->phase == SL_PHASE_READ)
                 c->deadline_ns = 0; /* was idle: the header timeout starts now */
-            take(&r, c);
+            readable(&r, c);
         }
         SL_COUNTER_ADD(&sc->busy_ns, sl_now_ns() - t2);
     }

@@ -26,19 +26,20 @@ static const char *sock_path = "sluice.sock";
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: sluicectl [-s SOCKET] COMMAND\n"
-            "  -s SOCKET              the status socket (default: sluice.sock)\n"
-            "commands:\n"
-            "  stats                  per-stage table\n"
-            "  json                   the `stats json` object (one line)\n"
-            "  metrics                Prometheus text format\n"
-            "  set STAGE.threads N    resize a stage live (writer, acceptor)\n"
-            "  top [-n ITER] [-i SECONDS]\n"
-            "                         live view, refreshed every SECONDS (default 1);\n"
-            "                         plain appended blocks when stdout is not a terminal\n"
-            "  help                   the server's command list\n"
-            "exit status: 0 ok, 1 the server reported an error, 2 usage, 3 cannot connect\n");
+    fprintf(
+        f,
+        "usage: sluicectl [-s SOCKET] COMMAND\n"
+        "  -s SOCKET              the status socket (default: sluice.sock)\n"
+        "commands:\n"
+        "  stats                  per-stage table\n"
+        "  json                   the `stats json` object (one line)\n"
+        "  metrics                Prometheus text format\n"
+        "  set STAGE.threads N    resize a stage live (writer, acceptor)\n"
+        "  top [-n ITER] [-i SECONDS]\n"
+        "                         live view, refreshed every SECONDS (default 1);\n"
+        "                         plain appended blocks when stdout is not a terminal\n"
+        "  help                   the server's command list\n"
+        "exit status: 0 ok, 1 the server reported an error, 2 usage, 3 cannot connect\n");
 }
 
 static void die_conn(const char *what, int err)
@@ -164,7 +165,8 @@ static char *request(struct conn *c, const char *line)
                 c->len = 0;
                 return out;
             }
-            fprintf(stderr, "sluicectl: %s: the server closed the connection\n", sock_path);
+            fprintf(stderr, "sluicectl: %s: the server closed the connection\n",
+                    sock_path);
             exit(EXIT_CONNECT);
         }
         c->len += (size_t)r;
@@ -226,7 +228,8 @@ static void jv_free(struct jv *v)
 
 static void jskip(struct jparser *p)
 {
-    while (p->p < p->end && (*p->p == ' ' || *p->p == '\t' || *p->p == '\n' || *p->p == '\r'))
+    while (p->p < p->end &&
+           (*p->p == ' ' || *p->p == '\t' || *p->p == '\n' || *p->p == '\r'))
         p->p++;
 }
 
@@ -526,20 +529,23 @@ static void top_frame(FILE *f, const struct jv *cur, const struct jv *prev, bool
         snprintf(key, sizeof(key), "requests.%dxx", i);
         cls[i] = jnum(cur, key) - jnum(prev, key);
     }
-    fprintf(f, "requests %.1f/s  2xx %.1f%%  3xx %.1f%%  4xx %.1f%%  5xx %.1f%%  sent %.2f MB/s\n",
+    fprintf(f,
+            "requests %.1f/s  2xx %.1f%%  3xx %.1f%%  4xx %.1f%%  5xx %.1f%%  sent %.2f "
+            "MB/s\n",
             req, dreq > 0 ? 100 * cls[2] / dreq : 0, dreq > 0 ? 100 * cls[3] / dreq : 0,
             dreq > 0 ? 100 * cls[4] / dreq : 0, dreq > 0 ? 100 * cls[5] / dreq : 0,
             rate(jnum(cur, "bytes_sent"), jnum(prev, "bytes_sent"), dt) / 1e6);
     double hits = jnum(cur, "cache.hits") - jnum(prev, "cache.hits");
     double lookups = hits + jnum(cur, "cache.misses") - jnum(prev, "cache.misses");
-    fprintf(f,
-            "connections %.0f open  %.1f/s accepted  %.1f/s rejected   cache %.0f entries "
-            "%.0f fds  hit %.1f%%\n",
-            jnum(cur, "connections.current"),
-            rate(jnum(cur, "connections.accepted"), jnum(prev, "connections.accepted"), dt),
-            rate(jnum(cur, "connections.rejected"), jnum(prev, "connections.rejected"), dt),
-            jnum(cur, "cache.entries"), jnum(cur, "cache.open_fds"),
-            lookups > 0 ? 100 * hits / lookups : 0);
+    fprintf(
+        f,
+        "connections %.0f open  %.1f/s accepted  %.1f/s rejected   cache %.0f entries "
+        "%.0f fds  hit %.1f%%\n",
+        jnum(cur, "connections.current"),
+        rate(jnum(cur, "connections.accepted"), jnum(prev, "connections.accepted"), dt),
+        rate(jnum(cur, "connections.rejected"), jnum(prev, "connections.rejected"), dt),
+        jnum(cur, "cache.entries"), jnum(cur, "cache.open_fds"),
+        lookups > 0 ? 100 * hits / lookups : 0);
     fprintf(f, "%-9s %4s %6s %10s %10s %6s %7s %7s %10s %10s\n", "STAGE", "THR", "BUSY%",
             "ITEMS/s", "IN/s", "BATCH", "DEPTH", "MAXDEP", "WAITp50us", "WAITp99us");
     const struct jv *stages = jget(cur, "stages");
@@ -585,7 +591,8 @@ static int top(int argc, char **argv)
         } else if (strcmp(argv[i], "-i") == 0 && i + 1 < argc) {
             interval = strtod(argv[++i], &end);
             if (*end != '\0' || !(interval >= 0.05 && interval <= 3600)) {
-                fprintf(stderr, "sluicectl: top: -i wants seconds between 0.05 and 3600\n");
+                fprintf(stderr,
+                        "sluicectl: top: -i wants seconds between 0.05 and 3600\n");
                 return EXIT_USAGE;
             }
         } else {
@@ -676,7 +683,8 @@ int main(int argc, char **argv)
             return EXIT_USAGE;
         }
         char line[256];
-        if (snprintf(line, sizeof(line), "set %s %s", argv[1], argv[2]) >= (int)sizeof(line) ||
+        if (snprintf(line, sizeof(line), "set %s %s", argv[1], argv[2]) >=
+                (int)sizeof(line) ||
             strpbrk(line, "\r\n") != NULL) {
             fprintf(stderr, "sluicectl: set: argument too long or not one line\n");
             return EXIT_USAGE;
@@ -687,7 +695,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-    if (strcmp(cmd, "stats") == 0 || strcmp(cmd, "metrics") == 0 || strcmp(cmd, "help") == 0)
+    if (strcmp(cmd, "stats") == 0 || strcmp(cmd, "metrics") == 0 ||
+        strcmp(cmd, "help") == 0)
         return simple_command(cmd);
     if (strcmp(cmd, "json") == 0)
         return simple_command("stats json");

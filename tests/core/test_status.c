@@ -90,7 +90,9 @@ Test(status_parse, echoed_words_are_sanitized_and_short)
     struct command c;
     parse_command(line, sizeof(line) - 1, &c);
     cr_assert_eq(c.kind, CMD_ERROR);
-    cr_assert(strstr(c.err, "'ab??" "?'") != NULL, "%s", c.err);
+    cr_assert(strstr(c.err, "'ab??"
+                            "?'") != NULL,
+              "%s", c.err);
     char longw[300];
     memset(longw, 'x', sizeof(longw) - 1);
     longw[sizeof(longw) - 1] = '\0';
@@ -145,8 +147,9 @@ Test(status_lines, several_commands_one_write_each_reply_framed)
     const char *o = out_str(c);
     cr_assert(strncmp(o, help_text, strlen(help_text)) == 0);
     const char *rest = o + strlen(help_text);
-    cr_assert_str_eq(rest, "\nerror: unknown command 'bogus' (try: help)\n\n"
-                           "error: cannot set 'writer.speed': only STAGE.threads can be set\n\n");
+    cr_assert_str_eq(
+        rest, "\nerror: unknown command 'bogus' (try: help)\n\n"
+              "error: cannot set 'writer.speed': only STAGE.threads can be set\n\n");
     cr_assert_eq(c->in_len, 0);
     free_client(c);
 }
@@ -308,16 +311,30 @@ Test(status_format, json_is_one_line_with_every_key)
     cr_assert_eq(b.p[0], '{');
     cr_assert_eq(b.p[b.len - 1], '}');
     static const char *const keys[] = {
-        "\"version\":\"0.1\"", "\"pid\":4242", "\"uptime_s\":4.000", "\"generation\":2",
-        "\"failed_reloads\":1", "\"queue_kind\":\"wfcq\"", "\"optimistic_write\":true",
-        "\"interval_s\":1.500", "\"stages\":[{\"name\":\"acceptor\",\"threads\":1,\"busy\":0.1000",
-        "{\"name\":\"reader\"", "{\"name\":\"detector\"", "{\"name\":\"writer\",\"threads\":8",
-        "\"batch_mean\":2.50", "\"batch_max\":7", "\"limit\":4096",
+        "\"version\":\"0.1\"",
+        "\"pid\":4242",
+        "\"uptime_s\":4.000",
+        "\"generation\":2",
+        "\"failed_reloads\":1",
+        "\"queue_kind\":\"wfcq\"",
+        "\"optimistic_write\":true",
+        "\"interval_s\":1.500",
+        "\"stages\":[{\"name\":\"acceptor\",\"threads\":1,\"busy\":0.1000",
+        "{\"name\":\"reader\"",
+        "{\"name\":\"detector\"",
+        "{\"name\":\"writer\",\"threads\":8",
+        "\"batch_mean\":2.50",
+        "\"batch_max\":7",
+        "\"limit\":4096",
         "\"queue\":{\"depth\":10,\"max_depth\":17,\"enqueued\":103,\"dequeued\":93",
-        "\"wait_us\":{\"p50\":", "\"max\":100.000", "\"count\":100",
+        "\"wait_us\":{\"p50\":",
+        "\"max\":100.000",
+        "\"count\":100",
         "\"connections\":{\"current\":3,\"accepted\":50,\"closed\":45,\"rejected\":2",
-        "\"requests\":{\"total\":1000,\"1xx\":0,\"2xx\":990,\"3xx\":0,\"4xx\":10,\"5xx\":0}",
-        "\"bytes_sent\":123456789", "\"body_bytes_sent\":100000000",
+        "\"requests\":{\"total\":1000,\"1xx\":0,\"2xx\":990,\"3xx\":0,\"4xx\":10,\"5xx\":"
+        "0}",
+        "\"bytes_sent\":123456789",
+        "\"body_bytes_sent\":100000000",
         "\"cache\":{\"entries\":12,\"open_fds\":11,\"hits\":900,\"misses\":100",
         "\"last_reload\":{\"ok\":false",
         "\"message\":\"x.conf:3: \\\"bad\\\"\\u0009key\\\\\"}"};
@@ -368,9 +385,14 @@ Test(status_format, table_has_every_stage_and_no_empty_line)
     format_table(&b, &s, busy, 2.0);
     cr_assert(b.len > 0 && b.p[b.len - 1] == '\n');
     cr_assert_null(strstr(b.p, "\n\n"));
-    static const char *const want[] = {"acceptor ", "reader ", "detector ", "writer ",
-                                       "connections: 3 open", "requests: 1000",
-                                       "sent: 123456789 bytes", "cache: 12 entries",
+    static const char *const want[] = {"acceptor ",
+                                       "reader ",
+                                       "detector ",
+                                       "writer ",
+                                       "connections: 3 open",
+                                       "requests: 1000",
+                                       "sent: 123456789 bytes",
+                                       "cache: 12 entries",
                                        "last reload: FAILED"};
     for (size_t i = 0; i < SL_ARRAY_LEN(want); i++)
         cr_assert(strstr(b.p, want[i]) != NULL, "missing %s in\n%s", want[i], b.p);
@@ -429,7 +451,8 @@ Test(status_format, metrics_follow_the_exposition_format)
     cr_assert(strstr(b.p, "sluice_stage_threads{stage=\"writer\"} 8\n") != NULL);
     cr_assert(strstr(b.p, "sluice_requests_total 1000\n") != NULL);
     cr_assert(strstr(b.p, "sluice_responses_total{class=\"4xx\"} 10\n") != NULL);
-    cr_assert(strstr(b.p, "sluice_queue_wait_seconds_count{stage=\"writer\"} 100\n") != NULL);
+    cr_assert(strstr(b.p, "sluice_queue_wait_seconds_count{stage=\"writer\"} 100\n") !=
+              NULL);
     free(text);
     sb_free(&b);
 }

@@ -3,16 +3,16 @@
 --   wrk -t2 -c50 -d5s -s tools/bench/specweb.lua http://127.0.0.1:8080 -- FILESET [SEED]
 --
 -- FILESET has one line per file: "dir<TAB>class<TAB>file<TAB>url-path",
--- where dir is the directory number (0 = most popular), class 0-3 and file
--- 0-8 as in the SPECweb99 file set (class c, file k is (k+1) * 102.4 * 10^c
--- bytes). tools/sluice-bench writes it from the generated docroot.
+-- where dir is the directory number (0 = most popular), class 0-3, and file
+-- the position 0-8 of the file in its class by size (tools/sluice-fileset's
+-- dirNNNNN/class{c}_{file+1}). tools/sluice-bench writes it from the docroot.
 --
 -- A request picks, independently:
 --   a directory  Zipf(1) over the directories (directory 0 most popular);
 --   a class      35% class 0, 50% class 1, 14% class 2, 1% class 3;
---   a file       Zipf(1) over the 9 files of the class, with SPECweb99's
---                rank order: file 4 first (35.3%), then 3, 5, 2, 6, 1, 7,
---                8, 0 (3.9%).
+--   a file       Zipf(1) over the 9 files of the class, in SPECweb99's
+--                rank order: file 4 (the 5th smallest) first (35.3%), then
+--                3, 5, 2, 6, 1, 7, 8, and file 0 last (3.9%).
 -- Each wrk thread seeds its generator from SEED and its thread number, so a
 -- run is repeatable and every server sees the same request sequence. The
 -- sequence is built once in init(); request() only hands out prebuilt

@@ -1,0 +1,458 @@
+"""Shared pieces of the integration tests: where the daemon is, the document
+root every server gets, one sluice process, and a raw HTTP/1.1 client that
+shows exactly what went over the socket.
+
+Only the standard library; only loopback addresses.
+"""
+
+import hashlib
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("SLUICE_BUILD", REPO / "build"))
+SLUICE = BUILD / "sluice"
+FILESET_TOOL = REPO / "tools" / "sluice-fileset"
+HOST = "127.0.0.1"
+
+SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
+
+# Sections of the config and their keys, for sluice_factory(section_key=value)
+# keyword arguments: the section is everything before the first underscore.
+SECTIONS = ("server", "queue", "acceptor", "reader", "detector", "writer", "cache",
+            "http", "limits", "timeouts")
+
+# Extra files of the test root besides the SPECweb99-like dir00000/.
+# Policy notes: dot files are served like any other file (README "What is
+# served"); symlinks are followed only while they stay inside the root.
+UTF8_NAME = "with space \u00fcn\u00efc\u00f8d\u00e9 \u20ac.txt"
+EXTRA_FILES = {
+    "empty.bin": 0,
+    "one.bin": 1,
+    "1k.bin": 1024,
+    "1m.bin": 1 << 20,
+    "5m.bin": 5 << 20,
+}
+TYPED_FILES = {  # name -> (content, expected media type)
+    "page.html": (b"<!DOCTYPE html><html><body>page</body></html>\n", "text/html"),
+    "image.svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"/>\n',
+                  "image/svg+xml"),
+    "style.css": (b"body { color: #123456; }\n", "text/css"),
+    "data.zzqx": (b"unknown extension\n", "application/octet-stream"),
+    "noext": (b"no extension at all\n", "application/octet-stream"),
+}
+INDEX_HTML = b"<!DOCTYPE html><html><body>the index of withindex/</body></html>\n"
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def raise_nofile():
+    """preexec_fn for load generators: as many descriptors as allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def wait_until(pred, timeout=10.0, step=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(step)
+
+
+# --------------------------------------------------------------- the document root
+
+
+class Root:
+    """A document root: path, and {url path: (size, sha256)} of what it serves."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.files = {}   # "/dir00000/class0_1" -> (size, sha256)
+        self.fileset = []  # the 36 SPECweb99-like url paths, manifest order
+
+    def data(self, url_path):
+        """The bytes a file has on disk now (URL path without %-encoding)."""
+        return (self.path / url_path.lstrip("/")).read_bytes()
+
+
+def make_root(path, seed=42):
+    """Builds the standard test root in PATH (created): the fileset with one
+    directory (tools/sluice-fileset) plus the extra files described above."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run([str(FILESET_TOOL), "--dirs", "1", "--seed", str(seed), "--out", str(path),
+                    "--quiet"], check=True, timeout=60)
+    root = Root(path)
+    with open(path / "manifest.tsv", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#") or not line.strip():
+                continue
+            rel, size, digest = line.rstrip("\n").split("\t")
+            root.files["/" + rel] = (int(size), digest)
+            root.fileset.append("/" + rel)
+    for name, size in EXTRA_FILES.items():
+        data = hashlib.shake_128(f"sluice-tests/{seed}/{name}".encode()).digest(size)
+        (path / name).write_bytes(data)
+        root.files["/" + name] = (size, sha256(data))
+    for name, (data, _) in TYPED_FILES.items():
+        (path / name).write_bytes(data)
+        root.files["/" + name] = (len(data), sha256(data))
+    (path / "withindex").mkdir(exist_ok=True)
+    (path / "withindex" / "index.html").write_bytes(INDEX_HTML)
+    root.files["/withindex/index.html"] = (len(INDEX_HTML), sha256(INDEX_HTML))
+    (path / "noindex").mkdir(exist_ok=True)
+    inner = b"a file in a directory without index\n"
+    (path / "noindex" / "file.txt").write_bytes(inner)
+    root.files["/noindex/file.txt"] = (len(inner), sha256(inner))
+    utf8 = f"UTF-8 name: {UTF8_NAME}\n".encode()
+    (path / UTF8_NAME).write_bytes(utf8)
+    root.files["/" + UTF8_NAME] = (len(utf8), sha256(utf8))
+    hidden = b"dot files are served\n"
+    (path / ".hidden").write_bytes(hidden)
+    root.files["/.hidden"] = (len(hidden), sha256(hidden))
+    # Symlinks: one that stays inside (served), ones that leave (404).
+    os.symlink("dir00000/class1_1", path / "link-inside")
+    os.symlink("/etc/passwd", path / "link-outside")
+    os.symlink("../../../../../../../../etc/passwd", path / "link-outside-rel")
+    os.symlink("/etc", path / "linkdir-outside")
+    unreadable = path / "unreadable.txt"
+    unreadable.write_bytes(b"secret\n")
+    os.chmod(unreadable, 0)
+    return root
+
+
+# --------------------------------------------------------------- one daemon
+
+
+class Sluice:
+    """One sluice process with its own config, port, status socket and log."""
+
+    def __init__(self, workdir, root, conf=None, name="sluice"):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.root = root if isinstance(root, Root) else Root(root)
+        self.port = free_port()
+        self.host = HOST
+        self.url = f"http://{HOST}:{self.port}"
+        self.name = name
+        self.status_socket = str(self.workdir / f"{name}.sock")
+        self.conf_path = self.workdir / f"{name}.conf"
+        self.log_path = self.workdir / f"{name}.log"
+        self.pidfile = self.workdir / f"{name}.pid"
+        self.conf = {
+            "server": {
+                "listen": f"{HOST}:{self.port}",
+                "root": str(self.root.path),
+                "status_socket": self.status_socket,
+                "pidfile": str(self.pidfile),
+                "shutdown_timeout": "5s",
+                "log_level": "info",
+            },
+            "timeouts": {"header": "10s", "keepalive": "30s", "send": "20s"},
+        }
+        for key, value in (conf or {}).items():
+            section, k = split_key(key)
+            self.conf.setdefault(section, {})[k] = value
+        # Overrides of these keys change what the object reports.
+        listen = str(self.conf["server"]["listen"])
+        if listen.rsplit(":", 1)[-1].isdigit():
+            self.port = int(listen.rsplit(":", 1)[-1])
+            self.url = f"http://{HOST}:{self.port}"
+        self.status_socket = str(self.conf["server"].get("status_socket") or "")
+        self.proc = None
+        self.pid = None
+        self.returncode = None
+        self._logf = None
+        self.write_conf()
+
+    def write_conf(self):
+        lines = []
+        for section, keys in self.conf.items():
+            lines.append(f"[{section}]")
+            for k, v in keys.items():
+                if isinstance(v, bool):
+                    v = "yes" if v else "no"
+                lines.append(f"{k} = {v}")
+        self.conf_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def start(self, timeout=10.0):
+        self._logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([str(SLUICE), "-c", str(self.conf_path)],
+                                     stdin=subprocess.DEVNULL, stdout=self._logf,
+                                     stderr=subprocess.STDOUT, cwd=str(self.workdir),
+                                     preexec_fn=raise_nofile)
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"sluice exited with {self.proc.returncode} at start:\n"
+                                     f"{self.log_text()}")
+            if self._accepts():
+                return self
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"sluice did not accept on port {self.port} within "
+                                     f"{timeout}s:\n{self.log_text()}")
+            time.sleep(0.02)
+
+    def _accepts(self):
+        """The HTTP port accepts, and so does the status socket if configured
+        (it starts after the listener: both up means the daemon is up)."""
+        try:
+            socket.create_connection((HOST, self.port), timeout=0.5).close()
+        except OSError:
+            return False
+        sock = self.conf["server"].get("status_socket")
+        if sock:
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as u:
+                    u.settimeout(0.5)
+                    u.connect(sock)
+            except OSError:
+                return False
+        return True
+
+    def log_text(self):
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout=15.0):
+        """SIGTERM, wait; returns the exit status (the process is gone after)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self._close_log()
+                raise AssertionError(f"sluice (pid {self.pid}) did not exit within {timeout}s "
+                                     f"of SIGTERM:\n{self.log_tail()}")
+        self.returncode = self.proc.returncode
+        self._close_log()
+        return self.returncode
+
+    def _close_log(self):
+        if self._logf:
+            self._logf.close()
+            self._logf = None
+
+    def log_tail(self, n=60):
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    def check_clean_exit(self):
+        """Stops the daemon and asserts exit status 0 and a sanitizer-clean log."""
+        rc = self.stop()
+        log = self.log_text()
+        found = [m for m in SANITIZER_MARKERS if m in log]
+        assert not found, f"sanitizer report in the log of {self.name}:\n{log[-20000:]}"
+        assert rc == 0, f"{self.name} exited with {rc} after SIGTERM:\n{self.log_tail()}"
+
+    # convenience
+    def get(self, path, headers=None, timeout=10):
+        c = RawConn(self.port, timeout=timeout)
+        try:
+            c.send(request("GET", path, headers=headers, close=True))
+            return c.read_response("GET")
+        finally:
+            c.close()
+
+    def ensure_serving(self, path="/one.bin"):
+        """A fresh connection still gets a correct answer."""
+        r = self.get(path)
+        assert r.status == 200, f"fresh connection after an error: {r.status} {r.reason}"
+        size, digest = self.root.files[path]
+        assert sha256(r.body) == digest
+        return r
+
+
+def split_key(key):
+    """'writer_threads' or 'writer.threads' -> ('writer', 'threads')."""
+    if "." in key:
+        section, k = key.split(".", 1)
+    else:
+        section, _, k = key.partition("_")
+    if section not in SECTIONS or not k:
+        raise ValueError(f"config override '{key}': expected SECTION_KEY or SECTION.KEY")
+    return section, k
+
+
+# --------------------------------------------------------------- raw HTTP
+
+
+def request(method, path, version="HTTP/1.1", host="127.0.0.1", headers=None, close=False,
+            body=b""):
+    """Bytes of one request. HEADERS: list of (name, value) or a dict."""
+    lines = [f"{method} {path} {version}"]
+    if host is not None:
+        lines.append(f"Host: {host}")
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    for name, value in headers or []:
+        lines.append(f"{name}: {value}")
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body
+
+
+class Response:
+    def __init__(self, version, status, reason, headers, head, body):
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.headers_list = headers  # [(name, value)] as sent
+        self.head = head              # raw bytes of the head, CRLFCRLF included
+        self.body = body
+
+    def header(self, name, default=None):
+        vals = self.headers(name)
+        return vals[0] if vals else default
+
+    def headers(self, name):
+        return [v for n, v in self.headers_list if n.lower() == name.lower()]
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.reason} body={len(self.body)}B>"
+
+
+class ConnectionClosed(Exception):
+    pass
+
+
+class RawConn:
+    """A client socket that reads responses exactly as they come."""
+
+    def __init__(self, port, timeout=10.0, rcvbuf=None, host=HOST):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
+        self.buf = b""
+        self.eof = False
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self, n=65536):
+        if self.eof:
+            return False
+        data = self.sock.recv(n)
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def read_head(self):
+        while b"\r\n\r\n" not in self.buf:
+            if not self._fill():
+                raise ConnectionClosed(f"connection closed before a full response head; "
+                                       f"got {self.buf[:200]!r}")
+        i = self.buf.index(b"\r\n\r\n") + 4
+        head, self.buf = self.buf[:i], self.buf[i:]
+        lines = head[:-4].decode("latin-1").split("\r\n")
+        m = re.fullmatch(r"(HTTP/\d\.\d) (\d{3}) ?(.*)", lines[0])
+        assert m, f"bad status line {lines[0]!r}"
+        headers = []
+        for line in lines[1:]:
+            assert ":" in line, f"bad header line {line!r} in {head!r}"
+            n, v = line.split(":", 1)
+            assert n == n.strip(), f"whitespace in header name {n!r}"
+            headers.append((n, v.strip()))
+        return m.group(1), int(m.group(2)), m.group(3), headers, head
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            if not self._fill(max(65536, n - len(self.buf))):
+                raise ConnectionClosed(f"connection closed after {len(self.buf)} of {n} "
+                                       "body bytes")
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read_response(self, method="GET"):
+        version, status, reason, headers, head = self.read_head()
+        r = Response(version, status, reason, headers, head, b"")
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            return r
+        cl = r.headers("Content-Length")
+        if cl:
+            assert len(cl) == 1, f"several Content-Length headers: {cl}"
+            r.body = self.read_exact(int(cl[0]))
+        else:
+            while self._fill():
+                pass
+            r.body, self.buf = self.buf, b""
+        return r
+
+    def closed_within(self, timeout):
+        """True if the server closes the connection (EOF or reset) within
+        TIMEOUT seconds without sending anything more; False if it stays open.
+        Bytes received meanwhile are an error."""
+        if self.buf:
+            raise AssertionError(f"unexpected bytes from the server: {self.buf[:200]!r}")
+        old = self.sock.gettimeout()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.sock.settimeout(left)
+                try:
+                    data = self.sock.recv(4096)
+                except socket.timeout:
+                    return False
+                except ConnectionResetError:
+                    return True
+                if not data:
+                    return True
+                raise AssertionError(f"unexpected bytes from the server: {data[:200]!r}")
+        finally:
+            self.sock.settimeout(old)
+
+
+def exchange(port, data, method="GET", timeout=10.0, wait_close=None):
+    """Sends DATA on a new connection and reads one response. With WAIT_CLOSE
+    (seconds), also reports whether the server then closed the connection
+    within that time: returns (Response, closed); else just the Response."""
+    with RawConn(port, timeout=timeout) as c:
+        c.send(data)
+        r = c.read_response(method)
+        if wait_close is None:
+            return r
+        return r, c.closed_within(wait_close)

@@ -1,0 +1,246 @@
+"""The fd/header cache against a changing file system ([cache] validity and
+negative_validity = 1 s): changed, replaced, deleted and created files are
+noticed within the validity period plus a margin, a response is always one
+whole version of a file (never old headers with new bytes, never a mix), and
+a download in progress is not disturbed by the file being replaced."""
+
+import hashlib
+import os
+import time
+
+import pytest
+
+from helpers import ConnectionClosed, RawConn, request, sha256
+
+VALIDITY = 1.0
+POLL_FOR = 3.0  # validity + margin
+POLL_STEP = 0.05
+
+
+def blob(tag, size):
+    return hashlib.shake_128(tag.encode()).digest(size)
+
+
+@pytest.fixture
+def server(sluice_factory, tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "static.txt").write_bytes(b"never changes\n")
+    return sluice_factory(root=root, cache_validity="1s", cache_negative_validity="1s")
+
+
+def fetch(server, name):
+    """(status, body) of one GET on a fresh connection; a body cut short
+    (the server closed the connection early) comes back as status -1."""
+    with RawConn(server.port, timeout=10) as c:
+        c.send(request("GET", "/" + name, close=True))
+        try:
+            r = c.read_response()
+        except (ConnectionClosed, ConnectionResetError) as e:  # a short body is a finding
+            return -1, f"[{e}]".encode()
+        return r.status, r.body
+
+
+def poll(server, name, done, versions, what):
+    """GETs NAME every 50 ms until done(status, body); every response on the
+    way must be one of VERSIONS ({label: (status, body)}). Returns the labels
+    seen in order and the time it took."""
+    allowed = {v: k for k, v in versions.items()}
+    seen = []
+    t0 = time.monotonic()
+    while True:
+        status, body = fetch(server, name)
+        label = allowed.get((status, body))
+        assert label is not None, (
+            f"{what}: response {len(seen) + 1} after {time.monotonic() - t0:.2f}s is not a "
+            f"whole version of the file: " +
+            (f"{body.decode()} " if status == -1 else "") +
+            f"status {status}, {len(body)} bytes, "
+            f"sha256 {sha256(body)[:16]}; versions: " +
+            ", ".join(f"{k}=({s}, {len(b)} B, {sha256(b)[:16]})" for k, (s, b) in
+                      versions.items()) + mix_hint(body, versions))
+        if not seen or seen[-1] != label:
+            seen.append(label)
+        if done(status, body):
+            return seen, time.monotonic() - t0
+        assert time.monotonic() - t0 < POLL_FOR, f"{what}: still {seen} after {POLL_FOR}s"
+        time.sleep(POLL_STEP)
+
+
+def mix_hint(body, versions):
+    for k, (_, b) in versions.items():
+        for j, (_, other) in versions.items():
+            if j != k and len(body) == len(b) and other[:len(body)] == body and body:
+                return (f" -- it is the first {len(body)} bytes of '{j}' with the length of "
+                        f"'{k}' (old headers, new bytes)")
+    return ""
+
+
+def test_changed_in_place_never_mixed(server):
+    """Rewritten in place (same inode, new size and bytes): every response is
+    exactly the old or exactly the new file, and the new one comes within
+    validity + margin."""
+    path = server.root.path / "inplace.bin"
+    old, new = blob("old", 3000), blob("new", 5000)
+    path.write_bytes(old)
+    assert fetch(server, "inplace.bin") == (200, old)  # cached now
+    ino = path.stat().st_ino
+    with open(path, "r+b") as f:
+        f.write(new)
+    assert path.stat().st_ino == ino
+    seen, took = poll(server, "inplace.bin", lambda s, b: b == new,
+                      {"old": (200, old), "new": (200, new)}, "changed in place")
+    assert seen[-1] == "new" and took <= VALIDITY + 2
+
+
+def test_shrunk_in_place_never_mixed(server):
+    path = server.root.path / "shrink.bin"
+    old, new = blob("old-long", 8000), blob("new-short", 2000)
+    path.write_bytes(old)
+    assert fetch(server, "shrink.bin") == (200, old)
+    with open(path, "r+b") as f:
+        f.write(new)
+        f.truncate(len(new))
+    seen, took = poll(server, "shrink.bin", lambda s, b: b == new,
+                      {"old": (200, old), "new": (200, new)}, "shrunk in place")
+    assert seen[-1] == "new"
+
+
+def test_changed_in_place_eventually_new(server):
+    """Only the convergence: after validity + margin the new bytes are served
+    exactly (whatever came before)."""
+    path = server.root.path / "converge.bin"
+    old, new = blob("c-old", 4000), blob("c-new", 6000)
+    path.write_bytes(old)
+    assert fetch(server, "converge.bin") == (200, old)
+    with open(path, "r+b") as f:
+        f.write(new)
+    time.sleep(VALIDITY + 0.3)
+    deadline = time.monotonic() + 2.0
+    while True:
+        got = fetch(server, "converge.bin")
+        if got == (200, new):
+            break
+        assert time.monotonic() < deadline, (
+            f"{VALIDITY + 2.3:.1f}s after an in-place change: status {got[0]}, "
+            f"{len(got[1])} bytes instead of the new {len(new)}")
+        time.sleep(POLL_STEP)
+
+
+def test_atomically_replaced(server):
+    path = server.root.path / "atomic.bin"
+    old, new = blob("a-old", 20000), blob("a-new", 30000)
+    path.write_bytes(old)
+    assert fetch(server, "atomic.bin") == (200, old)
+    tmp = server.root.path / ".atomic.bin.tmp"
+    tmp.write_bytes(new)
+    os.rename(tmp, path)
+    seen, took = poll(server, "atomic.bin", lambda s, b: b == new,
+                      {"old": (200, old), "new": (200, new)}, "atomically replaced")
+    assert seen[-1] == "new" and took <= VALIDITY + 2
+
+
+def test_atomically_replaced_same_size_same_second(server):
+    """Same size and (likely) same mtime second: the inode still tells."""
+    path = server.root.path / "same.bin"
+    old, new = blob("s-old", 10000), blob("s-new", 10000)
+    path.write_bytes(old)
+    assert fetch(server, "same.bin") == (200, old)
+    tmp = server.root.path / ".same.tmp"
+    tmp.write_bytes(new)
+    st = path.stat()
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))  # identical mtime
+    os.rename(tmp, path)
+    seen, took = poll(server, "same.bin", lambda s, b: b == new,
+                      {"old": (200, old), "new": (200, new)}, "replaced, same size and mtime")
+    assert seen[-1] == "new"
+
+
+def test_deleted_gives_404(server):
+    path = server.root.path / "doomed.bin"
+    old = blob("doomed", 7000)
+    path.write_bytes(old)
+    assert fetch(server, "doomed.bin") == (200, old)
+    path.unlink()
+    status404 = fetch_404_body(server)
+    seen, took = poll(server, "doomed.bin", lambda s, b: s == 404,
+                      {"old": (200, old), "gone": (404, status404)}, "deleted")
+    assert seen[-1] == "gone" and took <= VALIDITY + 2
+    assert fetch(server, "static.txt") == (200, b"never changes\n")
+
+
+def fetch_404_body(server):
+    status, body = fetch(server, "definitely-not-here")
+    assert status == 404
+    return body
+
+
+def test_created_after_404_appears(server):
+    status404 = fetch_404_body(server)
+    assert fetch(server, "late.bin") == (404, status404)  # negative entry cached
+    data = blob("late", 5000)
+    (server.root.path / "late.bin").write_bytes(data)
+    seen, took = poll(server, "late.bin", lambda s, b: s == 200,
+                      {"missing": (404, status404), "new": (200, data)}, "created after 404")
+    assert seen[-1] == "new" and took <= VALIDITY + 2
+
+
+def test_directory_appears_and_disappears(server):
+    status404 = fetch_404_body(server)
+    assert fetch(server, "later/")[0] == 404
+    (server.root.path / "later").mkdir()
+    (server.root.path / "later" / "index.html").write_bytes(b"<p>later</p>\n")
+    seen, _ = poll(server, "later/", lambda s, b: s == 200,
+                   {"missing": (404, status404), "new": (200, b"<p>later</p>\n")},
+                   "directory created")
+    assert seen[-1] == "new"
+
+
+@pytest.mark.parametrize("change", ["replace", "delete"])
+def test_download_in_progress_survives_change(server, change):
+    """A slow client downloading 5 MiB while the file is atomically replaced
+    (or deleted), and the cache entry is replaced by another request, still
+    gets exactly the old bytes."""
+    size = 5 << 20
+    path = server.root.path / "big.bin"
+    old, new = blob("big-old", size), blob("big-new", size - 12345)
+    path.write_bytes(old)
+    with RawConn(server.port, timeout=20, rcvbuf=16384) as c:
+        c.send(request("GET", "/big.bin"))
+        head = c.read_head()
+        assert head[1] == 200
+        assert dict((k.lower(), v) for k, v in head[3])["content-length"] == str(size)
+        got = bytearray(c.buf)
+        c.buf = b""
+        c.sock.setsockopt(__import__("socket").SOL_SOCKET,
+                          __import__("socket").SO_RCVBUF, 16384)
+        while len(got) < 128 * 1024:  # slowly
+            chunk = c.sock.recv(4096)
+            assert chunk
+            got += chunk
+            time.sleep(0.002)
+        if change == "replace":
+            tmp = server.root.path / ".big.tmp"
+            tmp.write_bytes(new)
+            os.rename(tmp, path)
+            # Another client sees the new version once the entry is stale:
+            # the old entry leaves the cache while our download still uses it.
+            seen, _ = poll(server, "big.bin", lambda s, b: b == new,
+                           {"old": (200, old), "new": (200, new)}, "big file replaced")
+        else:
+            path.unlink()
+            seen, _ = poll(server, "big.bin", lambda s, b: s == 404,
+                           {"old": (200, old), "gone": (404, fetch_404_body(server))},
+                           "big file deleted")
+        assert len(got) < size - (1 << 20), "the download was not in progress any more"
+        while len(got) < size:
+            chunk = c.sock.recv(65536)
+            assert chunk, f"connection closed after {len(got)} of {size} bytes"
+            got += chunk
+            time.sleep(0.0005)
+        assert len(got) == size
+        assert bytes(got) == old, "the download in progress changed content"
+        # The connection is still usable.
+        c.send(request("GET", "/static.txt"))
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"never changes\n"

@@ -1,0 +1,645 @@
+"""HTTP behaviour of the real daemon, seen from real clients (curl,
+http.client) and from raw sockets where the exact bytes matter: byte-exact
+downloads, response headers, HEAD, persistent connections, pipelining,
+directories, what is (not) served outside the root, error statuses and the
+header and keep-alive timeouts."""
+
+import email.utils
+import http.client
+import os
+import re
+import socket
+import subprocess
+import time
+import urllib.parse
+
+import pytest
+
+import helpers
+from helpers import RawConn, exchange, request, sha256
+
+FILESET = [f"/dir00000/class{c}_{k}" for c in range(4) for k in range(1, 10)]
+EXTRAS = ["/empty.bin", "/one.bin", "/1k.bin", "/1m.bin", "/5m.bin"]
+ALL_FILES = FILESET + EXTRAS
+PASSWD_MARK = b"root:x:0:0"
+
+
+def check_body(root, path, body):
+    size, digest = root.files[path]
+    assert len(body) == size, f"{path}: {len(body)} bytes, expected {size}"
+    assert sha256(body) == digest, f"{path}: content differs from the file"
+
+
+# ------------------------------------------------------------------ the file set tool
+
+
+def test_fileset_tool_layout_and_determinism(tmp_path, test_root):
+    sizes = {}
+    for path in FILESET:
+        c, k = map(int, re.fullmatch(r"/dir00000/class(\d)_(\d)", path).groups())
+        sizes[path] = (102, 1024, 10240, 102400)[c] * k
+    assert {p: test_root.files[p][0] for p in FILESET} == sizes
+    assert sizes["/dir00000/class3_9"] == 921600
+    for p in FILESET:  # the manifest tells the truth about the files
+        assert sha256(test_root.data(p)) == test_root.files[p][1]
+    # Same seed: identical bytes; another seed: different bytes.
+    tool = str(helpers.FILESET_TOOL)
+    subprocess.run([tool, "--dirs", "2", "--seed", "42", "--out", str(tmp_path / "a"), "-q"],
+                   check=True, timeout=60)
+    subprocess.run([tool, "--dirs", "1", "--seed", "43", "--out", str(tmp_path / "b"), "-q"],
+                   check=True, timeout=60)
+    a = (tmp_path / "a" / "manifest.tsv").read_text().splitlines()
+    b = (tmp_path / "b" / "manifest.tsv").read_text().splitlines()
+    assert len(a) == 1 + 72 and len(b) == 1 + 36
+    assert a[:37] == (test_root.path / "manifest.tsv").read_text().splitlines()
+    assert not set(line.split("\t")[2] for line in a[1:37]) & set(
+        line.split("\t")[2] for line in b[1:])
+    listed = subprocess.run([tool, "--dirs", "2", "--list"], check=True, timeout=30,
+                            capture_output=True, text=True).stdout.split()
+    assert listed == ["/" + line.split("\t")[0] for line in a[1:]]
+    assert not (tmp_path / "fileset").exists()  # --list writes nothing
+    help_text = subprocess.run([tool, "--help"], check=True, timeout=30, capture_output=True,
+                               text=True).stdout
+    for opt in ("--dirs", "--seed", "--out", "--class-files", "--list"):
+        assert opt in help_text
+
+
+# ------------------------------------------------------------------ downloads
+
+
+@pytest.mark.parametrize("path", ALL_FILES)
+def test_download_curl(sluice, tmp_path, path):
+    out = tmp_path / "body"
+    p = subprocess.run(["curl", "-s", "--max-time", "30", "-o", str(out), "-w",
+                        "%{http_code} %{size_download}", sluice.url + path],
+                       capture_output=True, text=True, timeout=40)
+    assert p.returncode == 0, f"curl failed ({p.returncode}): {p.stderr}"
+    code, size = p.stdout.split()
+    assert code == "200"
+    assert int(size) == sluice.root.files[path][0]
+    check_body(sluice.root, path, out.read_bytes() if out.exists() else b"")
+
+
+def test_download_http_client_one_connection(sluice):
+    conn = http.client.HTTPConnection(helpers.HOST, sluice.port, timeout=20)
+    try:
+        conn.connect()
+        first_sock = conn.sock
+        for path in ALL_FILES + ALL_FILES[::-1]:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            body = resp.read()
+            assert resp.status == 200, path
+            assert int(resp.getheader("Content-Length")) == len(body)
+            check_body(sluice.root, path, body)
+            assert not resp.will_close
+            assert conn.sock is first_sock, "http.client had to reconnect"
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------ headers
+
+
+@pytest.mark.parametrize("name", sorted(helpers.TYPED_FILES))
+def test_content_type(sluice, name):
+    r = sluice.get("/" + name)
+    assert r.status == 200
+    ctype = r.header("Content-Type")
+    assert ctype is not None
+    assert ctype.split(";")[0].strip().lower() == helpers.TYPED_FILES[name][1]
+    check_body(sluice.root, "/" + name, r.body)
+
+
+def test_fileset_files_have_default_type(sluice):
+    r = sluice.get("/dir00000/class1_1")
+    assert r.header("Content-Type") == "application/octet-stream"
+
+
+@pytest.mark.parametrize("path", ["/dir00000/class2_4", "/page.html", "/empty.bin", "/5m.bin"])
+def test_entity_headers(sluice, path):
+    t0 = time.time()
+    r = sluice.get(path)
+    t1 = time.time()
+    assert r.status == 200
+    st = os.stat(sluice.root.path / path.lstrip("/"))
+    assert r.headers("Content-Length") == [str(st.st_size)]
+    assert r.headers("Last-Modified") == [email.utils.formatdate(st.st_mtime, usegmt=True)]
+    assert r.headers("ETag") == [f'"{int(st.st_mtime):x}-{st.st_size:x}"']
+    date = r.headers("Date")
+    assert len(date) == 1 and re.fullmatch(
+        r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+        r" \d{4} \d\d:\d\d:\d\d GMT", date[0]), date
+    when = email.utils.parsedate_to_datetime(date[0]).timestamp()
+    assert t0 - 2 <= when <= t1 + 1
+    server = r.headers("Server")
+    assert len(server) == 1 and server[0].startswith("sluice")
+    assert len(r.headers("Content-Type")) == 1
+
+
+def test_head_has_headers_and_no_body(sluice):
+    with RawConn(sluice.port) as c:
+        c.send(request("HEAD", "/5m.bin") + request("HEAD", "/dir00000/class3_1") +
+               request("GET", "/one.bin"))
+        h1 = c.read_response("HEAD")
+        # The next response must start right after the head: no body bytes.
+        h2 = c.read_response("HEAD")
+        g = c.read_response("GET")
+    assert h1.status == 200 and h1.header("Content-Length") == str(5 << 20)
+    assert h2.status == 200 and h2.header("Content-Length") == "102400"
+    assert h1.body == b"" and h2.body == b""
+    assert g.status == 200
+    check_body(sluice.root, "/one.bin", g.body)
+    full = sluice.get("/5m.bin")
+    for name in ("ETag", "Last-Modified", "Content-Type", "Content-Length"):
+        assert h1.header(name) == full.header(name), name
+
+
+def test_head_with_curl(sluice):
+    p = subprocess.run(["curl", "-s", "-I", "--max-time", "10", sluice.url + "/1m.bin"],
+                       capture_output=True, timeout=20)
+    assert p.returncode == 0
+    assert p.stdout.startswith(b"HTTP/1.1 200")
+    assert b"Content-Length: 1048576" in p.stdout
+
+
+# ------------------------------------------------------------------ persistent connections
+
+
+def test_http11_connection_stays_open(sluice):
+    with RawConn(sluice.port) as c:
+        for path in ("/one.bin", "/dir00000/class0_5", "/1k.bin"):
+            c.send(request("GET", path))
+            r = c.read_response()
+            assert r.status == 200
+            check_body(sluice.root, path, r.body)
+            assert r.header("Connection", "keep-alive").lower() == "keep-alive"
+            assert not c.closed_within(0.3), "server closed an HTTP/1.1 connection"
+
+
+def test_http11_connection_close_closes(sluice):
+    r, closed = exchange(sluice.port, request("GET", "/one.bin", close=True), wait_close=3)
+    assert r.status == 200
+    assert r.header("Connection").lower() == "close"
+    assert closed
+
+
+def test_http10_without_keepalive_closes(sluice):
+    r, closed = exchange(sluice.port, request("GET", "/1k.bin", version="HTTP/1.0", host=None),
+                         wait_close=3)
+    assert r.status == 200
+    check_body(sluice.root, "/1k.bin", r.body)
+    assert r.header("Connection", "close").lower() == "close"
+    assert closed, "HTTP/1.0 without keep-alive must close"
+
+
+def test_http10_keepalive_stays_open(sluice):
+    with RawConn(sluice.port) as c:
+        for path in ("/1k.bin", "/dir00000/class2_2", "/one.bin"):
+            c.send(request("GET", path, version="HTTP/1.0", host=None,
+                           headers={"Connection": "keep-alive"}))
+            r = c.read_response()
+            assert r.status == 200
+            assert r.header("Connection", "").lower() == "keep-alive"
+            check_body(sluice.root, path, r.body)
+        assert not c.closed_within(0.3)
+
+
+# ------------------------------------------------------------------ pipelining
+
+
+def test_pipelining_ten_requests_in_one_write(sluice):
+    paths = ["/dir00000/class0_1", "/dir00000/class3_9", "/1m.bin", "/dir00000/class1_5",
+             "/empty.bin", "/one.bin", "/dir00000/class2_9", "/page.html", "/5m.bin",
+             "/dir00000/class0_9"]
+    with RawConn(sluice.port, timeout=30) as c:
+        c.send(b"".join(request("GET", p) for p in paths))
+        for p in paths:
+            r = c.read_response()
+            assert r.status == 200, p
+            check_body(sluice.root, p, r.body)
+        assert not c.closed_within(0.2)
+
+
+def test_pipelining_mixed_methods_and_errors(sluice):
+    reqs = [("GET", "/one.bin", 200), ("HEAD", "/1k.bin", 200), ("GET", "/nope", 404),
+            ("OPTIONS", "*", 204), ("GET", "/withindex/", 200), ("GET", "/withindex", 301),
+            ("GET", "/dir00000/class1_2", 200)]
+    with RawConn(sluice.port) as c:
+        c.send(b"".join(request(m, p) for m, p, _ in reqs))
+        for m, p, status in reqs:
+            r = c.read_response(m)
+            assert r.status == status, (m, p, r.status)
+            if status == 200 and m == "GET":
+                path = "/withindex/index.html" if p == "/withindex/" else p
+                check_body(sluice.root, path, r.body)
+
+
+# ------------------------------------------------------------------ paths
+
+
+def test_missing_file_404_keeps_connection(sluice):
+    with RawConn(sluice.port) as c:
+        for path in ("/nope", "/dir00000/nope", "/nope/", "/dir00000/class0_1/x"):
+            c.send(request("GET", path))
+            r = c.read_response()
+            assert r.status == 404, path
+            assert int(r.header("Content-Length")) == len(r.body)
+        c.send(request("GET", "/one.bin"))
+        r = c.read_response()
+        assert r.status == 200
+
+
+def test_directory_with_slash_serves_index(sluice):
+    r = sluice.get("/withindex/")
+    assert r.status == 200
+    assert r.body == helpers.INDEX_HTML
+    assert r.header("Content-Type").split(";")[0] == "text/html"
+
+
+@pytest.mark.parametrize("path,location", [("/withindex", "/withindex/"),
+                                           ("/noindex", "/noindex/"),
+                                           ("/dir00000", "/dir00000/")])
+def test_directory_without_slash_redirects(sluice, path, location):
+    r = sluice.get(path)
+    assert r.status == 301
+    assert r.headers("Location") == [location]
+
+
+def test_directory_redirect_keeps_query(sluice):
+    r = sluice.get("/withindex?a=1")
+    assert r.status == 301
+    assert r.header("Location") == "/withindex/?a=1"
+
+
+@pytest.mark.parametrize("path", ["/noindex/", "/dir00000/", "/"])
+def test_directory_without_index_403(sluice, path):
+    r = sluice.get(path)
+    assert r.status == 403
+    assert b"file.txt" not in r.body and b"class0_1" not in r.body  # no listing
+
+
+TRAVERSALS = ["/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/a/..%2f..%2fetc/passwd",
+              "/%2e%2e%2fetc%2fpasswd", "/..%5c..%5cetc/passwd", "//etc/passwd",
+              "/dir00000/../../etc/passwd", "/./../etc/passwd", "/%2E%2E/etc/passwd",
+              "/..", "/dir00000/%2e%2e/%2e%2e/etc/passwd", "/etc/passwd%00.html",
+              "/link-outside", "/link-outside-rel", "/linkdir-outside/passwd"]
+
+
+@pytest.mark.parametrize("target", TRAVERSALS)
+def test_traversal_never_leaves_root(sluice, target):
+    r = exchange(sluice.port, request("GET", target, close=True))
+    assert PASSWD_MARK not in r.body
+    assert r.status in (400, 404), f"{target}: {r.status}"
+
+
+def test_traversal_in_absolute_form(sluice):
+    r = exchange(sluice.port, request("GET", f"http://127.0.0.1:{sluice.port}/../../etc/passwd",
+                                      close=True))
+    assert PASSWD_MARK not in r.body
+    assert r.status in (400, 404)
+
+
+def test_symlink_outside_root_404_with_curl(sluice):
+    p = subprocess.run(["curl", "-s", "--path-as-is", "-o", "/dev/null", "-w", "%{http_code}",
+                        sluice.url + "/link-outside"], capture_output=True, text=True,
+                       timeout=20)
+    assert p.stdout == "404"
+
+
+def test_dot_segments_inside_root_are_resolved(sluice):
+    r = sluice.get("/dir00000/../dir00000/./class0_2")
+    assert r.status == 200
+    check_body(sluice.root, "/dir00000/class0_2", r.body)
+
+
+def test_symlink_inside_root_served(sluice):
+    r = sluice.get("/link-inside")
+    assert r.status == 200
+    check_body(sluice.root, "/dir00000/class1_1", r.body)
+
+
+def test_absolute_form_request_target(sluice):
+    target = f"http://127.0.0.1:{sluice.port}/dir00000/class0_3"
+    r = sluice.get(target)
+    assert r.status == 200
+    check_body(sluice.root, "/dir00000/class0_3", r.body)
+
+
+def test_query_string_ignored(sluice):
+    r = sluice.get("/dir00000/class0_1?x=1&y=%2F..")
+    assert r.status == 200
+    check_body(sluice.root, "/dir00000/class0_1", r.body)
+
+
+def test_percent_encoded_utf8_name(sluice):
+    path = "/" + helpers.UTF8_NAME
+    r = sluice.get(urllib.parse.quote(path))
+    assert r.status == 200
+    check_body(sluice.root, path, r.body)
+    conn = http.client.HTTPConnection(helpers.HOST, sluice.port, timeout=10)
+    try:
+        conn.request("GET", urllib.parse.quote(path))
+        resp = conn.getresponse()
+        assert resp.status == 200
+        check_body(sluice.root, path, resp.read())
+    finally:
+        conn.close()
+
+
+def test_dot_file_served(sluice):
+    r = sluice.get("/.hidden")
+    assert r.status == 200
+    check_body(sluice.root, "/.hidden", r.body)
+
+
+def test_unreadable_file_403(sluice):
+    if os.geteuid() == 0:
+        pytest.skip("running as root: permission bits do not stop root from reading")
+    r = sluice.get("/unreadable.txt")
+    assert r.status == 403
+    assert b"secret" not in r.body
+
+
+# ------------------------------------------------------------------ errors
+
+
+def test_unknown_method_501(sluice):
+    r = exchange(sluice.port, request("BREW", "/one.bin"))
+    assert r.status == 501
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+def test_known_method_405_with_allow(sluice, method):
+    r = exchange(sluice.port, request(method, "/one.bin", headers={"Content-Length": "0"}))
+    assert r.status == 405
+    allow = [m.strip() for m in r.header("Allow", "").split(",")]
+    assert sorted(allow) == ["GET", "HEAD", "OPTIONS"]
+    sluice.ensure_serving()
+
+
+@pytest.mark.parametrize("target", ["*", "/one.bin"])
+def test_options_204_with_allow(sluice, target):
+    with RawConn(sluice.port) as c:
+        c.send(request("OPTIONS", target) + request("GET", "/one.bin"))
+        r = c.read_response("OPTIONS")
+        assert r.status == 204
+        allow = [m.strip() for m in r.header("Allow", "").split(",")]
+        assert sorted(allow) == ["GET", "HEAD", "OPTIONS"]
+        assert r.header("Content-Length", "0") == "0"
+        g = c.read_response()  # the 204 had no body: the next response follows
+        assert g.status == 200
+        check_body(sluice.root, "/one.bin", g.body)
+
+
+BIG_HEADERS = "".join(f"X-Filler-{i}: {'v' * 990}\r\n" for i in range(20))  # ~20 KiB
+MANY_HEADERS = "".join(f"X-H{i}: {i}\r\n" for i in range(100))  # + Host = 101
+
+# name -> (raw request, expected status)
+CLOSING_ERRORS = {
+    "http2": (b"GET /one.bin HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    "http3": (b"GET /one.bin HTTP/3.0\r\nHost: x\r\n\r\n", 505),
+    "garbage-line": (b"HELLO\r\n\r\n", 400),
+    "garbage-binary": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(40)) +
+                       b"\r\n\r\n", 400),
+    "no-version": (b"GET /one.bin\r\nHost: x\r\n\r\n", 400),
+    "lowercase-version": (b"GET /one.bin http/1.1\r\nHost: x\r\n\r\n", 400),
+    "missing-host-11": (b"GET /one.bin HTTP/1.1\r\n\r\n", 400),
+    "two-hosts": (b"GET /one.bin HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    "request-line-9k": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    "headers-20k": (("GET /one.bin HTTP/1.1\r\nHost: x\r\n" + BIG_HEADERS + "\r\n").encode(),
+                    431),
+    "101-headers": (("GET /one.bin HTTP/1.1\r\nHost: x\r\n" + MANY_HEADERS + "\r\n").encode(),
+                    431),
+    "cl-and-te": (b"GET /one.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    "te-and-cl": (b"GET /one.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                  b"Content-Length: 3\r\n\r\n0\r\n\r\n", 400),
+    "two-content-lengths": (b"GET /one.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                            b"Content-Length: 4\r\n\r\nabcd", 400),
+    "content-length-list": (b"GET /one.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 4\r\n"
+                            b"\r\nabcd", 400),
+    "content-length-negative": (b"GET /one.bin HTTP/1.1\r\nHost: x\r\nContent-Length: -1"
+                                b"\r\n\r\n", 400),
+    "content-length-hex": (b"GET /one.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 0x10"
+                           b"\r\n\r\n", 400),
+    "obs-fold": (b"GET /one.bin HTTP/1.1\r\nHost: x\r\nX-A: a\r\n  b\r\n\r\n", 400),
+    "bare-cr": (b"GET /one.bin HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", 400),
+    "bare-cr-request-line": (b"GET /one.bin\rX HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "nul-in-header": (b"GET /one.bin HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
+    "nul-in-target": (b"GET /one\x00.bin HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "space-before-colon": (b"GET /one.bin HTTP/1.1\r\nHost: x\r\nX-A : b\r\n\r\n", 400),
+    "no-colon": (b"GET /one.bin HTTP/1.1\r\nHost: x\r\nX-A b\r\n\r\n", 400),
+    "encoded-slash": (b"GET /dir00000%2fclass0_1 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "encoded-nul": (b"GET /one.bin%00 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "bad-escape": (b"GET /one%zz.bin HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "relative-target": (b"GET one.bin HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "transfer-encoding": (b"GET /one.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                          b"\r\n\r\n0\r\n\r\n", 501),
+    "body-too-large": (b"GET /one.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000"
+                       b"\r\n\r\n", 413),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLOSING_ERRORS))
+def test_error_closes_and_server_survives(sluice, name):
+    raw, status = CLOSING_ERRORS[name]
+    r, closed = exchange(sluice.port, raw, wait_close=3)
+    assert r.status == status, f"{name}: got {r.status} {r.reason}"
+    assert r.header("Connection", "close").lower() == "close"
+    assert closed, f"{name}: the connection stayed open after {status}"
+    assert int(r.header("Content-Length")) == len(r.body)
+    sluice.ensure_serving()
+
+
+def test_exactly_max_headers_accepted(sluice):
+    extra = "".join(f"X-H{i}: {i}\r\n" for i in range(99))  # + Host = 100
+    r = exchange(sluice.port, ("GET /one.bin HTTP/1.1\r\nHost: x\r\n" + extra + "\r\n").encode())
+    assert r.status == 200
+    check_body(sluice.root, "/one.bin", r.body)
+
+
+def test_http10_without_host_is_fine(sluice):
+    r = exchange(sluice.port, b"GET /one.bin HTTP/1.0\r\n\r\n")
+    assert r.status == 200
+    check_body(sluice.root, "/one.bin", r.body)
+
+
+def test_bare_lf_line_ends_accepted(sluice):
+    r = exchange(sluice.port, b"GET /1k.bin HTTP/1.1\nHost: x\n\n")
+    assert r.status == 200
+    check_body(sluice.root, "/1k.bin", r.body)
+
+
+def test_error_then_server_still_serves_many(sluice):
+    for raw, _ in CLOSING_ERRORS.values():
+        with RawConn(sluice.port) as c:
+            c.send(raw)
+    with RawConn(sluice.port) as c:
+        c.send(request("GET", "/dir00000/class2_1"))
+        r = c.read_response()
+    assert r.status == 200
+    check_body(sluice.root, "/dir00000/class2_1", r.body)
+
+
+# ------------------------------------------------------------------ conditional requests
+
+
+def test_if_none_match_304(sluice):
+    etag = sluice.get("/dir00000/class1_3").header("ETag")
+    with RawConn(sluice.port) as c:
+        c.send(request("GET", "/dir00000/class1_3", headers={"If-None-Match": etag}) +
+               request("GET", "/dir00000/class1_3", headers={"If-None-Match": '"x", ' + etag}) +
+               request("GET", "/dir00000/class1_3", headers={"If-None-Match": '"other"'}) +
+               request("GET", "/one.bin"))
+        r1 = c.read_response()
+        r2 = c.read_response()
+        r3 = c.read_response()
+        r4 = c.read_response()
+    assert r1.status == 304 and r1.body == b""
+    assert r1.header("ETag") == etag
+    assert r2.status == 304
+    assert r3.status == 200
+    check_body(sluice.root, "/dir00000/class1_3", r3.body)
+    assert r4.status == 200  # nothing of a 304 body leaked into the stream
+    check_body(sluice.root, "/one.bin", r4.body)
+
+
+def test_if_modified_since_304(sluice):
+    lm = sluice.get("/dir00000/class2_3").header("Last-Modified")
+    old = email.utils.formatdate(0, usegmt=True)
+    with RawConn(sluice.port) as c:
+        c.send(request("GET", "/dir00000/class2_3", headers={"If-Modified-Since": lm}) +
+               request("GET", "/dir00000/class2_3", headers={"If-Modified-Since": old}) +
+               request("GET", "/one.bin"))
+        r1 = c.read_response()
+        r2 = c.read_response()
+        r3 = c.read_response()
+    assert r1.status == 304 and r1.body == b""
+    assert r1.header("Last-Modified") == lm
+    assert r2.status == 200
+    check_body(sluice.root, "/dir00000/class2_3", r2.body)
+    assert r3.status == 200
+    check_body(sluice.root, "/one.bin", r3.body)
+
+
+def test_head_if_none_match_304(sluice):
+    etag = sluice.get("/1k.bin").header("ETag")
+    with RawConn(sluice.port) as c:
+        c.send(request("HEAD", "/1k.bin", headers={"If-None-Match": etag}) +
+               request("GET", "/one.bin"))
+        assert c.read_response("HEAD").status == 304
+        r = c.read_response()
+    assert r.status == 200
+    check_body(sluice.root, "/one.bin", r.body)
+
+
+# ------------------------------------------------------------------ request bodies
+
+
+def test_get_with_body_discarded_pipelined(sluice):
+    with RawConn(sluice.port) as c:
+        c.send(request("GET", "/one.bin", headers={"Content-Length": "5"}) + b"hello" +
+               request("GET", "/dir00000/class0_4"))
+        r1 = c.read_response()
+        r2 = c.read_response()
+    assert r1.status == 200
+    check_body(sluice.root, "/one.bin", r1.body)
+    assert r2.status == 200
+    check_body(sluice.root, "/dir00000/class0_4", r2.body)
+
+
+def test_get_with_body_arriving_later(sluice):
+    body = b"GET /etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n" * 100  # body, not a request
+    with RawConn(sluice.port) as c:
+        c.send(request("GET", "/1k.bin", headers={"Content-Length": str(len(body))}))
+        r1 = c.read_response()
+        time.sleep(0.2)
+        c.send(body[:1000])
+        time.sleep(0.1)
+        c.send(body[1000:] + request("GET", "/dir00000/class1_9"))
+        r2 = c.read_response()
+    assert r1.status == 200
+    check_body(sluice.root, "/1k.bin", r1.body)
+    assert r2.status == 200, "the body was parsed as a request"
+    check_body(sluice.root, "/dir00000/class1_9", r2.body)
+
+
+# ------------------------------------------------------------------ timeouts
+
+
+@pytest.fixture
+def fast_timeouts(sluice_factory):
+    return sluice_factory(timeouts_header="1s", timeouts_keepalive="1s")
+
+
+def test_header_timeout_partial_request(fast_timeouts):
+    with RawConn(fast_timeouts.port, timeout=8) as c:
+        c.send(b"GET /one.bin HTTP/1.1\r\nHo")
+        t0 = time.monotonic()
+        try:
+            r = c.read_response()
+        except (helpers.ConnectionClosed, ConnectionResetError):
+            r = None
+        elapsed = time.monotonic() - t0
+    assert r is None or r.status == 408, r
+    assert 0.8 <= elapsed <= 4.0, f"closed after {elapsed:.2f}s, header timeout is 1s"
+
+
+def test_header_timeout_not_reset_by_trickle(fast_timeouts):
+    """A slow-loris client sending a byte every 250 ms is still cut off."""
+    data = b"GET /one.bin HTTP/1.1\r\nX-Slow: " + b"a" * 100
+    with RawConn(fast_timeouts.port, timeout=8) as c:
+        t0 = time.monotonic()
+        cut = None
+        for byte in data:
+            if time.monotonic() - t0 > 6:
+                break
+            try:
+                c.send(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                cut = time.monotonic() - t0
+                break
+            c.sock.settimeout(0.25)
+            try:
+                got = c.sock.recv(4096)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                got = b""
+            cut = time.monotonic() - t0
+            assert got == b"" or got.startswith(b"HTTP/1.1 408"), got[:100]
+            break
+    assert cut is not None, "the trickling client was never cut off"
+    assert 0.8 <= cut <= 4.0, f"cut off after {cut:.2f}s, header timeout is 1s"
+
+
+def test_silent_connection_closed(fast_timeouts):
+    with RawConn(fast_timeouts.port, timeout=8) as c:
+        t0 = time.monotonic()
+        assert c.closed_within(5.0), "a connection that never sent a byte was kept open"
+        elapsed = time.monotonic() - t0
+    assert 0.8 <= elapsed <= 4.0, elapsed
+
+
+def test_idle_keepalive_closed(fast_timeouts):
+    with RawConn(fast_timeouts.port, timeout=8) as c:
+        c.send(request("GET", "/one.bin"))
+        r = c.read_response()
+        assert r.status == 200
+        t0 = time.monotonic()
+        assert c.closed_within(5.0), "idle keep-alive connection was never closed"
+        elapsed = time.monotonic() - t0
+    assert 0.8 <= elapsed <= 4.0, f"closed after {elapsed:.2f}s, keepalive timeout is 1s"
+    fast_timeouts.ensure_serving()
+
+
+def test_active_keepalive_connection_outlives_timeout(fast_timeouts):
+    """Requests every 0.4 s for 2.5 s on one connection: never idle for 1 s."""
+    with RawConn(fast_timeouts.port, timeout=8) as c:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2.5:
+            c.send(request("GET", "/one.bin"))
+            r = c.read_response()
+            assert r.status == 200
+            time.sleep(0.4)

@@ -1,0 +1,79 @@
+"""The pipeline's threads as the kernel sees them: /proc/PID/task/*/comm shows
+exactly the configured number of threads per stage, named after the stage
+("acceptor" per acceptor thread, "reader-N", one "detector", "writer-N"),
+before and after serving traffic."""
+
+import collections
+import os
+import time
+
+import pytest
+
+from helpers import RawConn, request, sha256
+
+# Besides the stages: the main thread and liburcu's call_rcu helper
+# ("sluice"), the status socket thread and the access-log thread.
+OTHER_NAMES = {"sluice", "status", "logger"}
+
+
+def thread_names(pid):
+    names = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:  # a thread that just left
+            pass
+    return collections.Counter(names)
+
+
+def expected_names(acceptors, readers, writers):
+    want = collections.Counter({"acceptor": acceptors, "detector": 1})
+    for i in range(readers):
+        want[f"reader-{i}"] = 1
+    for i in range(writers):
+        want[f"writer-{i}"] = 1
+    return want
+
+
+def stage_names(names):
+    return collections.Counter({n: c for n, c in names.items() if n not in OTHER_NAMES})
+
+
+def check_threads(server, acceptors, readers, writers):
+    want = expected_names(acceptors, readers, writers)
+    deadline = time.monotonic() + 5
+    while True:  # threads start right after the socket is bound
+        names = thread_names(server.pid)
+        if stage_names(names) == want or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert stage_names(names) == want, f"threads: {dict(names)}"
+    assert names["sluice"] >= 1, "no main thread named sluice"
+    assert set(names) <= set(want) | OTHER_NAMES, f"unexpected threads: {dict(names)}"
+
+
+def serve_some(server):
+    with RawConn(server.port) as c:
+        paths = ["/dir00000/class0_1", "/dir00000/class3_9", "/1m.bin"] * 3
+        c.send(b"".join(request("GET", p) for p in paths))
+        for p in paths:
+            r = c.read_response()
+            assert r.status == 200 and sha256(r.body) == server.root.files[p][1]
+
+
+def test_default_thread_counts(sluice):
+    """The session server runs the defaults: 1 acceptor, 1 reader, 8 writers."""
+    check_threads(sluice, 1, 1, 8)
+    serve_some(sluice)
+    check_threads(sluice, 1, 1, 8)
+
+
+@pytest.mark.parametrize("acceptors,readers,writers", [(2, 2, 5), (3, 4, 1), (1, 1, 8),
+                                                       (1, 3, 16)])
+def test_configured_thread_counts(sluice_factory, acceptors, readers, writers):
+    server = sluice_factory(acceptor_threads=acceptors, reader_threads=readers,
+                            writer_threads=writers)
+    check_threads(server, acceptors, readers, writers)
+    serve_some(server)
+    check_threads(server, acceptors, readers, writers)
