@@ -53,6 +53,7 @@ static const struct key keys[] = {
     {"http", "index", K_STR, OFF(index), 0, 0},
     {"http", "mime_types", K_STR, OFF(mime_types), 0, 0},
     {"http", "default_type", K_STR, OFF(default_type), 0, 0},
+    {"http", "precompressed", K_BOOL, OFF(precompressed), 0, 0},
     {"limits", "max_request_line", K_SIZE, OFF(max_request_line), 64, 1 << 20},
     {"limits", "max_header_size", K_SIZE, OFF(max_header_size), 256, 1 << 20},
     {"limits", "max_headers", K_LONG, OFF(max_headers), 1, 100},

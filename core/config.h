@@ -51,6 +51,7 @@ struct sl_config {
     char *index;         /* file served for a directory ("index.html") */
     char *mime_types;    /* mime.types file */
     char *default_type;
+    bool precompressed;  /* serve FILE.br / FILE.gz to clients that accept them */
 
     /* [limits] */
     long max_request_line;

@@ -14,6 +14,22 @@
 #include <urcu/list.h>
 
 #define SL_CONN_HDR_CAP 1536 /* response head (+ small error body) buffer */
+#define SL_MAX_RANGES 16     /* more ranges in one request: the whole file instead */
+
+/* A multipart/byteranges body: before each file range a short text (the part
+ * header), after the last one the closing boundary. Sent by the writer with
+ * send(MSG_MORE) for the texts and sendfile for the ranges. */
+struct sl_parts {
+    int n;                      /* ranges */
+    int cur;                    /* part being sent */
+    bool in_text;               /* sending text[cur] (else range cur) */
+    uint32_t text_off;          /* bytes of the current text sent */
+    off_t start[SL_MAX_RANGES]; /* inclusive */
+    off_t end[SL_MAX_RANGES];   /* exclusive */
+    uint16_t text_len[SL_MAX_RANGES + 1];
+    char *text[SL_MAX_RANGES + 1]; /* [n] = closing boundary */
+    char buf[];                 /* the texts, back to back */
+};
 
 /* What the stage receiving the connection should do with it. */
 enum sl_conn_phase {
@@ -44,6 +60,8 @@ struct sl_conn {
     struct sl_cache_entry *entry; /* referenced while the body is sent */
     off_t body_start, body_off, body_end;
     struct sl_logrec *logrec;     /* access log line for it, if logging */
+    struct sl_parts *parts;       /* multipart/byteranges body, else NULL */
+    uint64_t body_sent;           /* body bytes of this response sent so far */
     uint32_t hdr_len, hdr_off;
     int status;
     char hdr[SL_CONN_HDR_CAP];

@@ -6,7 +6,9 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <limits.h>
 #include <string.h>
+#include <strings.h>
 #include <urcu.h>
 
 #define ALLOW "Allow: GET, HEAD, OPTIONS\r\n"
@@ -28,6 +30,7 @@ static void put_error(struct sl_conn *c, int status, bool head_only, const char 
 
 void sl_response_error(struct sl_conn *c, int status)
 {
+    c->body_sent = 0;
     c->keepalive = false;
     c->linger = true;
     c->discard = 0;
@@ -67,17 +70,53 @@ static bool etag_list_matches(struct sl_str list, const char *etag)
     return false;
 }
 
-static bool not_modified(const struct sl_request *req, const struct sl_cache_entry *e)
+/* Does the If-Match list LIST contain ETAG by strong comparison? */
+static bool etag_list_strong(struct sl_str list, const char *etag)
 {
-    if (req->if_none_match.n > 0)
-        return etag_list_matches(req->if_none_match, e->etag);
-    if (req->if_modified_since.n > 0) {
-        time_t since;
-        if (sl_http_parse_date(req->if_modified_since.p, req->if_modified_since.n, &since) ==
-            SL_OK)
-            return e->mtime.tv_sec <= since;
+    const char *p = list.p, *end = list.p + list.n;
+    size_t elen = strlen(etag);
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        if (p >= end)
+            break;
+        if (*p == '*')
+            return true;
+        const char *q = p;
+        while (q < end && *q != ',')
+            q++;
+        const char *e = q;
+        while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if ((size_t)(e - p) == elen && memcmp(p, etag, elen) == 0)
+            return true; /* a weak tag W/"..." never equals our strong one */
+        p = q;
     }
     return false;
+}
+
+static bool date_header(struct sl_str v, time_t *t)
+{
+    return v.n > 0 && sl_http_parse_date(v.p, v.n, t) == SL_OK;
+}
+
+/* RFC 9110 13.2.2: the preconditions in order. Returns 412, 304 or 0. */
+static int preconditions(const struct sl_request *req, const struct sl_cache_entry *e)
+{
+    time_t t;
+    if (req->if_match.n > 0) {
+        if (!etag_list_strong(req->if_match, e->etag))
+            return 412;
+    } else if (date_header(req->if_unmodified_since, &t) && e->mtime.tv_sec > t) {
+        return 412;
+    }
+    if (req->if_none_match.n > 0) {
+        if (etag_list_matches(req->if_none_match, e->etag))
+            return 304;
+    } else if (date_header(req->if_modified_since, &t) && e->mtime.tv_sec <= t) {
+        return 304;
+    }
+    return 0;
 }
 
 static size_t put_str(char *dst, size_t off, const char *s, size_t n)
@@ -108,41 +147,312 @@ static size_t put_connection(char *h, size_t off, bool keepalive)
     return PUT_LIT(h, off, "Connection: close\r\n\r\n");
 }
 
-static void put_file(struct sl_conn *c, const struct sl_request *req, struct sl_cache_entry *e)
+static size_t put_validators(char *h, size_t off, const struct sl_cache_entry *e)
+{
+    off = PUT_LIT(h, off, "Last-Modified: ");
+    off = put_str(h, off, e->last_modified, strlen(e->last_modified));
+    off = PUT_LIT(h, off, "\r\nETag: ");
+    off = put_str(h, off, e->etag, strlen(e->etag));
+    return PUT_LIT(h, off, "\r\n");
+}
+
+/* Parses a Range header against a file of SIZE bytes (RFC 9110 14.1.2).
+ * Returns the number of satisfiable ranges (in START/END, END exclusive), 0
+ * if none is satisfiable (416), or -1 to ignore the header and send the whole
+ * file (bad syntax, another unit, too many or overlapping ranges). */
+static int parse_ranges(struct sl_str v, off_t size, off_t *start, off_t *end)
+{
+    const char *p = v.p, *e = v.p + v.n;
+    if (v.n < 6 || strncasecmp(p, "bytes=", 6) != 0)
+        return -1;
+    p += 6;
+    int n = 0, seen = 0;
+    while (p < e) {
+        while (p < e && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        if (p >= e)
+            break;
+        long long a = -1, b = -1;
+        if (*p >= '0' && *p <= '9') {
+            a = 0;
+            while (p < e && *p >= '0' && *p <= '9') {
+                if (a > (LLONG_MAX - 9) / 10)
+                    return -1;
+                a = a * 10 + (*p++ - '0');
+            }
+        }
+        if (p >= e || *p != '-')
+            return -1;
+        p++;
+        if (p < e && *p >= '0' && *p <= '9') {
+            b = 0;
+            while (p < e && *p >= '0' && *p <= '9') {
+                if (b > (LLONG_MAX - 9) / 10)
+                    return -1;
+                b = b * 10 + (*p++ - '0');
+            }
+        }
+        while (p < e && (*p == ' ' || *p == '\t'))
+            p++;
+        if (p < e && *p != ',')
+            return -1;
+        if (a < 0 && b < 0)
+            return -1;
+        if (a >= 0 && b >= 0 && b < a)
+            return -1; /* invalid range-spec: the whole header is ignored */
+        if (++seen > SL_MAX_RANGES)
+            return -1;
+        off_t s0, e0;
+        if (a < 0) { /* suffix: the last B bytes */
+            if (b == 0)
+                continue;
+            s0 = b >= size ? 0 : size - b;
+            e0 = size;
+        } else {
+            if (a >= size)
+                continue; /* unsatisfiable; others may still be fine */
+            s0 = a;
+            e0 = (b < 0 || b >= size) ? size : b + 1;
+        }
+        for (int i = 0; i < n; i++)
+            if (s0 < end[i] && start[i] < e0)
+                return -1; /* overlapping ranges: a cheap way to amplify load */
+        start[n] = s0;
+        end[n] = e0;
+        n++;
+    }
+    return seen == 0 ? -1 : n;
+}
+
+/* Does If-Range allow using the Range header (RFC 9110 13.1.5)? */
+static bool if_range_ok(const struct sl_request *req, const struct sl_cache_entry *e)
+{
+    if (req->if_range.n == 0)
+        return true;
+    if (req->if_range.p[0] == '"')
+        return req->if_range.n == strlen(e->etag) &&
+               memcmp(req->if_range.p, e->etag, req->if_range.n) == 0;
+    time_t t;
+    return date_header(req->if_range, &t) && t == e->mtime.tv_sec;
+}
+
+static void done_entry(struct sl_conn *c, struct sl_cache_entry *e)
+{
+    sl_cache_release(sl_srv.cache, e);
+    c->entry = NULL;
+    c->body_start = c->body_off = c->body_end = 0;
+}
+
+/* 206 with one range, or multipart/byteranges with several. */
+static void put_partial(struct sl_conn *c, const struct sl_request *req,
+                        struct sl_cache_entry *e, int n, const off_t *start, const off_t *end)
 {
     char *h = c->hdr;
-    if (not_modified(req, e)) {
-        size_t off = put_head_start(h, 304);
-        off = PUT_LIT(h, off, "ETag: ");
-        off = put_str(h, off, e->etag, strlen(e->etag));
-        off = PUT_LIT(h, off, "\r\nLast-Modified: ");
-        off = put_str(h, off, e->last_modified, strlen(e->last_modified));
+    char line[160];
+    size_t off = put_head_start(h, 206);
+    off = PUT_LIT(h, off, "Accept-Ranges: bytes\r\n");
+    off = put_validators(h, off, e);
+    if (n == 1) {
+        int k = snprintf(line, sizeof(line),
+                         "Content-Range: bytes %lld-%lld/%lld\r\nContent-Length: %lld\r\n",
+                         (long long)start[0], (long long)end[0] - 1, (long long)e->size,
+                         (long long)(end[0] - start[0]));
+        off = put_str(h, off, line, (size_t)k);
+        off = PUT_LIT(h, off, "Content-Type: ");
+        off = put_str(h, off, e->content_type, strlen(e->content_type));
         off = PUT_LIT(h, off, "\r\n");
+        c->body_start = c->body_off = start[0];
+        c->body_end = end[0];
+    } else {
+        /* The boundary need only be absent from the parts' headers and
+           unlikely in the data; a per-connection counter makes it unique. */
+        char boundary[40];
+        snprintf(boundary, sizeof(boundary), "sluice%016llx",
+                 (unsigned long long)(sl_now_ns() ^ ((uint64_t)c->fd << 40)));
+        size_t tlen = strlen(e->content_type);
+        size_t per = 2 + 2 + strlen(boundary) + 2 + 14 + tlen + 2 + 80 + 4;
+        struct sl_parts *p = sl_calloc(1, sizeof(*p) + per * (size_t)(n + 1));
+        p->n = n;
+        p->in_text = true;
+        char *w = p->buf;
+        uint64_t total = 0;
+        for (int i = 0; i <= n; i++) {
+            int k;
+            if (i < n)
+                k = snprintf(w, per,
+                             "%s--%s\r\nContent-Type: %s\r\nContent-Range: bytes "
+                             "%lld-%lld/%lld\r\n\r\n",
+                             i ? "\r\n" : "", boundary, e->content_type,
+                             (long long)start[i], (long long)end[i] - 1, (long long)e->size);
+            else
+                k = snprintf(w, per, "\r\n--%s--\r\n", boundary);
+            p->text[i] = w;
+            p->text_len[i] = (uint16_t)k;
+            w += k;
+            total += (uint64_t)k;
+            if (i < n) {
+                p->start[i] = start[i];
+                p->end[i] = end[i];
+                total += (uint64_t)(end[i] - start[i]);
+            }
+        }
+        int k = snprintf(line, sizeof(line),
+                         "Content-Type: multipart/byteranges; boundary=%s\r\n"
+                         "Content-Length: %llu\r\n",
+                         boundary, (unsigned long long)total);
+        off = put_str(h, off, line, (size_t)k);
+        c->parts = p;
+        c->body_start = c->body_off = c->body_end = 0;
+    }
+    off = put_connection(h, off, c->keepalive);
+    c->hdr_len = (uint32_t)SL_MIN(off, SL_CONN_HDR_CAP);
+    c->status = 206;
+    c->entry = e;
+    if (req->method == SL_METHOD_HEAD) {
+        free(c->parts);
+        c->parts = NULL;
+        done_entry(c, e);
+    }
+}
+
+/* Does Accept-Encoding V accept CODING (listed, and not with q=0)? */
+static bool accepts(struct sl_str v, const char *coding)
+{
+    size_t cl = strlen(coding);
+    const char *p = v.p, *end = v.p + v.n;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *e = comma ? comma : end;
+        while (p < e && (*p == ' ' || *p == '\t'))
+            p++;
+        const char *semi = p < e ? memchr(p, ';', (size_t)(e - p)) : NULL;
+        const char *te = semi ? semi : e;
+        while (te > p && (te[-1] == ' ' || te[-1] == '\t'))
+            te--;
+        if ((size_t)(te - p) == cl && strncasecmp(p, coding, cl) == 0) {
+            if (semi == NULL)
+                return true;
+            const char *q = semi + 1;
+            while (q < e && (*q == ' ' || *q == '\t'))
+                q++;
+            /* q=0, q=0.0, q=0.000: refused */
+            if (e - q >= 3 && (q[0] == 'q' || q[0] == 'Q') && q[1] == '=' && q[2] == '0') {
+                const char *r = q + 3;
+                if (r < e && *r == '.')
+                    r++;
+                while (r < e && *r == '0')
+                    r++;
+                while (r < e && (*r == ' ' || *r == '\t'))
+                    r++;
+                return r != e;
+            }
+            return true;
+        }
+        p = e + 1;
+    }
+    return false;
+}
+
+/* With [http] precompressed on, a sibling PATH.br or PATH.gz the client
+ * accepts replaces the file: same Content-Type, its own length and
+ * validators, and Content-Encoding. Returns true if C was prepared. */
+static bool put_precompressed(struct sl_conn *c, const struct sl_request *req,
+                              struct sl_cache_entry *e, const char *path)
+{
+    static const char *const codings[][2] = {{"br", ".br"}, {"gzip", ".gz"}};
+    char alt[4096 + 8];
+    for (size_t i = 0; i < SL_ARRAY_LEN(codings); i++) {
+        if (!accepts(req->accept_encoding, codings[i][0]))
+            continue;
+        snprintf(alt, sizeof(alt), "%s%s", path, codings[i][1]);
+        struct sl_cache_entry *z = sl_cache_get(sl_srv.cache, alt);
+        if (z->err != 0 || z->is_dir) {
+            sl_cache_release(sl_srv.cache, z);
+            continue;
+        }
+        char *h = c->hdr;
+        char line[128];
+        size_t off = put_head_start(h, 200);
+        off = PUT_LIT(h, off, "Content-Type: ");
+        off = put_str(h, off, e->content_type, strlen(e->content_type));
+        int k = snprintf(line, sizeof(line),
+                         "\r\nContent-Encoding: %s\r\nVary: Accept-Encoding\r\n"
+                         "Content-Length: %lld\r\n",
+                         codings[i][0], (long long)z->size);
+        off = put_str(h, off, line, (size_t)k);
+        off = put_validators(h, off, z);
         off = put_connection(h, off, c->keepalive);
         sl_cache_release(sl_srv.cache, e);
-        c->entry = NULL;
+        c->hdr_len = (uint32_t)SL_MIN(off, SL_CONN_HDR_CAP);
+        c->status = 200;
+        c->body_start = c->body_off = 0;
+        if (req->method == SL_METHOD_HEAD || z->size == 0) {
+            done_entry(c, z);
+        } else {
+            c->body_end = z->size;
+            c->entry = z;
+        }
+        return true;
+    }
+    return false;
+}
+
+static void put_file(struct sl_conn *c, const struct sl_request *req, struct sl_cache_entry *e,
+                     const char *path)
+{
+    bool vary = __atomic_load_n(&sl_srv.precompressed, __ATOMIC_RELAXED);
+    char *h = c->hdr;
+    int pre = preconditions(req, e);
+    if (pre == 304) {
+        size_t off = put_head_start(h, 304);
+        off = put_validators(h, off, e);
+        off = put_connection(h, off, c->keepalive);
+        done_entry(c, e);
         c->hdr_len = (uint32_t)off;
-        c->body_off = c->body_end = 0;
         c->status = 304;
         return;
     }
+    if (pre == 412) {
+        done_entry(c, e);
+        put_error(c, 412, req->method == SL_METHOD_HEAD, NULL);
+        return;
+    }
+    if (vary && req->accept_encoding.n > 0 && put_precompressed(c, req, e, path))
+        return;
+    if (req->range.n > 0 && req->method == SL_METHOD_GET && if_range_ok(req, e)) {
+        off_t start[SL_MAX_RANGES], end[SL_MAX_RANGES];
+        int n = parse_ranges(req->range, e->size, start, end);
+        if (n == 0) {
+            char extra[96];
+            snprintf(extra, sizeof(extra), "Content-Range: bytes */%lld\r\n",
+                     (long long)e->size);
+            done_entry(c, e);
+            put_error(c, 416, false, extra);
+            return;
+        }
+        if (n > 0) {
+            put_partial(c, req, e, n, start, end);
+            return;
+        }
+    }
     size_t off = put_head_start(h, 200);
     off = put_str(h, off, e->hdr, e->hdr_len);
+    off = PUT_LIT(h, off, "Accept-Ranges: bytes\r\n");
+    if (vary)
+        off = PUT_LIT(h, off, "Vary: Accept-Encoding\r\n");
     off = put_connection(h, off, c->keepalive);
     if (off > SL_CONN_HDR_CAP) { /* an absurd Content-Type could do this */
-        sl_cache_release(sl_srv.cache, e);
         sl_log(SL_LOG_ERROR, "response head too large for %.*s", (int)req->target.n,
                req->target.p);
+        done_entry(c, e);
         put_error(c, 500, req->method == SL_METHOD_HEAD, NULL);
         return;
     }
     c->hdr_len = (uint32_t)off;
     c->status = 200;
-    c->body_off = 0;
+    c->body_start = c->body_off = 0;
     if (req->method == SL_METHOD_HEAD || e->size == 0) {
-        c->body_end = 0;
-        sl_cache_release(sl_srv.cache, e);
-        c->entry = NULL;
+        done_entry(c, e);
     } else {
         c->body_end = e->size;
         c->entry = e; /* the writer releases it when the body is sent */
@@ -203,6 +513,8 @@ void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
     c->entry = NULL;
     c->hdr_off = 0;
     c->body_start = 0;
+    c->body_sent = 0;
+    c->parts = NULL;
 
     /* Framing first: a body we cannot delimit makes the connection unusable. */
     if (req->has_transfer_encoding) {
@@ -225,6 +537,8 @@ void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
     case SL_METHOD_HEAD:
         break;
     case SL_METHOD_OPTIONS: {
+        /* "OPTIONS *" asks about the server, any other target about a
+           resource; both get the same answer from a static server. */
         size_t off = put_head_start(c->hdr, 204);
         off = PUT_LIT(c->hdr, off, ALLOW);
         off = put_connection(c->hdr, off, c->keepalive);
@@ -241,6 +555,11 @@ void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
         return;
     }
 
+    if (req->target.n == 1 && req->target.p[0] == '*') { /* only OPTIONS may use it */
+        c->keepalive = false;
+        put_error(c, 400, head_only, NULL);
+        return;
+    }
     char path[4096];
     bool slash = false;
     int status = 400;
@@ -259,7 +578,7 @@ void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
     }
     struct sl_cache_entry *e = sl_cache_get(sl_srv.cache, path);
     if (e->err == 0 && !e->is_dir) {
-        put_file(c, req, e);
+        put_file(c, req, e, path);
         return;
     }
     int err = e->err;

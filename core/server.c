@@ -35,12 +35,13 @@ void sl_conn_close(struct sl_conn *c)
 {
     if (c->logrec) { /* a response cut short still gets its line */
         c->logrec->status = c->status;
-        c->logrec->body_bytes = (uint64_t)(c->body_off - c->body_start);
+        c->logrec->body_bytes = c->body_sent;
         c->logrec->bytes = c->hdr_off + c->logrec->body_bytes;
         sl_accesslog_submit(c->logrec);
     }
     if (c->entry)
         sl_cache_release(sl_srv.cache, c->entry);
+    free(c->parts);
     close(c->fd); /* also leaves every epoll set */
     free(c->buf);
     free(c);
@@ -139,6 +140,7 @@ static void apply_limits(const struct sl_config *cfg)
                      __ATOMIC_RELAXED);
     __atomic_store_n(&sl_srv.max_body_discard, cfg->max_body_discard, __ATOMIC_RELAXED);
     __atomic_store_n(&sl_srv.queue_batch, cfg->queue_batch, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl_srv.precompressed, cfg->precompressed, __ATOMIC_RELAXED);
     sl_srv.limits.max_request_line = (size_t)cfg->max_request_line;
     sl_srv.limits.max_header_size = (size_t)cfg->max_header_size;
     sl_srv.limits.max_headers = (size_t)cfg->max_headers;

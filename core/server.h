@@ -61,6 +61,7 @@ struct sl_server {
     long max_requests_per_connection;
     long max_body_discard;
     int queue_batch;
+    bool precompressed;
     struct sl_http_limits limits;
 };
 

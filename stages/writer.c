@@ -20,32 +20,39 @@
 
 enum send_rc { SENT_ALL, SENT_AGAIN, SENT_TURN, SENT_ERR };
 
-/* Sends what is left of C's response, at most TURN_BYTES of it. */
-static enum send_rc send_some(struct sl_conn *c, struct sl_tstats *st)
+/* send(2) of BUF[*OFF..LEN) until done; MORE: more bytes follow at once. */
+static enum send_rc send_text(struct sl_conn *c, const char *buf, uint32_t len, uint32_t *off,
+                              bool more, bool body, struct sl_tstats *st)
 {
-    size_t budget = TURN_BYTES;
-    while (c->hdr_off < c->hdr_len) {
-        int flags = MSG_NOSIGNAL | (c->body_off < c->body_end ? MSG_MORE : 0);
-        ssize_t n = send(c->fd, c->hdr + c->hdr_off, c->hdr_len - c->hdr_off, flags);
+    while (*off < len) {
+        ssize_t n = send(c->fd, buf + *off, len - *off, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             return errno == EAGAIN ? SENT_AGAIN : SENT_ERR;
         }
-        c->hdr_off += (uint32_t)n;
+        *off += (uint32_t)n;
         SL_COUNTER_ADD(&st->ev.bytes_sent, (uint64_t)n);
+        if (body) {
+            c->body_sent += (uint64_t)n;
+            SL_COUNTER_ADD(&st->ev.body_bytes_sent, (uint64_t)n);
+        }
     }
+    return SENT_ALL;
+}
+
+/* sendfile(2) of [body_off, body_end) within *BUDGET bytes this turn. */
+static enum send_rc send_range(struct sl_conn *c, size_t *budget, struct sl_tstats *st)
+{
     while (c->body_off < c->body_end) {
-        if (budget == 0)
+        if (*budget == 0)
             return SENT_TURN;
-        size_t want = SL_MIN((size_t)(c->body_end - c->body_off), budget);
+        size_t want = SL_MIN((size_t)(c->body_end - c->body_off), *budget);
         ssize_t n = sendfile(c->fd, c->entry->fd, &c->body_off, want);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN)
-                return SENT_AGAIN;
-            return SENT_ERR;
+            return errno == EAGAIN ? SENT_AGAIN : SENT_ERR;
         }
         if (n == 0) {
             /* The file shrank under us: never pad or send other bytes. The
@@ -54,11 +61,55 @@ static enum send_rc send_some(struct sl_conn *c, struct sl_tstats *st)
                    (long long)c->body_off, (long long)c->body_end);
             return SENT_ERR;
         }
-        budget -= (size_t)n;
+        *budget -= (size_t)n;
+        c->body_sent += (uint64_t)n;
         SL_COUNTER_ADD(&st->ev.bytes_sent, (uint64_t)n);
         SL_COUNTER_ADD(&st->ev.body_bytes_sent, (uint64_t)n);
     }
     return SENT_ALL;
+}
+
+/* The parts of a multipart/byteranges body, resuming where the last turn
+ * stopped. */
+static enum send_rc send_parts(struct sl_conn *c, size_t *budget, struct sl_tstats *st)
+{
+    struct sl_parts *p = c->parts;
+    while (p->cur <= p->n) {
+        if (p->in_text) {
+            bool last = p->cur == p->n;
+            enum send_rc rc = send_text(c, p->text[p->cur], p->text_len[p->cur],
+                                        &p->text_off, !last, true, st);
+            if (rc != SENT_ALL)
+                return rc;
+            p->text_off = 0;
+            p->in_text = false;
+            if (last) {
+                p->cur++;
+                break;
+            }
+            c->body_off = p->start[p->cur];
+            c->body_end = p->end[p->cur];
+        }
+        enum send_rc rc = send_range(c, budget, st);
+        if (rc != SENT_ALL)
+            return rc;
+        p->cur++;
+        p->in_text = true;
+    }
+    return SENT_ALL;
+}
+
+/* Sends what is left of C's response, at most TURN_BYTES of file data. */
+static enum send_rc send_some(struct sl_conn *c, struct sl_tstats *st)
+{
+    size_t budget = TURN_BYTES;
+    bool body_follows = c->parts != NULL || c->body_off < c->body_end;
+    enum send_rc rc = send_text(c, c->hdr, c->hdr_len, &c->hdr_off, body_follows, false, st);
+    if (rc != SENT_ALL)
+        return rc;
+    if (c->parts)
+        return send_parts(c, &budget, st);
+    return send_range(c, &budget, st);
 }
 
 static void finish(struct sl_conn *c, struct sl_tstats *st)
@@ -70,7 +121,7 @@ static void finish(struct sl_conn *c, struct sl_tstats *st)
     SL_COUNTER_ADD(&st->stage[SL_STAGE_WRITER].processed, 1);
     if (c->logrec) {
         c->logrec->status = c->status;
-        c->logrec->body_bytes = (uint64_t)(c->body_off - c->body_start);
+        c->logrec->body_bytes = c->body_sent;
         c->logrec->bytes = c->hdr_off + c->logrec->body_bytes;
         sl_accesslog_submit(c->logrec);
         c->logrec = NULL;
@@ -79,6 +130,8 @@ static void finish(struct sl_conn *c, struct sl_tstats *st)
         sl_cache_release(sl_srv.cache, c->entry);
         c->entry = NULL;
     }
+    free(c->parts);
+    c->parts = NULL;
     if (c->keepalive) {
         c->phase = SL_PHASE_READ;
         sl_to_reader(c);

@@ -643,3 +643,138 @@ def test_active_keepalive_connection_outlives_timeout(fast_timeouts):
             r = c.read_response()
             assert r.status == 200
             time.sleep(0.4)
+
+
+# ------------------------------------------------------------------ more framing and limits
+
+
+def test_deep_pipeline_beyond_input_buffer(sluice):
+    """400 pipelined requests (~30 KiB, more than the 16 KiB input buffer) in
+    one write: every one answered, in order."""
+    paths = [FILESET[i % 9] for i in range(400)]  # class 0: small bodies
+    with RawConn(sluice.port, timeout=20) as c:
+        c.send(b"".join(request("GET", p) for p in paths))
+        for i, p in enumerate(paths):
+            r = c.read_response()
+            assert r.status == 200, (i, p, r.status)
+            check_body(sluice.root, p, r.body)
+
+
+def test_pipeline_error_after_good_requests(sluice):
+    """Responses before a malformed request are all delivered, then its 400,
+    then the connection closes; nothing after it is answered."""
+    with RawConn(sluice.port) as c:
+        c.send(request("GET", "/one.bin") + request("GET", "/dir00000/class0_7") +
+               b"GET /x HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n" + request("GET", "/1k.bin"))
+        r1 = c.read_response()
+        r2 = c.read_response()
+        r3 = c.read_response()
+        assert c.closed_within(3)
+    assert r1.status == 200 and r2.status == 200
+    check_body(sluice.root, "/one.bin", r1.body)
+    check_body(sluice.root, "/dir00000/class0_7", r2.body)
+    assert r3.status == 400
+
+
+def test_large_discarded_body_then_next_request(sluice):
+    body = os.urandom(300 * 1024)  # bigger than the input buffer, under max_body_discard
+    with RawConn(sluice.port, timeout=20) as c:
+        c.send(request("GET", "/dir00000/class1_1", headers={"Content-Length": str(len(body))}) +
+               body + request("GET", "/dir00000/class1_2"))
+        r1 = c.read_response()
+        r2 = c.read_response()
+    assert r1.status == 200 and r2.status == 200
+    check_body(sluice.root, "/dir00000/class1_1", r1.body)
+    check_body(sluice.root, "/dir00000/class1_2", r2.body)
+
+
+def test_head_of_errors_has_no_body(sluice):
+    with RawConn(sluice.port) as c:
+        c.send(request("HEAD", "/nope") + request("HEAD", "/withindex") +
+               request("HEAD", "/noindex/") + request("GET", "/one.bin"))
+        statuses = [c.read_response("HEAD").status for _ in range(3)]
+        r = c.read_response()
+    assert statuses == [404, 301, 403]
+    assert r.status == 200
+    check_body(sluice.root, "/one.bin", r.body)
+
+
+def test_methods_are_case_sensitive(sluice):
+    r = exchange(sluice.port, request("get", "/one.bin"))
+    assert r.status == 501
+
+
+def test_range_is_ignored_or_exact(sluice):
+    """No Range support is documented: the answer is the whole file (200) or,
+    if ever supported, exactly the requested bytes (206)."""
+    r = sluice.get("/1k.bin", headers={"Range": "bytes=10-19"})
+    data = sluice.root.data("/1k.bin")
+    if r.status == 206:
+        assert r.body == data[10:20]
+    else:
+        assert r.status == 200
+        check_body(sluice.root, "/1k.bin", r.body)
+
+
+def test_encoded_dot_segments_inside_root(sluice):
+    r = sluice.get("/dir00000/%2e%2e/dir00000/%2E/class0_6")
+    assert r.status == 200
+    check_body(sluice.root, "/dir00000/class0_6", r.body)
+
+
+def test_max_requests_per_connection(sluice_factory):
+    server = sluice_factory(limits_max_requests_per_connection=3)
+    with RawConn(server.port) as c:
+        c.send(b"".join(request("GET", "/one.bin") for _ in range(5)))
+        rs = [c.read_response() for _ in range(3)]
+        assert c.closed_within(3), "the connection outlived max_requests_per_connection"
+    assert [r.status for r in rs] == [200, 200, 200]
+    assert [r.header("Connection").lower() for r in rs] == ["keep-alive", "keep-alive", "close"]
+    server.ensure_serving()
+
+
+def test_max_connections(sluice_factory):
+    server = sluice_factory(server_max_connections=4)
+    held = [RawConn(server.port) for _ in range(4)]
+    try:
+        for c in held:  # all four are accepted and served
+            c.send(request("GET", "/one.bin"))
+            assert c.read_response().status == 200
+        with RawConn(server.port) as extra:
+            assert extra.closed_within(3), "a fifth connection was kept over max_connections"
+        held.pop().close()
+        time.sleep(0.3)
+        server.ensure_serving()
+        for c in held:  # the others are untouched
+            c.send(request("GET", "/1k.bin"))
+            r = c.read_response()
+            assert r.status == 200
+            check_body(server.root, "/1k.bin", r.body)
+    finally:
+        for c in held:
+            c.close()
+
+
+def test_send_timeout_disconnects_stalled_reader(sluice_factory):
+    """A client that requests 5 MiB and reads nothing is disconnected after
+    [timeouts] send (1 s) without progress."""
+    server = sluice_factory(timeouts_send="1s")
+    with RawConn(server.port, timeout=10, rcvbuf=4096) as c:
+        c.send(request("GET", "/5m.bin"))
+        time.sleep(3.0)
+        got = 0
+        closed = False
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 5:
+            try:
+                data = c.sock.recv(1 << 20)
+            except ConnectionResetError:
+                closed = True
+                break
+            if not data:
+                closed = True
+                break
+            got += len(data)
+        assert closed, "a stalled client was not disconnected"
+        assert got < (5 << 20), "the whole file was sent to a client that read nothing"
+    server.ensure_serving()
