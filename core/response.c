@@ -495,6 +495,10 @@ static int status_for_errno(int err, const char *path)
     case EACCES:
     case EPERM:
         return 403;
+    case EMFILE:
+    case ENFILE:
+    case ENOMEM:
+        return 503; /* out of descriptors or memory: temporary */
     default:
         sl_log(SL_LOG_ERROR, "open \"%s\": %s", path, strerror(err));
         return 500;
@@ -610,5 +614,6 @@ void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
             err = EACCES;
         sl_cache_release(sl_srv.cache, d);
     }
-    put_error(c, status_for_errno(err, path), head_only, NULL);
+    int st = status_for_errno(err, path);
+    put_error(c, st, head_only, st == 503 ? "Retry-After: 1\r\n" : NULL);
 }

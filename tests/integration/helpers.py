@@ -12,6 +12,7 @@ import resource
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ SECTIONS = ("server", "queue", "acceptor", "reader", "detector", "writer", "cach
 # Extra files of the test root besides the SPECweb99-like dir00000/.
 # Policy notes: dot files are served like any other file (README "What is
 # served"); symlinks are followed only while they stay inside the root.
+SPACE_DIR = "sub dir \u00fc"
 UTF8_NAME = "with space \u00fcn\u00efc\u00f8d\u00e9 \u20ac.txt"
 EXTRA_FILES = {
     "empty.bin": 0,
@@ -135,6 +137,19 @@ def make_root(path, seed=42):
     os.symlink("/etc/passwd", path / "link-outside")
     os.symlink("../../../../../../../../etc/passwd", path / "link-outside-rel")
     os.symlink("/etc", path / "linkdir-outside")
+    os.symlink("withindex", path / "linkdir-inside")
+    os.symlink("loop", path / "loop")
+    # A directory whose name needs percent-encoding in a Location header.
+    (path / SPACE_DIR).mkdir(exist_ok=True)
+    (path / SPACE_DIR / "index.html").write_bytes(INDEX_HTML)
+    # Things that are not regular files: never served (403).
+    os.mkfifo(path / "fifo")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as u:
+        u.bind(str(path / "unix.sock"))  # the file stays after the socket closes
+    try:
+        os.mknod(path / "null-device", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except OSError:
+        pass  # not allowed here; the test skips
     unreadable = path / "unreadable.txt"
     unreadable.write_bytes(b"secret\n")
     os.chmod(unreadable, 0)

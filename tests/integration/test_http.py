@@ -778,3 +778,89 @@ def test_send_timeout_disconnects_stalled_reader(sluice_factory):
         assert closed, "a stalled client was not disconnected"
         assert got < (5 << 20), "the whole file was sent to a client that read nothing"
     server.ensure_serving()
+
+
+def test_request_sent_byte_by_byte(sluice):
+    data = request("GET", "/dir00000/class0_8")
+    with RawConn(sluice.port) as c:
+        for i in range(len(data)):
+            c.send(data[i:i + 1])
+            time.sleep(0.003)
+        r = c.read_response()
+    assert r.status == 200
+    check_body(sluice.root, "/dir00000/class0_8", r.body)
+
+
+def test_redirect_location_is_percent_encoded(sluice):
+    quoted = urllib.parse.quote("/" + helpers.SPACE_DIR)
+    r = sluice.get(quoted)
+    assert r.status == 301
+    assert r.header("Location") == quoted + "/"
+    r = sluice.get(r.header("Location"))
+    assert r.status == 200 and r.body == helpers.INDEX_HTML
+
+
+def test_symlinked_directory_inside_root(sluice):
+    r = sluice.get("/linkdir-inside/")
+    assert r.status == 200 and r.body == helpers.INDEX_HTML
+
+
+def test_symlink_loop_404(sluice):
+    assert sluice.get("/loop").status == 404
+    sluice.ensure_serving()
+
+
+@pytest.mark.parametrize("name", ["fifo", "unix.sock", "null-device"])
+def test_not_a_regular_file_403(sluice, name):
+    """README: only regular files are served; devices, FIFOs and sockets 403."""
+    if not os.path.lexists(sluice.root.path / name):
+        pytest.skip(f"could not create {name} here")
+    r = sluice.get("/" + name)
+    assert r.status == 403, f"/{name}: {r.status} {r.reason}"
+    sluice.ensure_serving()
+
+
+@pytest.mark.parametrize("split", [
+    (b"GET /one.bin HTTP/1.1\r", b"\nHost: x\r\n\r\n"),
+    (b"GET /one.bin HTTP/1.1\r\nHost: x\r", b"\n\r\n"),
+    (b"GET /one.bin HTTP/1.1\r\nHost: x\r\n\r", b"\n"),
+    (b"GET /one.bin HTTP/1.1\r\nHost: x\r\n", b"\r\n"),
+], ids=["request-line", "header", "empty-line", "before-empty-line"])
+def test_request_split_between_cr_and_lf(sluice, split):
+    """TCP may deliver a CRLF in two segments; a CR that is the last byte
+    received so far is not a bare CR."""
+    with RawConn(sluice.port) as c:
+        c.send(split[0])
+        time.sleep(0.15)
+        c.send(split[1])
+        r = c.read_response()
+    assert r.status == 200, f"{split[0]!r} | {split[1]!r}: {r.status} {r.reason}"
+    check_body(sluice.root, "/one.bin", r.body)
+
+
+def test_header_timeout_second_request_on_keepalive(fast_timeouts):
+    """The header timeout also bounds a partial request after a complete one."""
+    with RawConn(fast_timeouts.port, timeout=8) as c:
+        c.send(request("GET", "/one.bin"))
+        assert c.read_response().status == 200
+        time.sleep(0.5)  # idle for a while, under the keep-alive timeout
+        c.send(b"GET /1k.bin HTTP/1.1\r\nHo")
+        t0 = time.monotonic()
+        try:
+            r = c.read_response()
+        except (helpers.ConnectionClosed, ConnectionResetError):
+            r = None
+        elapsed = time.monotonic() - t0
+    assert r is None or r.status == 408, r
+    assert 0.8 <= elapsed <= 4.0, f"closed after {elapsed:.2f}s, header timeout is 1s"
+
+
+def test_body_that_never_arrives_is_timed_out(fast_timeouts):
+    with RawConn(fast_timeouts.port, timeout=8) as c:
+        c.send(request("GET", "/one.bin", headers={"Content-Length": "100"}) + b"only ten!!")
+        r = c.read_response()
+        assert r.status == 200
+        t0 = time.monotonic()
+        assert c.closed_within(5.0), "a connection waiting for a body was kept forever"
+        elapsed = time.monotonic() - t0
+    assert elapsed <= 4.0, elapsed

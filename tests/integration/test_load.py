@@ -119,11 +119,19 @@ def check_rotating(out, res):
 
 
 def check_after_load(server):
-    """After a load run the server still answers, byte-exact, at once."""
+    """After a load run the server still answers, byte-exact, at once, also
+    to pipelined requests."""
     for path in ("/one.bin", "/dir00000/class3_9", "/5m.bin"):
         r = server.get(path, timeout=10)
         assert r.status == 200
         assert sha256(r.body) == server.root.files[path][1]
+    paths = FILESET[::4] + ["/5m.bin", "/empty.bin", "/one.bin"]
+    with helpers.RawConn(server.port, timeout=20) as c:
+        c.send(b"".join(helpers.request("GET", p) for p in paths))
+        for p in paths:
+            r = c.read_response()
+            assert r.status == 200, p
+            assert sha256(r.body) == server.root.files[p][1], p
 
 
 # ------------------------------------------------------------------ wrk
