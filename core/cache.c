@@ -1,18 +1,43 @@
 /* cache.c: the shared fd/header cache; see cache.h.
  *
  * Concurrency contract
- *   - Lookups run under rcu_read_lock(); an entry found is pinned with
- *     urcu_ref_get_unless_zero(), which fails once its count reached zero.
- *   - The table holds one reference per entry it contains. Whoever removes an
- *     entry from the table (cds_lfht_del or cds_lfht_replace returning
- *     success: exactly one thread wins) drops that reference.
+ *
+ *   who                  what it may do
+ *   -------------------  ------------------------------------------------------
+ *   any registered RCU   sl_cache_get (outside rcu_read_lock), sl_cache_release
+ *   thread
+ *   any thread           sl_cache_info, sl_cache_configure (plain atomics only)
+ *   one thread, alone    sl_cache_create, sl_cache_destroy
+ *
+ *   - The table (cds_lfht) is read under rcu_read_lock(). A node found there
+ *     is pinned with urcu_ref_get_unless_zero(), which fails once the count
+ *     reached zero; the read lock keeps the memory valid for that attempt.
+ *   - The table owns one reference per entry it contains. Exactly one thread
+ *     removes an entry (the one whose cds_lfht_del or cds_lfht_replace
+ *     succeeds), and that thread drops the table's reference. Hence a count
+ *     of zero implies the node is already logically removed, so a retried
+ *     cds_lfht_add_unique can never return the same dying node again.
  *   - The last reference closes the fd at once (nobody can take a new one)
- *     and frees the memory after a grace period (call_rcu), because readers
- *     may still be looking at it inside their read-side critical section.
- *   - Entries are immutable once published, except validated_ns (atomic) and
- *     accessed (a hint for eviction, racy by design).
- *   - One thread at a time revalidates a stale entry (CAS on validated_ns)
- *     and one thread at a time evicts (atomic flag).
+ *     and frees the memory with call_rcu(): readers inside a read-side
+ *     critical section may still be reading the node's key or count.
+ *   - Everything in an entry is immutable once published (cds_lfht_add_unique
+ *     and cds_lfht_replace issue a full barrier before publishing, so readers
+ *     see it initialized), except validated_ns (atomic, CAS by the one thread
+ *     that revalidates), accessed (a racy CLOCK hint: losing a store only
+ *     changes which entry is evicted) and the reference count.
+ *   - A changed file never edits an entry; it gets a new entry swapped in with
+ *     cds_lfht_replace. A reader holding the old entry keeps sending the old
+ *     inode through the old fd, so a response is one whole version of a file.
+ *   - Path-level changes (a new file, a retargeted symlink) are found by the
+ *     revalidation after the validity period. Changes to the inode behind a
+ *     cached fd (written in place, deleted, renamed over) are found at once by
+ *     an fstat on every hit: within the period, an in-place write would
+ *     otherwise pair the cached header with new bytes.
+ *   - One thread at a time evicts (an atomic flag); the others skip it. The
+ *     CLOCK hand belongs to whoever holds the flag.
+ *   - Errors that say nothing about the file (EMFILE, ENFILE, ENOMEM, ...) are
+ *     handed out in a private entry that is never put in the table, so running
+ *     out of descriptors for a moment is not remembered for negative_ns.
  */
 #include "core/cache.h"
 #include "core/http.h"
@@ -32,33 +57,52 @@
 #include <urcu/rculfhash.h>
 #include <urcu/ref.h>
 
+#define DEFAULT_TYPE "application/octet-stream"
+/* Bound on back-to-back sweeps by one thread while others keep inserting
+ * during its sweeps (they leave the work to it); high enough that the bound
+ * holds once inserts stop, low enough that one request cannot be stuck. */
+#define EVICT_ROUNDS 64
+
 struct entry {
     struct sl_cache_entry pub;
     struct cds_lfht_node node;
     struct urcu_ref ref;
-    struct rcu_head rcu;
-    struct sl_cache *cache;
-    uint64_t validated_ns; /* atomic: when the file was last checked */
-    uint8_t accessed;      /* CLOCK bit: used since the evictor last passed */
+    uint64_t validated_ns; /* atomic: sl_now_ns() of the last check */
+    uint8_t accessed;      /* CLOCK bit: hit since the evictor last passed */
+    bool published;        /* was added to the table (false: private entry) */
     dev_t dev;
     ino_t ino;
+    struct timespec ctime; /* catches a rewrite that restored mtime and size */
     unsigned long hash;
-    char hdr[320];
-    char key[];
+    struct sl_cache *cache;
+    struct rcu_head rcu;
+    char key[]; /* NUL-terminated path, then the header text */
 };
 
 struct sl_cache {
     struct cds_lfht *ht;
     int root_fd;
     const struct sl_mime *mime;
-    size_t max_entries;   /* atomic */
-    uint64_t validity_ns; /* atomic */
-    uint64_t negative_ns; /* atomic */
-    long count;           /* atomic: entries in the table */
-    long open_fds;        /* atomic: fds held by live entries */
-    int evicting;         /* atomic flag */
+    size_t max_entries;      /* atomic */
+    uint64_t validity_ns;    /* atomic */
+    uint64_t negative_ns;    /* atomic */
+    long count;              /* atomic: entries in the table */
+    long open_fds;           /* atomic: fds held by entries not yet released */
+    long live;               /* atomic: entries allocated and not yet released */
+    int evicting;            /* atomic flag: a sweep is running */
+    char *hand;              /* CLOCK hand: key of the next entry to sweep, */
+    unsigned long hand_hash; /* owned by the thread holding evicting */
 };
 
+/* What opening PATH found, before any entry exists. */
+struct probe {
+    int fd;  /* regular file only, else -1 */
+    int err; /* errno of the failed open, or EACCES for a non-regular file */
+    struct stat st;
+};
+
+/* FNV-1a, folded so the low bits (which pick the bucket) depend on the high
+ * ones too. Not keyed: chains are bounded by max_entries anyway. */
 static unsigned long hash_path(const char *s)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
@@ -66,7 +110,7 @@ static unsigned long hash_path(const char *s)
         h ^= (unsigned char)*s;
         h *= 1099511628211ull;
     }
-    return (unsigned long)(h ^ (h >> 32));
+    return (unsigned long)(h ^ (h >> 29));
 }
 
 static int match(struct cds_lfht_node *node, const void *key)
@@ -75,235 +119,408 @@ static int match(struct cds_lfht_node *node, const void *key)
     return strcmp(e->key, key) == 0;
 }
 
+/* Failures that describe the process, not the file: never cached. */
+static bool transient(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOMEM || err == EAGAIN ||
+           err == EINTR || err == ENOBUFS;
+}
+
 static void free_rcu(struct rcu_head *head)
 {
-    struct entry *e = caa_container_of(head, struct entry, rcu);
-    free(e);
+    free(caa_container_of(head, struct entry, rcu));
 }
 
 static void release(struct urcu_ref *ref)
 {
     struct entry *e = caa_container_of(ref, struct entry, ref);
+    struct sl_cache *c = e->cache;
+    /* The count is zero, so no thread holds or can take a reference: the fd is
+       unused. The memory may still be read by RCU readers: free it later. */
     if (e->pub.fd >= 0) {
         close(e->pub.fd);
-        uatomic_dec(&e->cache->open_fds);
+        uatomic_dec(&c->open_fds); /* statistics only: no ordering needed */
     }
-    call_rcu(&e->rcu, free_rcu);
+    uatomic_dec(&c->live); /* read by destroy after rcu_barrier() */
+    if (e->published)
+        call_rcu(&e->rcu, free_rcu);
+    else
+        free(e); /* never reachable from the table */
 }
 
 static void put(struct entry *e)
 {
+    /* urcu_ref_put's atomic decrement is a full barrier: every use of the
+       entry by this thread happens before release() runs in another. */
     urcu_ref_put(&e->ref, release);
 }
 
-/* Opens PATH beneath the root and builds an unpublished entry for it (a file,
- * a directory, or the errno of the failure). Holds REFS references. */
-static struct entry *build(struct sl_cache *c, const char *path, unsigned long hash, long refs,
-                           uint64_t now)
+/* Opens PATH beneath the root. Cannot fail: the failure is the result. */
+static void probe_path(struct sl_cache *c, const char *path, struct probe *p)
+{
+    struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+    int fd, tries = 0;
+    /* EINTR: retried as always. EAGAIN: RESOLVE_BENEATH met a ".." while a
+       rename was in flight and could not prove it stayed inside; the kernel
+       asks us to retry. */
+    do
+        fd = (int)syscall(SYS_openat2, c->root_fd, path[0] ? path : ".", &how,
+                          sizeof(how));
+    while (fd < 0 && (errno == EINTR || (errno == EAGAIN && ++tries < 8)));
+    p->fd = -1;
+    p->err = 0;
+    memset(&p->st, 0, sizeof(p->st));
+    if (fd < 0) {
+        /* ENXIO: a socket (or a device without a driver): as unservable as
+           the FIFOs and devices we do open, so the same answer. */
+        p->err = errno == ENXIO || errno == ENODEV ? EACCES : errno;
+        return;
+    }
+    if (fstat(fd, &p->st) != 0) {
+        p->err = errno;
+        close(fd);
+        return;
+    }
+    if (S_ISREG(p->st.st_mode)) {
+        p->fd = fd;
+        return;
+    }
+    close(fd);
+    if (!S_ISDIR(p->st.st_mode))
+        p->err = EACCES; /* FIFOs, devices, sockets: never served */
+}
+
+/* Does E still describe what P found? */
+static bool same_file(const struct entry *e, const struct probe *p)
+{
+    if (e->pub.err != 0 || p->err != 0)
+        return e->pub.err == p->err;
+    return e->pub.is_dir == S_ISDIR(p->st.st_mode) && e->dev == p->st.st_dev &&
+           e->ino == p->st.st_ino && e->pub.size == p->st.st_size &&
+           e->pub.mtime.tv_sec == p->st.st_mtim.tv_sec &&
+           e->pub.mtime.tv_nsec == p->st.st_mtim.tv_nsec &&
+           e->ctime.tv_sec == p->st.st_ctim.tv_sec &&
+           e->ctime.tv_nsec == p->st.st_ctim.tv_nsec;
+}
+
+/* Builds an unpublished entry for PATH from P (taking P's fd), holding REFS
+ * references. Cannot fail. */
+static struct entry *build(struct sl_cache *c, const char *path, unsigned long hash,
+                           const struct probe *p, long refs, uint64_t now)
 {
     size_t klen = strlen(path);
-    struct entry *e = sl_calloc(1, sizeof(*e) + klen + 1);
+    char lm[SL_HTTP_DATE_LEN + 1] = "";
+    char etag[48] = "";
+    const char *type = NULL;
+    int hlen = 0;
+    bool file = p->err == 0 && !S_ISDIR(p->st.st_mode);
+    if (file) {
+        sl_http_format_date(p->st.st_mtim.tv_sec, lm);
+        snprintf(etag, sizeof(etag), "\"%llx-%llx\"",
+                 (unsigned long long)p->st.st_mtim.tv_sec,
+                 (unsigned long long)p->st.st_size);
+        type = c->mime ? sl_mime_type(c->mime, path) : DEFAULT_TYPE;
+        hlen =
+            snprintf(NULL, 0,
+                     "Content-Type: %s\r\nContent-Length: %lld\r\nLast-Modified: %s\r\n"
+                     "ETag: %s\r\n",
+                     type, (long long)p->st.st_size, lm, etag);
+    }
+    struct entry *e = sl_calloc(1, sizeof(*e) + klen + 1 + (size_t)hlen + 1);
     memcpy(e->key, path, klen + 1);
     e->hash = hash;
     e->cache = c;
-    e->pub.fd = -1;
     e->validated_ns = now;
     urcu_ref_set(&e->ref, refs);
-    struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
-                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
-    int fd = (int)syscall(SYS_openat2, c->root_fd, path[0] ? path : ".", &how, sizeof(how));
-    if (fd < 0) {
-        e->pub.err = errno;
+    uatomic_inc(&c->live); /* statistics for destroy: no ordering needed */
+    e->pub.fd = p->fd;
+    e->pub.err = p->err;
+    if (p->err != 0)
         return e;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        e->pub.err = errno;
-        close(fd);
+    e->pub.is_dir = S_ISDIR(p->st.st_mode);
+    e->pub.size = p->st.st_size;
+    e->pub.mtime = p->st.st_mtim;
+    e->dev = p->st.st_dev;
+    e->ino = p->st.st_ino;
+    e->ctime = p->st.st_ctim;
+    if (!file)
         return e;
-    }
-    e->dev = st.st_dev;
-    e->ino = st.st_ino;
-    e->pub.size = st.st_size;
-    e->pub.mtime = st.st_mtim;
-    if (S_ISDIR(st.st_mode)) {
-        e->pub.is_dir = true;
-        close(fd);
-        return e;
-    }
-    if (!S_ISREG(st.st_mode)) { /* FIFOs, devices, sockets: never served */
-        e->pub.err = EACCES;
-        close(fd);
-        return e;
-    }
-    e->pub.fd = fd;
-    uatomic_inc(&c->open_fds);
-    sl_http_format_date(st.st_mtim.tv_sec, e->pub.last_modified);
-    snprintf(e->pub.etag, sizeof(e->pub.etag), "\"%llx-%llx\"",
-             (unsigned long long)st.st_mtim.tv_sec, (unsigned long long)st.st_size);
-    e->pub.content_type = sl_mime_type(c->mime, path);
-    int n = snprintf(e->hdr, sizeof(e->hdr),
-                     "Content-Type: %s\r\nContent-Length: %lld\r\nLast-Modified: %s\r\n"
-                     "ETag: %s\r\n",
-                     e->pub.content_type, (long long)st.st_size, e->pub.last_modified,
-                     e->pub.etag);
-    if (n < 0 || (size_t)n >= sizeof(e->hdr)) { /* an absurdly long Content-Type */
-        n = snprintf(e->hdr, sizeof(e->hdr),
-                     "Content-Type: application/octet-stream\r\nContent-Length: %lld\r\n"
-                     "Last-Modified: %s\r\nETag: %s\r\n",
-                     (long long)st.st_size, e->pub.last_modified, e->pub.etag);
-    }
-    e->pub.hdr = e->hdr;
-    e->pub.hdr_len = (size_t)n;
+    uatomic_inc(&c->open_fds); /* statistics only: no ordering needed */
+    memcpy(e->pub.last_modified, lm, sizeof(lm));
+    memcpy(e->pub.etag, etag, sizeof(etag));
+    e->pub.content_type = type;
+    char *hdr = e->key + klen + 1;
+    snprintf(
+        hdr, (size_t)hlen + 1,
+        "Content-Type: %s\r\nContent-Length: %lld\r\nLast-Modified: %s\r\nETag: %s\r\n",
+        type, (long long)p->st.st_size, lm, etag);
+    e->pub.hdr = hdr;
+    e->pub.hdr_len = (size_t)hlen;
     return e;
 }
 
-/* Frees an entry that was never published. */
-static void discard(struct sl_cache *c, struct entry *e)
+/* Marks E as used, writing the shared line only when the bit is clear, so a
+ * hot entry costs its readers no cache-line traffic. A racy hint: a lost
+ * store only changes which entry the next sweep picks. */
+static void touch(struct entry *e)
 {
-    if (e->pub.fd >= 0) {
-        close(e->pub.fd);
-        uatomic_dec(&c->open_fds);
-    }
-    free(e);
+    if (!CMM_LOAD_SHARED(e->accessed))
+        CMM_STORE_SHARED(e->accessed, 1);
 }
 
-static bool same_file(const struct entry *a, const struct entry *b)
+/* Removes E from the table if nobody else removed it first. Call under
+ * rcu_read_lock. Returns true if this thread removed it. */
+static bool unlink_entry(struct sl_cache *c, struct entry *e)
 {
-    if (a->pub.err || b->pub.err)
-        return a->pub.err == b->pub.err;
-    return a->pub.is_dir == b->pub.is_dir && a->dev == b->dev && a->ino == b->ino &&
-           a->pub.size == b->pub.size && a->pub.mtime.tv_sec == b->pub.mtime.tv_sec &&
-           a->pub.mtime.tv_nsec == b->pub.mtime.tv_nsec;
+    if (cds_lfht_del(c->ht, &e->node) != 0)
+        return false;       /* a concurrent del/replace won and drops the reference */
+    uatomic_dec(&c->count); /* statistics and the eviction trigger only */
+    put(e); /* the table's reference; release() may call_rcu from in here */
+    return true;
 }
 
-/* Second-chance eviction until the table is back under 90% of its bound. */
-static void evict(struct sl_cache *c, struct sl_tstats *st)
+/* Moves ITER to the next node, wrapping around to the first. */
+static struct cds_lfht_node *next_wrap(struct sl_cache *c, struct cds_lfht_iter *iter)
 {
-    if (uatomic_xchg(&c->evicting, 1) != 0)
-        return; /* another thread is at it */
-    size_t max = uatomic_read(&c->max_entries);
-    long target = (long)(max - max / 10);
+    cds_lfht_next(c->ht, iter);
+    if (cds_lfht_iter_get_node(iter) == NULL)
+        cds_lfht_first(c->ht, iter);
+    return cds_lfht_iter_get_node(iter);
+}
+
+/* One CLOCK (second-chance) sweep from the hand: clears accessed bits and
+ * removes entries found without one until the table holds at most TARGET
+ * entries. After two turns of the clock it ignores the bits, so a table of
+ * hot entries still gets back under its bound. The hand is remembered as the
+ * key of the next entry to look at (nodes cannot be kept across read-side
+ * critical sections); an entry replaced by revalidation keeps its key and so
+ * its place. Only the thread holding c->evicting calls this. */
+static void sweep(struct sl_cache *c, long target, struct sl_tstats *ts)
+{
     struct cds_lfht_iter iter;
-    struct cds_lfht_node *n;
+    struct cds_lfht_node *n = NULL;
     rcu_read_lock();
-    for (int pass = 0; pass < 3 && uatomic_read(&c->count) > target; pass++) {
-        /* cds_lfht_for_each, not _for_each_entry: the latter forms a pointer
-           from NULL at the end of the table, which UBSan rightly rejects. */
-        cds_lfht_for_each(c->ht, &iter, n)
-        {
-            struct entry *e = caa_container_of(n, struct entry, node);
-            if (uatomic_read(&c->count) <= target)
-                break;
-            if (e->accessed) {
-                e->accessed = 0;
-                continue;
-            }
-            if (cds_lfht_del(c->ht, &e->node) == 0) {
-                uatomic_dec(&c->count);
-                SL_COUNTER_ADD(&st->ev.cache_evictions, 1);
-                put(e); /* the table's reference; call_rcu is allowed in here */
-            }
-        }
+    if (c->hand != NULL) {
+        cds_lfht_lookup(c->ht, c->hand_hash, match, c->hand, &iter);
+        n = cds_lfht_iter_get_node(&iter);
+    }
+    if (n == NULL) {
+        cds_lfht_first(c->ht, &iter);
+        n = cds_lfht_iter_get_node(&iter);
+    }
+    long count = uatomic_read(&c->count);
+    long second_chances = 2 * count + 2; /* visits that honour the bit */
+    long visits = 4 * count + 16;        /* hard stop against replace storms */
+    while (n != NULL && visits-- > 0 && uatomic_read(&c->count) > target) {
+        struct entry *e = caa_container_of(n, struct entry, node);
+        if (second_chances-- > 0 && CMM_LOAD_SHARED(e->accessed))
+            CMM_STORE_SHARED(e->accessed, 0);
+        else if (unlink_entry(c, e))
+            SL_COUNTER_ADD(&ts->ev.cache_evictions, 1);
+        /* Safe after unlink_entry: a removed node still links onward while
+           we are inside the read-side critical section. */
+        n = next_wrap(c, &iter);
+    }
+    free(c->hand);
+    c->hand = NULL;
+    if (n != NULL) {
+        struct entry *e = caa_container_of(n, struct entry, node);
+        c->hand = sl_strdup(e->key);
+        c->hand_hash = e->hash;
     }
     rcu_read_unlock();
-    uatomic_set(&c->evicting, 0);
 }
 
-/* Publishes FRESH (2 references: table + caller). If another entry for the
- * path got there first, returns that one (referenced) and frees FRESH. */
-static struct entry *insert(struct sl_cache *c, struct entry *fresh, struct sl_tstats *st)
+/* Brings the table back under ~90% of max_entries if it is over the bound. */
+static void evict(struct sl_cache *c, struct sl_tstats *ts)
 {
-    rcu_read_lock();
-    struct cds_lfht_node *n = cds_lfht_add_unique(c->ht, fresh->hash, match, fresh->key,
-                                                  &fresh->node);
-    if (n != &fresh->node) {
+    for (int round = 0; round < EVICT_ROUNDS; round++) {
+        size_t max = uatomic_read(&c->max_entries);
+        if ((size_t)uatomic_read(&c->count) <= max)
+            return;
+        /* Full barrier (xchg): we see the hand the previous sweeper left. */
+        if (uatomic_xchg(&c->evicting, 1) != 0)
+            return; /* the running sweeper re-reads count when it is done */
+        sweep(c, (long)(max - max / 10), ts);
+        /* Full barrier (xchg): publishes our hand to the next sweeper, and
+           orders the flag clear before the count re-read at the loop top,
+           pairing with the full barrier of uatomic_add_return in publish():
+           an inserter either sees the flag clear or we see its count. */
+        (void)uatomic_xchg(&c->evicting, 0);
+    }
+}
+
+/* Turns the unpublished FRESH into a private entry: the caller's reference
+ * only, freed without a grace period. */
+static struct entry *make_private(struct entry *fresh)
+{
+    fresh->published = false;
+    urcu_ref_set(&fresh->ref, 1);
+    return fresh;
+}
+
+/* Publishes FRESH (holding 2 references: table and caller). If another
+ * entry for the path got there first, returns that one, referenced, and
+ * frees FRESH. If the table is over its bound by more than the slack (the
+ * sweeper was descheduled while others kept inserting), returns FRESH as a
+ * private entry instead, so the bound is hard. */
+static struct entry *publish(struct sl_cache *c, struct entry *fresh,
+                             struct sl_tstats *ts)
+{
+    size_t max = uatomic_read(&c->max_entries);
+    if ((size_t)uatomic_read(&c->count) >= max + SL_CACHE_SLACK(max)) {
+        evict(c, ts); /* ours to do if nobody is at it */
+        if ((size_t)uatomic_read(&c->count) >= max + SL_CACHE_SLACK(max))
+            return make_private(fresh); /* a sweep lags behind a flood */
+    }
+    fresh->published = true;
+    for (;;) {
+        rcu_read_lock();
+        struct cds_lfht_node *n =
+            cds_lfht_add_unique(c->ht, fresh->hash, match, fresh->key, &fresh->node);
+        if (n == &fresh->node) {
+            rcu_read_unlock();
+            /* Full barrier: the insert is counted before we look at the evict
+               flag; pairs with the xchg that clears it in evict(). */
+            long count = uatomic_add_return(&c->count, 1);
+            if ((size_t)count > uatomic_read(&c->max_entries))
+                evict(c, ts);
+            return fresh;
+        }
         struct entry *other = caa_container_of(n, struct entry, node);
         bool got = urcu_ref_get_unless_zero(&other->ref);
         rcu_read_unlock();
         if (got) {
-            discard(c, fresh);
+            put(make_private(fresh)); /* never visible: no grace period */
+            touch(other);
             return other;
         }
-        /* The other one is dying: serve ours without publishing it. */
-        urcu_ref_set(&fresh->ref, 1);
-        return fresh;
+        /* OTHER is dying, so it is already out of the table: try again. */
     }
-    rcu_read_unlock();
-    if ((size_t)uatomic_add_return(&c->count, 1) > uatomic_read(&c->max_entries))
-        evict(c, st);
-    return fresh;
 }
 
-/* Checks a stale entry E (referenced by the caller) against the file system.
- * Returns E, or a new referenced entry that replaced it (E's reference is
- * then dropped). */
-static struct entry *revalidate(struct sl_cache *c, struct entry *e, uint64_t now,
-                                struct sl_tstats *st)
+/* Opens PATH and returns a referenced entry for it: published, or private
+ * when the failure is transient. */
+static struct entry *load(struct sl_cache *c, const char *path, unsigned long hash,
+                          uint64_t now, struct sl_tstats *ts)
 {
-    SL_COUNTER_ADD(&st->ev.cache_revalidations, 1);
-    struct entry *fresh = build(c, e->key, e->hash, 2, now);
-    if (same_file(e, fresh)) {
-        discard(c, fresh);
+    struct probe p;
+    probe_path(c, path, &p);
+    if (transient(p.err))
+        return build(c, path, hash, &p, 1, now);
+    return publish(c, build(c, path, hash, &p, 2, now), ts);
+}
+
+/* Has the file behind E's fd been written in place, or lost its last name
+ * (deleted, or renamed over), since E was built? One fstat, no path walk. */
+static bool changed_under(const struct entry *e)
+{
+    struct stat st;
+    if (fstat(e->pub.fd, &st) != 0)
+        return false; /* cannot fail on an fd we own; keep serving */
+    return st.st_nlink == 0 || st.st_size != e->pub.size ||
+           st.st_mtim.tv_sec != e->pub.mtime.tv_sec ||
+           st.st_mtim.tv_nsec != e->pub.mtime.tv_nsec ||
+           st.st_ctim.tv_sec != e->ctime.tv_sec || st.st_ctim.tv_nsec != e->ctime.tv_nsec;
+}
+
+/* Checks E (referenced by the caller; stale, or CHANGED under its fd)
+ * against the file system. Returns E, or a new referenced entry that took its
+ * place (E's reference is then dropped). A CHANGED entry is never returned:
+ * its header no longer matches the bytes behind its fd. */
+static struct entry *revalidate(struct sl_cache *c, struct entry *e, uint64_t now,
+                                bool changed, struct sl_tstats *ts)
+{
+    SL_COUNTER_ADD(&ts->ev.cache_revalidations, 1);
+    struct probe p;
+    probe_path(c, e->key, &p);
+    if (transient(p.err)) {
+        if (!changed)
+            return e; /* cannot tell now: serve what we have, look again later */
+        struct entry *err = build(c, e->key, e->hash, &p, 1, now); /* private */
+        put(e);
+        return err;
+    }
+    if (!changed && same_file(e, &p)) {
+        if (p.fd >= 0)
+            close(p.fd);
         return e;
     }
+    struct entry *fresh = build(c, e->key, e->hash, &p, 2, now);
+    fresh->published = true;
+    fresh->accessed = 1; /* it is in use right now */
     struct cds_lfht_iter iter;
+    int rc = -ENOENT;
     rcu_read_lock();
     cds_lfht_lookup(c->ht, e->hash, match, e->key, &iter);
-    struct cds_lfht_node *cur = cds_lfht_iter_get_node(&iter);
-    int rc = -ENOENT;
-    if (cur == &e->node)
+    if (cds_lfht_iter_get_node(&iter) == &e->node)
         rc = cds_lfht_replace(c->ht, &iter, e->hash, match, e->key, &fresh->node);
     rcu_read_unlock();
     if (rc == 0) {
-        put(e); /* the table's reference to the old entry: we removed it */
+        put(e); /* the table's reference: this thread removed E */
         put(e); /* the caller's */
         return fresh;
     }
-    /* E left the table meanwhile (evicted or replaced): publish ours if we
-       can, else hand out what is there now. */
+    /* E left the table meanwhile (evicted, or replaced by a second checker
+       after a check slower than the validity period): insert ours, or take
+       the entry that is there now. */
     put(e);
-    return insert(c, fresh, st);
+    return publish(c, fresh, ts);
 }
 
 struct sl_cache_entry *sl_cache_get(struct sl_cache *c, const char *path)
 {
-    struct sl_tstats *st = sl_tstats_self();
+    struct sl_tstats *ts = sl_tstats_self();
     unsigned long hash = hash_path(path);
-    struct cds_lfht_iter iter;
     struct entry *e = NULL;
+    struct cds_lfht_iter iter;
     rcu_read_lock();
     cds_lfht_lookup(c->ht, hash, match, path, &iter);
     struct cds_lfht_node *n = cds_lfht_iter_get_node(&iter);
-    if (n) {
+    if (n != NULL) {
         struct entry *found = caa_container_of(n, struct entry, node);
+        /* The read lock keeps FOUND's memory alive for this attempt; the
+           cmpxchg inside is a full barrier, ordering our later reads of the
+           entry after we own a reference. */
         if (urcu_ref_get_unless_zero(&found->ref))
             e = found;
     }
     rcu_read_unlock();
-    uint64_t now = sl_now_ns();
     if (e == NULL) {
-        SL_COUNTER_ADD(&st->ev.cache_misses, 1);
-        return &insert(c, build(c, path, hash, 2, now), st)->pub;
+        SL_COUNTER_ADD(&ts->ev.cache_misses, 1);
+        return &load(c, path, hash, sl_now_ns(), ts)->pub;
     }
-    SL_COUNTER_ADD(&st->ev.cache_hits, 1);
-    if (!e->accessed)
-        e->accessed = 1; /* written only when clear: no line bouncing on hot entries */
-    uint64_t validity = e->pub.err ? uatomic_read(&c->negative_ns) : uatomic_read(&c->validity_ns);
+    SL_COUNTER_ADD(&ts->ev.cache_hits, 1);
+    touch(e);
+    /* Within the validity period too: a file written in place would pair the
+       old header with new bytes. No CAS here: every thread that sees the
+       change must stop using E, and racing checkers converge on one entry. */
+    uint64_t now = sl_now_ns();
+    if (e->pub.fd >= 0 && changed_under(e))
+        return &revalidate(c, e, now, true, ts)->pub;
+    /* Relaxed is enough: a stale value at worst costs one extra check, and
+       the CAS below decides who checks. */
     uint64_t seen = uatomic_read(&e->validated_ns);
-    if (now - seen < validity)
+    uint64_t ttl =
+        e->pub.err ? uatomic_read(&c->negative_ns) : uatomic_read(&c->validity_ns);
+    /* A "negative age" means a stamp from a clock read a moment after ours
+       on another CPU: fresh. */
+    uint64_t age = now - seen;
+    if ((int64_t)age < 0 || age < ttl)
         return &e->pub;
-    /* Stale: the thread that moves validated_ns forward checks the file; the
-       others go on with the entry they have for this round. */
+    /* Stale. The thread whose CAS moves validated_ns forward checks the file;
+       the others go on with the entry they hold for this round. */
     if (uatomic_cmpxchg(&e->validated_ns, seen, now) != seen)
         return &e->pub;
-    return &revalidate(c, e, now, st)->pub;
+    return &revalidate(c, e, now, false, ts)->pub;
 }
 
 void sl_cache_release(struct sl_cache *c, struct sl_cache_entry *pub)
 {
     (void)c;
-    put(caa_container_of(pub, struct entry, pub));
+    if (pub != NULL)
+        put(caa_container_of(pub, struct entry, pub));
 }
 
 struct sl_cache *sl_cache_create(int root_fd, const struct sl_mime *mime,
@@ -323,6 +540,8 @@ struct sl_cache *sl_cache_create(int root_fd, const struct sl_mime *mime,
 
 void sl_cache_configure(struct sl_cache *c, const struct sl_cache_config *cfg)
 {
+    /* Independent relaxed stores: a reader may combine an old and a new
+       limit for one lookup, which is harmless. */
     uatomic_set(&c->max_entries, cfg->max_entries ? cfg->max_entries : 1);
     uatomic_set(&c->validity_ns, cfg->validity_ns);
     uatomic_set(&c->negative_ns, cfg->negative_ns);
@@ -330,8 +549,11 @@ void sl_cache_configure(struct sl_cache *c, const struct sl_cache_config *cfg)
 
 void sl_cache_info(struct sl_cache *c, struct sl_cache_info *out)
 {
-    out->entries = (size_t)uatomic_read(&c->count);
-    out->open_fds = (size_t)uatomic_read(&c->open_fds);
+    /* Relaxed snapshots; each is exact only when the cache is quiet. */
+    long n = uatomic_read(&c->count);
+    long f = uatomic_read(&c->open_fds);
+    out->entries = n > 0 ? (size_t)n : 0;
+    out->open_fds = f > 0 ? (size_t)f : 0;
 }
 
 void sl_cache_destroy(struct sl_cache *c)
@@ -342,18 +564,20 @@ void sl_cache_destroy(struct sl_cache *c)
     struct cds_lfht_node *n;
     rcu_read_lock();
     cds_lfht_for_each(c->ht, &iter, n)
-    {
-        struct entry *e = caa_container_of(n, struct entry, node);
-        if (cds_lfht_del(c->ht, &e->node) == 0) {
-            uatomic_dec(&c->count);
-            put(e);
-        }
-    }
+        unlink_entry(c, caa_container_of(n, struct entry, node));
     rcu_read_unlock();
-    rcu_barrier(); /* every free_rcu has run: nothing refers to C any more */
-    if (uatomic_read(&c->open_fds) != 0)
-        sl_log(SL_LOG_WARN, "cache: %ld files still referenced at exit",
+    rcu_barrier(); /* every free_rcu queued above (and before) has run */
+    if (cds_lfht_destroy(c->ht, NULL) != 0)
+        sl_log(SL_LOG_ERROR, "cache: hash table not empty at destroy");
+    free(c->hand);
+    long live = uatomic_read(&c->live);
+    if (live != 0) {
+        /* A caller still holds entries. Their late release needs C, so it is
+           leaked rather than freed under them. */
+        sl_log(SL_LOG_WARN,
+               "cache: %ld entries (%ld open files) still referenced at destroy", live,
                uatomic_read(&c->open_fds));
-    cds_lfht_destroy(c->ht, NULL);
+        return;
+    }
     free(c);
 }

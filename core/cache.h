@@ -23,17 +23,23 @@ struct sl_cache_entry {
     bool is_dir;   /* the path is a directory (fd == -1, err == 0) */
     off_t size;
     struct timespec mtime;
+    /* The rest is set for regular files only ("", NULL, 0 otherwise). */
     char last_modified[32]; /* IMF-fixdate of mtime */
-    char etag[48];          /* strong ETag, quoted: "<mtime hex>-<size hex>" */
+    char etag[48];          /* strong ETag, quoted: "<mtime seconds hex>-<size hex>" */
     /* "Content-Type: ...\r\nContent-Length: N\r\nLast-Modified: ...\r\n"
-       "ETag: ...\r\n" built once; hdr_len bytes, not NUL-terminated. */
+       "ETag: ...\r\n" built once; hdr_len bytes (NUL-terminated as well). */
     const char *hdr;
     size_t hdr_len;
-    const char *content_type;
+    const char *content_type; /* from the MIME table; lives as long as it */
 };
 
+/* How far inserts may pass max_entries while a sweep is catching up; past
+ * it, lookups are served with an entry that is not cached. */
+#define SL_CACHE_SLACK(max) ((max) / 4 + 8)
+
 struct sl_cache_config {
-    size_t max_entries;     /* bound on entries (positive and negative) */
+    size_t max_entries;     /* bound on entries (positive and negative); see
+                               SL_CACHE_SLACK */
     uint64_t validity_ns;   /* an entry older than this is revalidated */
     uint64_t negative_ns;   /* how long a failed lookup is remembered */
 };
@@ -51,7 +57,11 @@ void sl_cache_configure(struct sl_cache *c, const struct sl_cache_config *cfg);
  * on a miss with openat2(RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS), so symlinks
  * are followed only while they stay inside the root. An entry older than the
  * validity period is revalidated first (a replaced, changed or deleted file
- * gives a new entry). Counts hits, misses, revalidations and evictions in the
+ * gives a new entry); a regular file's entry is also checked with one fstat
+ * of its fd on every hit, so a file written in place, deleted or renamed over
+ * gets a new entry at once, never a header that no longer matches. Failures that say nothing about the file (EMFILE,
+ * ENFILE, ENOMEM) come back in an entry that is not cached. Counts hits
+ * (found in the table) or misses (opened), revalidations and evictions in the
  * caller's per-thread counters. The caller must be a registered RCU reader
  * thread and must not hold rcu_read_lock. Release with sl_cache_release(). */
 struct sl_cache_entry *sl_cache_get(struct sl_cache *c, const char *path);
@@ -70,7 +80,8 @@ void sl_cache_info(struct sl_cache *c, struct sl_cache_info *out);
 
 /* Removes every entry and frees the cache. No other thread may use it any
  * more; the caller must be a registered RCU thread outside a read-side
- * critical section. References still held are logged. */
+ * critical section. References still held are logged (and the cache's
+ * bookkeeping is leaked so that their late release stays safe). */
 void sl_cache_destroy(struct sl_cache *c);
 
 #endif

@@ -46,7 +46,6 @@ struct sl_conn {
     bool in_reader_epoll;  /* fd added to the reader's epoll set */
     bool in_detector_epoll;
     bool keepalive;        /* keep the connection after this response */
-    bool linger;           /* after a closing response, drain input before close */
     bool new_conn;         /* not read from yet */
     uint32_t requests;     /* responses started on this connection */
 

@@ -46,9 +46,10 @@ static const char *line_end(const char *p, const char *end, bool *bad)
 {
     const char *lf = memchr(p, '\n', (size_t)(end - p));
     const char *stop = lf ? lf : end;
-    /* NUL and CR not followed by LF are never allowed anywhere in a head. */
+    /* NUL and CR not followed by LF are never allowed anywhere in a head; a
+       CR that is the last byte received may still get its LF. */
     for (const char *q = p; q < stop; q++) {
-        if (*q == '\0' || (*q == '\r' && q + 1 != lf)) {
+        if (*q == '\0' || (*q == '\r' && q + 1 != lf && q + 1 != end)) {
             *bad = true;
             return NULL;
         }

@@ -32,7 +32,6 @@ void sl_response_error(struct sl_conn *c, int status)
 {
     c->body_sent = 0;
     c->keepalive = false;
-    c->linger = true;
     c->discard = 0;
     put_error(c, status, false, NULL);
 }
@@ -494,6 +493,8 @@ static int status_for_errno(int err, const char *path)
         return 404;
     case EACCES:
     case EPERM:
+    case ENXIO: /* a UNIX socket or a device without its driver */
+    case ENODEV:
         return 403;
     case EMFILE:
     case ENFILE:
@@ -512,7 +513,6 @@ void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
     c->requests++;
     c->keepalive = req->keepalive && !__atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED) &&
                    (maxreq == 0 || c->requests < (uint64_t)maxreq);
-    c->linger = false;
     c->discard = 0;
     c->entry = NULL;
     c->hdr_off = 0;
@@ -533,7 +533,7 @@ void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
         }
         c->discard = (uint64_t)req->content_length;
         if (req->expect_continue) /* we answer without reading; do not guess */
-            c->keepalive = false, c->linger = true;
+            c->keepalive = false;
     }
 
     switch (req->method) {

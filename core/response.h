@@ -9,7 +9,7 @@
 #include "core/http.h"
 
 /* Prepares the response to REQ (parsed from C's buffer, HEAD_LEN bytes long;
- * the pointers in REQ must still be valid). Sets c->keepalive, c->linger,
+ * the pointers in REQ must still be valid). Sets c->keepalive,
  * c->discard, c->status. Cannot fail: problems become error responses. The
  * caller must be a registered RCU thread not holding rcu_read_lock. */
 void sl_response_prepare(struct sl_conn *c, const struct sl_request *req);

@@ -135,12 +135,14 @@ static void finish(struct sl_conn *c, struct sl_tstats *st)
     if (c->keepalive) {
         c->phase = SL_PHASE_READ;
         sl_to_reader(c);
-    } else if (c->linger) {
+    } else {
+        /* Lingering close: shut our side, let the reader drain what the
+           client still sends, then close. Closing with unread input would
+           make the kernel reset the connection, and a reset can destroy the
+           response before the client has read it. */
         shutdown(c->fd, SHUT_WR);
         c->phase = SL_PHASE_LINGER;
         sl_to_reader(c);
-    } else {
-        sl_conn_close(c);
     }
 }
 

@@ -11,7 +11,8 @@
     fresh_root       a private copy of the standard root for tests that change
                      files (function)
 
-A server object has port, url, host, root (helpers.Root), conf_path,
+A server object has port, url, host, root (helpers.Root: .path, .files =
+{url path: (size, sha256)}), root_path, conf_path,
 status_socket (path of its status socket), pid, proc, log_path, conf (the
 dict written), log_text(). Every server is stopped at teardown with SIGTERM;
 teardown then asserts exit status 0 within 15 s and that its log has no

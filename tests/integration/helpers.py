@@ -9,7 +9,6 @@ import hashlib
 import os
 import re
 import resource
-import shutil
 import signal
 import socket
 import stat
@@ -166,6 +165,7 @@ class Sluice:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.root = root if isinstance(root, Root) else Root(root)
+        self.root_path = self.root.path
         self.port = free_port()
         self.host = HOST
         self.url = f"http://{HOST}:{self.port}"

@@ -735,6 +735,7 @@ def test_max_requests_per_connection(sluice_factory):
 
 def test_max_connections(sluice_factory):
     server = sluice_factory(server_max_connections=4)
+    time.sleep(0.5)  # the fixture's readiness probe held a slot until its close was seen
     held = [RawConn(server.port) for _ in range(4)]
     try:
         for c in held:  # all four are accepted and served
@@ -864,3 +865,36 @@ def test_body_that_never_arrives_is_timed_out(fast_timeouts):
         assert c.closed_within(5.0), "a connection waiting for a body was kept forever"
         elapsed = time.monotonic() - t0
     assert elapsed <= 4.0, elapsed
+
+
+@pytest.mark.parametrize("case", ["connection-close", "http10", "max-requests"])
+def test_closing_response_survives_late_client_bytes(sluice, sluice_factory, case):
+    """README: after a response that closes the connection, sluice shuts down
+    its sending side and drains what the client still sends, so the client
+    reads the whole response instead of a reset. Here the client sends more
+    bytes (a pipelined request) while a 5 MiB closing response is in flight."""
+    server = sluice
+    if case == "max-requests":
+        server = sluice_factory(limits_max_requests_per_connection=3)
+    with RawConn(server.port, timeout=20, rcvbuf=65536) as c:
+        if case == "connection-close":
+            c.send(request("GET", "/5m.bin", close=True))
+        elif case == "http10":
+            c.send(request("GET", "/5m.bin", version="HTTP/1.0", host=None))
+        else:
+            c.send(request("GET", "/one.bin") + request("GET", "/one.bin"))
+            c.read_response()
+            c.read_response()
+            c.send(request("GET", "/5m.bin"))  # the third: answered, then close
+        time.sleep(0.2)  # the response is being sent now
+        c.send(request("GET", "/one.bin"))  # a client that does not know yet
+        time.sleep(0.3)
+        try:
+            r = c.read_response()
+        except ConnectionResetError:
+            pytest.fail("the closing response was destroyed by a reset: the connection was "
+                        "closed with unread client bytes instead of being drained")
+        assert r.status == 200
+        assert r.header("Connection").lower() == "close"
+        check_body(server.root, "/5m.bin", r.body)
+        assert c.closed_within(3)

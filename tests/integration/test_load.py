@@ -20,9 +20,15 @@ from helpers import HOST, sha256
 FILESET = [f"/dir00000/class{c}_{k}" for c in range(4) for k in range(1, 10)]
 WRK_SECONDS = 3
 
-needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
-needs_httperf = pytest.mark.skipif(shutil.which("httperf") is None,
-                                   reason="httperf is not installed")
+
+
+@pytest.fixture(autouse=True)
+def load_tools():
+    """wrk and httperf come with `make deps` (tools/install-deps.sh): a missing
+    one is a failure, not a reason to skip the load tests."""
+    missing = [t for t in ("wrk", "httperf") if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not installed: run make deps", pytrace=False)
 
 
 def run_tool(args, timeout):
@@ -137,14 +143,12 @@ def check_after_load(server):
 # ------------------------------------------------------------------ wrk
 
 
-@needs_wrk
 @pytest.mark.parametrize("path", ["/1k.bin", "/dir00000/class3_1"], ids=["1KiB", "100KiB"])
 def test_wrk_one_file(sluice, path):
     res, out = wrk(sluice.url + path)
     check_after_load(sluice)
 
 
-@needs_wrk
 def test_wrk_rotating_fileset(sluice, tmp_path):
     script = rotating_script(tmp_path, sluice.root)
     res, out = wrk(sluice.url, connections=300, script=script)
@@ -161,7 +165,6 @@ VARIANTS = {
 }
 
 
-@needs_wrk
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_wrk_config_variants(sluice_factory, tmp_path, variant):
     server = sluice_factory(**VARIANTS[variant])
@@ -193,7 +196,6 @@ def parse_httperf(out):
     return conns, reqs, replies, status, errors
 
 
-@needs_httperf
 @pytest.mark.parametrize("conns,rate,calls", [(3000, 1000, 1), (1000, 500, 10)],
                          ids=["3000-conns", "keepalive-10-calls"])
 def test_httperf_fixed_rate(sluice, conns, rate, calls):
