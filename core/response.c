@@ -36,9 +36,11 @@ void sl_response_error(struct sl_conn *c, int status)
     put_error(c, status, false, NULL);
 }
 
-/* Does the If-None-Match list LIST match ETAG (weak comparison, RFC 9110
- * 8.8.3.2)? */
-static bool etag_list_matches(struct sl_str list, const char *etag)
+/* Does the entity-tag list LIST ("*" or comma-separated tags) contain ETAG?
+ * WEAK: weak comparison (If-None-Match, RFC 9110 8.8.3.2), where W/"x"
+ * matches "x"; otherwise strong (If-Match), where a weak tag never matches
+ * our strong ones. */
+static bool etag_list_has(struct sl_str list, const char *etag, bool weak)
 {
     const char *p = list.p, *end = list.p + list.n;
     size_t elen = strlen(etag);
@@ -49,7 +51,8 @@ static bool etag_list_matches(struct sl_str list, const char *etag)
             break;
         if (*p == '*')
             return true;
-        if (end - p >= 2 && p[0] == 'W' && p[1] == '/')
+        bool is_weak = end - p >= 2 && p[0] == 'W' && p[1] == '/';
+        if (is_weak)
             p += 2;
         const char *q = p;
         if (q < end && *q == '"') {
@@ -62,33 +65,8 @@ static bool etag_list_matches(struct sl_str list, const char *etag)
             while (q < end && *q != ',' && *q != ' ' && *q != '\t')
                 q++;
         }
-        if ((size_t)(q - p) == elen && memcmp(p, etag, elen) == 0)
+        if ((weak || !is_weak) && (size_t)(q - p) == elen && memcmp(p, etag, elen) == 0)
             return true;
-        p = q;
-    }
-    return false;
-}
-
-/* Does the If-Match list LIST contain ETAG by strong comparison? */
-static bool etag_list_strong(struct sl_str list, const char *etag)
-{
-    const char *p = list.p, *end = list.p + list.n;
-    size_t elen = strlen(etag);
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-            p++;
-        if (p >= end)
-            break;
-        if (*p == '*')
-            return true;
-        const char *q = p;
-        while (q < end && *q != ',')
-            q++;
-        const char *e = q;
-        while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
-            e--;
-        if ((size_t)(e - p) == elen && memcmp(p, etag, elen) == 0)
-            return true; /* a weak tag W/"..." never equals our strong one */
         p = q;
     }
     return false;
@@ -104,13 +82,13 @@ static int preconditions(const struct sl_request *req, const struct sl_cache_ent
 {
     time_t t;
     if (req->if_match.n > 0) {
-        if (!etag_list_strong(req->if_match, e->etag))
+        if (!etag_list_has(req->if_match, e->etag, false))
             return 412;
     } else if (date_header(req->if_unmodified_since, &t) && e->mtime.tv_sec > t) {
         return 412;
     }
     if (req->if_none_match.n > 0) {
-        if (etag_list_matches(req->if_none_match, e->etag))
+        if (etag_list_has(req->if_none_match, e->etag, true))
             return 304;
     } else if (date_header(req->if_modified_since, &t) && e->mtime.tv_sec <= t) {
         return 304;
