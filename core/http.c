@@ -25,7 +25,7 @@ static const unsigned char tchar[256] = {
 bool sl_str_ieq(struct sl_str s, const char *lit)
 {
     size_t n = strlen(lit);
-    return s.n == n && strncasecmp(s.p, lit, n) == 0;
+    return s.n == n && (n == 0 || strncasecmp(s.p, lit, n) == 0);
 }
 
 static const struct {
@@ -112,7 +112,9 @@ static bool list_has(struct sl_str v, const char *token)
         const char *e = c ? c : end;
         if (sl_str_ieq(trim(p, e), token))
             return true;
-        p = e + 1;
+        if (c == NULL)
+            break;
+        p = c + 1;
     }
     return false;
 }
@@ -231,7 +233,12 @@ int sl_http_parse_request(const char *buf, size_t len, const struct sl_http_limi
     if (bad)
         return *status = 400, SL_ERR;
     if (lf == NULL) {
-        if ((size_t)(end - p) > lim->max_request_line)
+        /* A CR received last may be the start of the CRLF, which is not part
+           of the line: the verdict must not depend on where reads split. */
+        size_t have = (size_t)(end - p);
+        if (have > 0 && end[-1] == '\r')
+            have--;
+        if (have > lim->max_request_line)
             return *status = 414, SL_ERR;
         if (len > lim->max_header_size)
             return *status = 431, SL_ERR;
@@ -313,11 +320,11 @@ int sl_http_normalize_path(const char *target, size_t n, char *out, size_t outsz
     /* absolute-form: scheme "://" authority path */
     if (n >= 7 && (strncasecmp(p, "http://", 7) == 0 || (n >= 8 && strncasecmp(p, "https://", 8) == 0))) {
         p += (p[4] == ':') ? 7 : 8;
-        const char *slash = memchr(p, '/', (size_t)(end - p));
-        if (slash == NULL)
-            p = "/", end = p + 1;
-        else
-            p = slash;
+        /* the authority ends at the first '/', '?' or '#' (RFC 3986 3.2) */
+        while (p < end && *p != '/' && *p != '?' && *p != '#')
+            p++;
+        if (p == end || *p != '/')
+            p = "/", end = p + 1; /* empty path: the root */
     }
     if (p >= end || *p != '/')
         return SL_ERR;
@@ -444,8 +451,12 @@ static char *put2(char *p, int v)
 void sl_http_format_date(time_t t, char out[SL_HTTP_DATE_LEN + 1])
 {
     struct tm tm;
-    gmtime_r(&t, &tm);
-    int year = (tm.tm_year + 1900) % 10000;
+    if (gmtime_r(&t, &tm) == NULL || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900) {
+        /* a year that does not fit in four digits: the epoch beats garbage */
+        t = 0;
+        gmtime_r(&t, &tm);
+    }
+    int year = tm.tm_year + 1900;
     char *p = out;
     memcpy(p, wdays[tm.tm_wday % 7], 3);
     p += 3;
@@ -480,52 +491,91 @@ const char *sl_http_date_now(void)
     return buf;
 }
 
+static const char *const wday_names[7] = {"Sunday",   "Monday", "Tuesday", "Wednesday",
+                                           "Thursday", "Friday", "Saturday"};
+
+/* Reads exactly N decimal digits at S (no sign, no space). */
+static bool digits(const char *s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
 static int month_index(const char *m)
 {
     for (int i = 0; i < 12; i++)
-        if (strncmp(m, months[i], 3) == 0)
+        if (memcmp(m, months[i], 3) == 0)
             return i;
     return -1;
 }
 
+static bool is_wday(const char *s, size_t n, bool full)
+{
+    for (int i = 0; i < 7; i++)
+        if (full ? (n == strlen(wday_names[i]) && memcmp(s, wday_names[i], n) == 0)
+                 : (n == 3 && memcmp(s, wdays[i], 3) == 0))
+            return true;
+    return false;
+}
+
+/* "HH:MM:SS" */
+static bool time_of_day(const char *s, struct tm *tm)
+{
+    return digits(s, 2, &tm->tm_hour) && s[2] == ':' && digits(s + 3, 2, &tm->tm_min) &&
+           s[5] == ':' && digits(s + 6, 2, &tm->tm_sec);
+}
+
 int sl_http_parse_date(const char *s, size_t n, time_t *out)
 {
-    char buf[64];
-    if (n == 0 || n >= sizeof(buf))
-        return SL_ERR;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
+    /* Exact layouts of RFC 9110 5.6.7; the weekday must be a weekday name but
+       is not checked against the date (the date is what counts). */
     struct tm tm;
     memset(&tm, 0, sizeof(tm));
-    char wd[16], mon[4], tz[4];
-    int day, year, h, mi, sec;
-    int consumed = 0;
-    /* IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT */
-    if (sscanf(buf, "%3s, %2d %3s %4d %2d:%2d:%2d %3s%n", wd, &day, mon, &year, &h, &mi,
-               &sec, tz, &consumed) == 8 &&
-        (size_t)consumed == n && strcmp(tz, "GMT") == 0) {
-    } else if (sscanf(buf, "%15[A-Za-z], %2d-%3s-%2d %2d:%2d:%2d %3s%n", wd, &day, mon, &year,
-                      &h, &mi, &sec, tz, &consumed) == 8 &&
-               (size_t)consumed == n && strcmp(tz, "GMT") == 0) {
-        /* RFC 850: two-digit year, read as the nearest past century (RFC 9110 5.6.7) */
-        year += year < 70 ? 2000 : 1900;
-    } else if (sscanf(buf, "%3s %3s %2d %2d:%2d:%2d %4d%n", wd, mon, &day, &h, &mi, &sec,
-                      &year, &consumed) == 7 &&
-               (size_t)consumed == n) {
-        /* asctime: Sun Nov  6 08:49:37 1994 */
-    } else {
+    int year, mon;
+    if (n < 24) /* the shortest layout, asctime */
         return SL_ERR;
+    if (n == 29) {
+        /* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" */
+        if (!is_wday(s, 3, false) || memcmp(s + 3, ", ", 2) != 0 ||
+            !digits(s + 5, 2, &tm.tm_mday) || s[7] != ' ' || (mon = month_index(s + 8)) < 0 ||
+            s[11] != ' ' || !digits(s + 12, 4, &year) || s[16] != ' ' ||
+            !time_of_day(s + 17, &tm) || memcmp(s + 25, " GMT", 4) != 0)
+            return SL_ERR;
+    } else if (n == 24 && s[3] == ' ') {
+        /* asctime: "Sun Nov  6 08:49:37 1994" (day: 2DIGIT or SP DIGIT) */
+        if (!is_wday(s, 3, false) || (mon = month_index(s + 4)) < 0 || s[7] != ' ' ||
+            !digits(s + 9, 1, &tm.tm_mday) || (s[8] != ' ' && !digits(s + 8, 2, &tm.tm_mday)) ||
+            s[10] != ' ' || !time_of_day(s + 11, &tm) || s[19] != ' ' ||
+            !digits(s + 20, 4, &year))
+            return SL_ERR;
+    } else {
+        /* RFC 850: "Sunday, 06-Nov-94 08:49:37 GMT" */
+        const char *comma = memchr(s, ',', n);
+        if (comma == NULL || !is_wday(s, (size_t)(comma - s), true))
+            return SL_ERR;
+        const char *d = comma + 1;
+        if ((size_t)(s + n - d) != 23 || d[0] != ' ' || !digits(d + 1, 2, &tm.tm_mday) ||
+            d[3] != '-' || (mon = month_index(d + 4)) < 0 || d[7] != '-' ||
+            !digits(d + 8, 2, &year) || d[10] != ' ' || !time_of_day(d + 11, &tm) ||
+            memcmp(d + 19, " GMT", 4) != 0)
+            return SL_ERR;
+        /* two-digit year: the nearest past century (RFC 9110 5.6.7) */
+        year += year < 70 ? 2000 : 1900;
     }
-    int m = month_index(mon);
-    if (m < 0 || day < 1 || day > 31 || h > 23 || mi > 59 || sec > 60 || year < 1900 || h < 0 ||
-        mi < 0 || sec < 0)
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (year < 1900 || tm.tm_mday < 1 || tm.tm_mday > mdays[mon] ||
+        (mon == 1 && tm.tm_mday == 29 && !leap) || tm.tm_hour > 23 || tm.tm_min > 59 ||
+        tm.tm_sec > 60 /* a leap second */)
         return SL_ERR;
     tm.tm_year = year - 1900;
-    tm.tm_mon = m;
-    tm.tm_mday = day;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = sec;
+    tm.tm_mon = mon;
     *out = timegm(&tm);
     return SL_OK;
 }

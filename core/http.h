@@ -67,35 +67,47 @@ struct sl_request {
  * bare CR, NUL/control bytes, obs-fold, duplicate or invalid Content-Length,
  * Content-Length together with Transfer-Encoding, missing Host in HTTP/1.1),
  * 414 (request line too long), 431 (header section or count too large),
- * 501 (unknown method token), 505 (HTTP major version other than 1).
- * Accepts CRLF and bare LF line ends. Never reads outside BUF[0..LEN). */
+ * 505 (HTTP major version other than 1). An unknown but well-formed method
+ * token is not an error here: it parses as SL_METHOD_OTHER (methods are
+ * case-sensitive), for the caller to answer 501. Skips up to four empty lines
+ * before the request line. Accepts CRLF and bare LF line ends. Never reads
+ * outside BUF[0..LEN). */
 int sl_http_parse_request(const char *buf, size_t len, const struct sl_http_limits *lim,
                           struct sl_request *req, int *status);
 
 /* Turns a request-target into a path relative to the document root:
- * origin-form or absolute-form ("http://host/p"), query and fragment dropped,
- * percent-decoded, dot segments removed (RFC 3986 5.2.4), repeated slashes
- * merged. OUT gets the path without its leading '/', NUL-terminated ("" for
- * the root); *TRAILING_SLASH tells whether it named a directory ("/a/").
- * Returns SL_OK, or SL_ERR with *STATUS = 400 for: a target not starting with
- * '/' (other than absolute-form), bad %-escapes, an encoded NUL or '/' (%00,
- * %2F), control bytes, or ".." that would climb above the root; 414 if OUT
- * (OUTSZ bytes) is too small. */
+ * origin-form or absolute-form ("http://host/p", "https://", any case), query
+ * and fragment dropped, percent-decoded, dot segments removed (RFC 3986
+ * 5.2.4), repeated slashes merged. OUT gets the path without its leading '/',
+ * NUL-terminated; it never starts with '/' and holds no "." or ".." segment,
+ * no empty segment, no NUL and no control byte.
+ * *TRAILING_SLASH is true when the target names a directory: the root, or a
+ * path ending in '/' (also after dot-segment removal: "/a/.", "/a/b/.."). Such
+ * a path keeps its trailing '/' in OUT ("/docs/" -> "docs/", so an index name
+ * can be appended as is), except the root, which gives "" ("/", "//", "/a/..").
+ * Otherwise OUT is a non-empty name not ending in '/' ("/a/b" -> "a/b").
+ * Returns SL_OK (*STATUS = 0), or SL_ERR with *STATUS = 400 for: a target not
+ * starting with '/' (other than absolute-form), bad %-escapes, an encoded NUL
+ * or '/' (%00, %2F), control bytes, or ".." that would climb above the root;
+ * 414 if OUT (OUTSZ bytes) is too small or a segment exceeds 1023 bytes. */
 int sl_http_normalize_path(const char *target, size_t n, char *out, size_t outsz,
                            bool *trailing_slash, int *status);
 
 /* Reason phrase for STATUS ("Not Found"), "Unknown" for others. */
 const char *sl_http_reason(int status);
 
-/* Writes the IMF-fixdate for T into OUT (SL_HTTP_DATE_LEN bytes + NUL). */
+/* Writes the IMF-fixdate for T into OUT (SL_HTTP_DATE_LEN bytes + NUL). A T
+ * whose year is outside 0000..9999 is written as the epoch. Cannot fail. */
 void sl_http_format_date(time_t t, char out[SL_HTTP_DATE_LEN + 1]);
 
 /* The current date, formatted at most once a second per thread. The pointer
  * stays valid until the same thread calls again. */
 const char *sl_http_date_now(void);
 
-/* Parses an HTTP-date (IMF-fixdate, RFC 850 or asctime). Returns SL_OK with
- * *OUT set, or SL_ERR. */
+/* Parses an HTTP-date in exactly one of its three layouts (IMF-fixdate,
+ * RFC 850 with a two-digit year read as 1970..2069, asctime with its
+ * space-padded day), from S[0..N) (no NUL needed). Returns SL_OK with *OUT
+ * set, or SL_ERR for anything else, an impossible date included. */
 int sl_http_parse_date(const char *s, size_t n, time_t *out);
 
 /* Builds a complete error response (status line, Date, Server, Content-Type

@@ -110,8 +110,11 @@ struct sl_mime *sl_mime_load(const char *path, const char *default_type, bool *w
             *warn = true;
         return m;
     }
-    char line[4096];
-    while (fgets(line, sizeof(line), f)) {
+    /* getline, not a fixed buffer: a long line split in two would have its
+       tail read as a line of its own (a comment's tail as a type). */
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
         char *hash = strchr(line, '#');
         if (hash)
             *hash = '\0';
@@ -122,6 +125,9 @@ struct sl_mime *sl_mime_load(const char *path, const char *default_type, bool *w
         for (char *ext; (ext = strtok_r(NULL, " \t\r\n", &save)) != NULL;)
             put(m, ext, strlen(ext), type);
     }
+    if (ferror(f) && warn) /* e.g. EISDIR: PATH was opened but is not readable */
+        *warn = true;
+    free(line);
     fclose(f);
     return m;
 }

@@ -154,6 +154,18 @@ static int spawn(struct sl_thread *t, int index, void *(*fn)(void *))
         sl_log(SL_LOG_CRIT, "cannot start a thread: %s", strerror(rc));
         return SL_ERR;
     }
+    /* Named here as well as by the thread itself, so /proc shows the new
+       name as soon as a resize returns, not when the thread first runs. */
+    char name[16];
+    if (fn == sl_writer_main)
+        snprintf(name, sizeof(name), "writer-%d", index);
+    else if (fn == sl_reader_main)
+        snprintf(name, sizeof(name), "reader-%d", index);
+    else if (fn == sl_acceptor_main)
+        snprintf(name, sizeof(name), "acceptor");
+    else
+        snprintf(name, sizeof(name), "detector");
+    pthread_setname_np(t->tid, name);
     t->running = true;
     return SL_OK;
 }

@@ -217,6 +217,13 @@ static void time_out(struct sl_conn *c, bool send_408)
         char resp[512];
         size_t n = sl_http_error_response(resp, sizeof(resp), 408, false, false, NULL);
         ssize_t w = send(c->fd, resp, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w == (ssize_t)n) { /* a response the client got: count it like any */
+            struct sl_tstats *st = sl_tstats_self();
+            SL_COUNTER_ADD(&st->ev.requests, 1);
+            SL_COUNTER_ADD(&st->ev.status_class[4], 1);
+        }
+        if (w > 0)
+            SL_COUNTER_ADD(&sl_tstats_self()->ev.bytes_sent, (uint64_t)w);
         if (sl_accesslog_enabled()) {
             struct sl_logrec *rec = sl_accesslog_record(NULL, c->buf, c->buf_len, &c->peer.sa);
             rec->status = 408;
