@@ -1,314 +1,463 @@
-/* http.c: the HTTP/1.1 request parser, target normalization, and small pieces
- * of response text; see http.h. The parser is strict where leniency lets
- * requests be smuggled (RFC 9112 sections 2, 5, 6.3). */
+/* http.c: the HTTP/1.1 request parser, request-target normalization, dates and
+ * error responses; see http.h. The parser is strict wherever leniency would let
+ * two parsers disagree on where a request ends (RFC 9112 sections 2, 5, 6.3;
+ * RFC 9110 5.5): request smuggling needs exactly such a disagreement. */
 #include "core/http.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
-/* tchar: RFC 9110 5.6.2 */
-static const unsigned char tchar[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
-    ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1,  ['|'] = 1,
-    ['~'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,  ['5'] = 1,
-    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['A'] = 1, ['B'] = 1,  ['C'] = 1,
-    ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1,  ['J'] = 1,
-    ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,  ['Q'] = 1,
-    ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1,  ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1,  ['e'] = 1,
-    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1,
-    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,  ['s'] = 1,
-    ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1,  ['z'] = 1,
+/* Character classes, one table lookup per byte on the hot path. */
+#define C_TCHAR 1 /* token character (RFC 9110 5.6.2): methods, field names */
+#define C_VCHAR 2 /* visible ASCII 0x21-0x7e: request-target */
+#define C_FVAL 4  /* field value byte: SP, HTAB, VCHAR, obs-text (0x80-0xff) */
+#define C_HOST 8  /* uri-host / port bytes (RFC 3986 3.2.2): Host values */
+
+static const unsigned char cls[256] = {
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0,  0,  0,  0,  0,  0,  /* 0x00 */
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 0x10 */
+    4,  15, 6,  7,  15, 15, 15, 15, 14, 14, 15, 15, 14, 15, 15, 6,  /* 0x20 */
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 14, 14, 6,  14, 6,  6,  /* 0x30 */
+    6,  15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, /* 0x40 */
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 14, 6,  14, 7,  15, /* 0x50 */
+    7,  15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, /* 0x60 */
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6,  7,  6,  15, 0,  /* 0x70 */
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0x80 */
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0x90 */
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xa0 */
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xb0 */
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xc0 */
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xd0 */
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xe0 */
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xf0 */
 };
+
+#define IS(c, k) (cls[(unsigned char)(c)] & (k))
+
+static inline unsigned char lower(unsigned char c)
+{
+    return (unsigned char)((unsigned)(c - 'A') < 26u ? c | 0x20 : c);
+}
+
+/* Does P[0..N) equal the lowercase literal LIT[0..N), ignoring case? */
+static inline bool ieq_lower(const char *p, const char *lit, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (lower((unsigned char)p[i]) != (unsigned char)lit[i])
+            return false;
+    return true;
+}
 
 bool sl_str_ieq(struct sl_str s, const char *lit)
 {
     size_t n = strlen(lit);
-    return s.n == n && (n == 0 || strncasecmp(s.p, lit, n) == 0);
+    if (s.n != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (lower((unsigned char)s.p[i]) != lower((unsigned char)lit[i]))
+            return false;
+    return true;
 }
 
-static const struct {
-    const char *name;
-    size_t len;
-    enum sl_method m;
-} methods[] = {
-    {"GET", 3, SL_METHOD_GET},         {"HEAD", 4, SL_METHOD_HEAD},
-    {"OPTIONS", 7, SL_METHOD_OPTIONS}, {"POST", 4, SL_METHOD_POST},
-    {"PUT", 3, SL_METHOD_PUT},         {"DELETE", 6, SL_METHOD_DELETE},
-    {"PATCH", 5, SL_METHOD_PATCH},     {"TRACE", 5, SL_METHOD_TRACE},
-    {"CONNECT", 7, SL_METHOD_CONNECT},
-};
+/* ---- request parsing ------------------------------------------------------ */
 
-/* Finds the end of the line starting at P: returns the LF position, or NULL
- * if no LF within [P, END). *BAD is set for a bare CR or a NUL. */
-static const char *line_end(const char *p, const char *end, bool *bad)
+static enum sl_method method_of(const char *p, size_t n)
 {
-    const char *lf = memchr(p, '\n', (size_t)(end - p));
-    const char *stop = lf ? lf : end;
-    /* NUL and CR not followed by LF are never allowed anywhere in a head; a
-       CR that is the last byte received may still get its LF. */
-    for (const char *q = p; q < stop; q++) {
-        if (*q == '\0' || (*q == '\r' && q + 1 != lf && q + 1 != end)) {
-            *bad = true;
-            return NULL;
-        }
+    /* Method names are case-sensitive (RFC 9110 9.1). */
+    switch (n) {
+    case 3:
+        if (memcmp(p, "GET", 3) == 0)
+            return SL_METHOD_GET;
+        if (memcmp(p, "PUT", 3) == 0)
+            return SL_METHOD_PUT;
+        break;
+    case 4:
+        if (memcmp(p, "HEAD", 4) == 0)
+            return SL_METHOD_HEAD;
+        if (memcmp(p, "POST", 4) == 0)
+            return SL_METHOD_POST;
+        break;
+    case 5:
+        if (memcmp(p, "PATCH", 5) == 0)
+            return SL_METHOD_PATCH;
+        if (memcmp(p, "TRACE", 5) == 0)
+            return SL_METHOD_TRACE;
+        break;
+    case 6:
+        if (memcmp(p, "DELETE", 6) == 0)
+            return SL_METHOD_DELETE;
+        break;
+    case 7:
+        if (memcmp(p, "OPTIONS", 7) == 0)
+            return SL_METHOD_OPTIONS;
+        if (memcmp(p, "CONNECT", 7) == 0)
+            return SL_METHOD_CONNECT;
+        break;
     }
-    return lf;
+    return SL_METHOD_OTHER;
 }
 
-/* Strips a CR before LF: the content of the line is [P, returned end). */
-static const char *content_end(const char *p, const char *lf)
-{
-    return (lf > p && lf[-1] == '\r') ? lf - 1 : lf;
-}
-
-static int parse_request_line(const char *p, const char *e, struct sl_request *req,
-                              int *status)
-{
-    const char *q = p;
-    while (q < e && tchar[(unsigned char)*q])
-        q++;
-    if (q == p || q >= e || *q != ' ')
-        return *status = 400, SL_ERR;
-    req->method_name = (struct sl_str){p, (size_t)(q - p)};
-    req->method = SL_METHOD_OTHER;
-    for (size_t i = 0; i < SL_ARRAY_LEN(methods); i++)
-        if (req->method_name.n == methods[i].len &&
-            memcmp(p, methods[i].name, methods[i].len) == 0)
-            req->method = methods[i].m;
-    const char *t = ++q;
-    while (q < e && (unsigned char)*q > 0x20 && (unsigned char)*q < 0x7f)
-        q++;
-    if (q == t || q >= e || *q != ' ')
-        return *status = 400, SL_ERR;
-    req->target = (struct sl_str){t, (size_t)(q - t)};
-    q++;
-    if (e - q != 8 || memcmp(q, "HTTP/", 5) != 0 || q[5] < '0' || q[5] > '9' || q[6] != '.' ||
-        q[7] < '0' || q[7] > '9')
-        return *status = 400, SL_ERR;
-    if (q[5] != '1')
-        return *status = 505, SL_ERR;
-    req->version = q[7] == '0' ? 10 : 11;
-    return SL_OK;
-}
-
-/* Trims OWS around a value. */
-static struct sl_str trim(const char *p, const char *e)
-{
-    while (p < e && (*p == ' ' || *p == '\t'))
-        p++;
-    while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
-        e--;
-    return (struct sl_str){p, (size_t)(e - p)};
-}
-
-/* Is TOKEN one of the comma-separated elements of V (case-insensitive)? */
-static bool list_has(struct sl_str v, const char *token)
-{
-    const char *p = v.p, *end = v.p + v.n;
-    while (p < end) {
-        const char *c = memchr(p, ',', (size_t)(end - p));
-        const char *e = c ? c : end;
-        if (sl_str_ieq(trim(p, e), token))
-            return true;
-        if (c == NULL)
-            break;
-        p = c + 1;
-    }
-    return false;
-}
-
-/* Content-Length: 1*DIGIT, or a list of identical values (RFC 9110 8.6). */
+/* Content-Length = 1*DIGIT, or a list of identical values ("5, 5"), which RFC
+ * 9110 8.6 lets a recipient accept as that one value. Anything else (sign,
+ * empty element, differing values, overflow) is unrecoverable framing. */
 static int parse_content_length(struct sl_str v, int64_t *out)
 {
     const char *p = v.p, *end = v.p + v.n;
     int64_t first = -1;
-    while (p <= end) {
-        const char *c = memchr(p, ',', (size_t)(end - p));
-        const char *e = c ? c : end;
-        struct sl_str el = trim(p, e);
-        if (el.n == 0 || el.n > 18)
-            return SL_ERR;
+    for (;;) {
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        const char *d = p;
         int64_t n = 0;
-        for (size_t i = 0; i < el.n; i++) {
-            if (el.p[i] < '0' || el.p[i] > '9')
+        for (; p < end && *p >= '0' && *p <= '9'; p++) {
+            int digit = *p - '0';
+            if (n > (INT64_MAX - digit) / 10)
                 return SL_ERR;
-            n = n * 10 + (el.p[i] - '0');
+            n = n * 10 + digit;
         }
+        if (p == d)
+            return SL_ERR;
         if (first >= 0 && n != first)
             return SL_ERR;
         first = n;
-        if (!c)
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        if (p == end)
             break;
-        p = c + 1;
+        if (*p != ',')
+            return SL_ERR;
+        p++;
     }
     *out = first;
     return SL_OK;
 }
 
-static int interpret_header(struct sl_request *req, struct sl_http_header *h, bool *close,
-                            bool *keep, int *status)
+/* Sets *CLOSE / *KEEP when "close" / "keep-alive" is an element of the
+ * comma-separated Connection value V (case-insensitive, OWS around elements). */
+static void connection_tokens(struct sl_str v, bool *close, bool *keep)
 {
-    struct sl_str n = h->name, v = h->value;
-    switch (n.n) {
+    const char *p = v.p, *end = v.p + v.n;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *s = p;
+        while (p < end && *p != ',')
+            p++;
+        const char *e = p;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        size_t n = (size_t)(e - s);
+        if (n == 5 && ieq_lower(s, "close", 5))
+            *close = true;
+        else if (n == 10 && ieq_lower(s, "keep-alive", 10))
+            *keep = true;
+    }
+}
+
+#define NAME_IS(h, lit) ((h)->name.n == sizeof(lit) - 1 && ieq_lower((h)->name.p, lit, sizeof(lit) - 1))
+
+/* Interprets one header field into REQ. Returns SL_OK, or SL_ERR for a field
+ * that makes the request invalid (status 400). */
+static int interpret(struct sl_request *req, const struct sl_http_header *h, bool *close,
+                     bool *keep)
+{
+    struct sl_str v = h->value;
+    /* Dispatch on the length first: most fields are none of ours. */
+    switch (h->name.n) {
     case 4:
-        if (sl_str_ieq(n, "host")) {
+        if (NAME_IS(h, "host")) {
+            /* RFC 9112 3.2: more than one Host, or an invalid value, is 400.
+               An empty value is valid (a target without authority). */
             if (req->has_host)
-                return *status = 400, SL_ERR;
+                return SL_ERR;
+            for (size_t i = 0; i < v.n; i++)
+                if (!IS(v.p[i], C_HOST))
+                    return SL_ERR;
             req->has_host = true;
             req->host = v;
         }
         break;
     case 5:
-        if (sl_str_ieq(n, "range"))
+        if (NAME_IS(h, "range"))
             req->range = v;
         break;
     case 6:
-        if (sl_str_ieq(n, "expect") && sl_str_ieq(v, "100-continue"))
+        /* RFC 9110 10.1.1: a 100-continue expectation in HTTP/1.0 is ignored. */
+        if (NAME_IS(h, "expect") && req->version == 11 && v.n == 12 &&
+            ieq_lower(v.p, "100-continue", 12))
             req->expect_continue = true;
         break;
     case 8:
-        if (sl_str_ieq(n, "if-match"))
+        if (NAME_IS(h, "if-match"))
             req->if_match = v;
-        else if (sl_str_ieq(n, "if-range"))
+        else if (NAME_IS(h, "if-range"))
             req->if_range = v;
         break;
     case 10:
-        if (sl_str_ieq(n, "connection")) {
-            if (list_has(v, "close"))
-                *close = true;
-            if (list_has(v, "keep-alive"))
-                *keep = true;
-        }
+        if (NAME_IS(h, "connection"))
+            connection_tokens(v, close, keep);
         break;
     case 13:
-        if (sl_str_ieq(n, "if-none-match"))
+        if (NAME_IS(h, "if-none-match"))
             req->if_none_match = v;
         break;
     case 14:
-        if (sl_str_ieq(n, "content-length")) {
+        if (NAME_IS(h, "content-length")) {
             int64_t cl;
-            if (parse_content_length(v, &cl) != SL_OK ||
-                (req->content_length >= 0 && req->content_length != cl))
-                return *status = 400, SL_ERR;
+            if (parse_content_length(v, &cl) != SL_OK)
+                return SL_ERR;
+            if (req->content_length >= 0 && req->content_length != cl)
+                return SL_ERR;
             req->content_length = cl;
         }
         break;
     case 15:
-        if (sl_str_ieq(n, "accept-encoding"))
+        if (NAME_IS(h, "accept-encoding"))
             req->accept_encoding = v;
         break;
     case 17:
-        if (sl_str_ieq(n, "transfer-encoding"))
+        if (NAME_IS(h, "transfer-encoding")) {
+            /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request means
+               faulty framing, whatever else the head says. */
+            if (req->version == 10)
+                return SL_ERR;
             req->has_transfer_encoding = true;
-        else if (sl_str_ieq(n, "if-modified-since"))
+        } else if (NAME_IS(h, "if-modified-since")) {
             req->if_modified_since = v;
+        }
         break;
     case 19:
-        if (sl_str_ieq(n, "if-unmodified-since"))
+        if (NAME_IS(h, "if-unmodified-since"))
             req->if_unmodified_since = v;
         break;
     }
     return SL_OK;
 }
 
-int sl_http_parse_request(const char *buf, size_t len, const struct sl_http_limits *lim,
-                          struct sl_request *req, int *status)
+static void reset(struct sl_request *req)
 {
-    const char *p = buf, *end = buf + len;
-    bool bad = false;
-    /* RFC 9112 2.2: ignore at least one empty line before the request line. */
-    for (int i = 0; i < 4 && p < end; i++) {
-        if (*p == '\n')
-            p++;
-        else if (*p == '\r' && p + 1 < end && p[1] == '\n')
-            p += 2;
-        else if (*p == '\r' && p + 1 == end)
-            return SL_AGAIN;
-        else
-            break;
-    }
-    const char *lf = line_end(p, end, &bad);
-    if (bad)
-        return *status = 400, SL_ERR;
-    if (lf == NULL) {
-        /* A CR received last may be the start of the CRLF, which is not part
-           of the line: the verdict must not depend on where reads split. */
-        size_t have = (size_t)(end - p);
-        if (have > 0 && end[-1] == '\r')
-            have--;
-        if (have > lim->max_request_line)
-            return *status = 414, SL_ERR;
-        if (len > lim->max_header_size)
-            return *status = 431, SL_ERR;
-        return SL_AGAIN;
-    }
-    const char *le = content_end(p, lf);
-    if ((size_t)(le - p) > lim->max_request_line)
-        return *status = 414, SL_ERR;
+    static const struct sl_str none = {NULL, 0};
+    req->method = SL_METHOD_OTHER;
+    req->method_name = req->target = none;
+    req->version = 11;
     req->nheaders = 0;
+    req->host = none;
     req->has_host = false;
-    req->host = (struct sl_str){NULL, 0};
+    req->keepalive = false;
     req->content_length = -1;
     req->has_transfer_encoding = false;
     req->expect_continue = false;
     req->if_none_match = req->if_modified_since = req->if_match = req->if_unmodified_since =
-        req->range = req->if_range = req->accept_encoding = (struct sl_str){NULL, 0};
-    /* The whole head must be within limits; check before the per-line work
-       so a huge head costs no more than a scan for its end. */
-    if (parse_request_line(p, le, req, status) != SL_OK)
-        return SL_ERR;
-    bool close = false, keep = false;
-    p = lf + 1;
-    for (;;) {
-        if ((size_t)(p - buf) > lim->max_header_size)
-            return *status = 431, SL_ERR;
-        lf = line_end(p, end, &bad);
-        if (bad)
-            return *status = 400, SL_ERR;
-        if (lf == NULL)
-            return len > lim->max_header_size ? (*status = 431, SL_ERR) : SL_AGAIN;
-        if ((size_t)(lf + 1 - buf) > lim->max_header_size)
-            return *status = 431, SL_ERR;
-        le = content_end(p, lf);
-        if (le == p)
-            break; /* the empty line: end of the head */
-        if (*p == ' ' || *p == '\t')
-            return *status = 400, SL_ERR; /* obs-fold */
-        const char *c = p;
-        while (c < le && tchar[(unsigned char)*c])
-            c++;
-        if (c == p || c >= le || *c != ':')
-            return *status = 400, SL_ERR;
-        for (const char *q = c + 1; q < le; q++)
-            if (((unsigned char)*q < 0x20 && *q != '\t') || *q == 0x7f)
-                return *status = 400, SL_ERR;
-        if (req->nheaders >= lim->max_headers || req->nheaders >= SL_HTTP_MAX_HEADERS)
-            return *status = 431, SL_ERR;
-        struct sl_http_header *h = &req->headers[req->nheaders++];
-        h->name = (struct sl_str){p, (size_t)(c - p)};
-        h->value = trim(c + 1, le);
-        if (interpret_header(req, h, &close, &keep, status) != SL_OK)
-            return SL_ERR;
-        p = lf + 1;
-    }
-    if (req->has_transfer_encoding && req->content_length >= 0)
-        return *status = 400, SL_ERR;
-    if (req->version == 11 && !req->has_host)
-        return *status = 400, SL_ERR;
-    req->keepalive = req->version == 11 ? !close : (keep && !close);
-    return (int)(lf + 1 - buf);
+        none;
+    req->range = req->if_range = req->accept_encoding = none;
 }
 
-static int hexval(char c)
+/* The status for a byte that is wrong at Q in the request line starting at
+ * LINE. Past the length limit the line was too long before it was wrong, so
+ * the verdict does not depend on how the bytes were split across reads. */
+static int line_error(const char *line, const char *q, size_t max_line)
+{
+    size_t k = (size_t)(q - line);
+    if (k > max_line || (k == max_line && *q != '\r' && *q != '\n'))
+        return 414;
+    return 400;
+}
+
+/* The parser makes one pass over the bytes and stops at the first one that
+ * decides the outcome, so feeding a request in pieces gives SL_AGAIN until
+ * the deciding byte arrives and then the same verdict as feeding it whole.
+ * The head must end within max_header_size bytes, so only that window is
+ * looked at: running off its end with more bytes buffered is 431. */
+int sl_http_parse_request(const char *buf, size_t len, const struct sl_http_limits *lim,
+                          struct sl_request *req, int *status)
+{
+    size_t max_head = SL_MIN(lim->max_header_size, (size_t)INT_MAX);
+    size_t max_line = lim->max_request_line;
+    size_t max_fields = SL_MIN(lim->max_headers, (size_t)SL_HTTP_MAX_HEADERS);
+    const char *end = buf + SL_MIN(len, max_head);
+    const char *p = buf, *line, *q;
+    int st = 400;
+    bool close = false, keep = false;
+
+    reset(req);
+
+    /* RFC 9112 2.2: empty lines before the request line are ignored. They
+       count against the head size, which bounds how many there can be. */
+    for (;;) {
+        if (p == end)
+            goto incomplete;
+        if (*p == '\n') {
+            p++;
+        } else if (*p == '\r') {
+            if (p + 1 == end)
+                goto incomplete;
+            if (p[1] != '\n')
+                goto fail; /* bare CR */
+            p += 2;
+        } else {
+            break;
+        }
+    }
+
+    /* request-line = method SP request-target SP HTTP-version */
+    line = q = p;
+    while (q < end && IS(*q, C_TCHAR))
+        q++;
+    if (q == end)
+        goto line_incomplete;
+    if (*q != ' ' || q == line) {
+        st = line_error(line, q, max_line);
+        goto fail;
+    }
+    req->method_name = (struct sl_str){line, (size_t)(q - line)};
+    req->method = method_of(line, (size_t)(q - line));
+
+    p = ++q;
+    while (q < end && IS(*q, C_VCHAR))
+        q++;
+    if (q == end)
+        goto line_incomplete;
+    if (*q != ' ' || q == p) {
+        st = line_error(line, q, max_line);
+        goto fail;
+    }
+    req->target = (struct sl_str){p, (size_t)(q - p)};
+
+    /* HTTP-version = "HTTP/" DIGIT "." DIGIT, then CRLF or LF */
+    static const char shape[] = "HTTP/9.9";
+    for (size_t i = 0; i < 8; i++) {
+        if (++q == end)
+            goto line_incomplete;
+        bool ok = shape[i] == '9' ? (*q >= '0' && *q <= '9') : *q == shape[i];
+        if (!ok) {
+            st = line_error(line, q, max_line);
+            goto fail;
+        }
+    }
+    char major = q[-2], minor = q[0];
+    const char *eol = ++q;
+    if (q == end)
+        goto line_incomplete;
+    if (*q == '\r') {
+        if (++q == end)
+            goto line_incomplete;
+        if (*q != '\n') {
+            st = line_error(line, q, max_line);
+            goto fail;
+        }
+    } else if (*q != '\n') {
+        st = line_error(line, q, max_line);
+        goto fail;
+    }
+    if ((size_t)(eol - line) > max_line) {
+        st = 414;
+        goto fail;
+    }
+    if (major != '1') {
+        st = 505;
+        goto fail;
+    }
+    /* RFC 9110 2.5: a higher minor version is answered as the highest we
+       implement; the message is parsed as HTTP/1.1. */
+    req->version = minor == '0' ? 10 : 11;
+    p = q + 1;
+
+    /* field-line = field-name ":" OWS field-value OWS, until an empty line */
+    for (;;) {
+        if (p == end)
+            goto incomplete;
+        if (*p == '\r') {
+            if (p + 1 == end)
+                goto incomplete;
+            if (p[1] != '\n')
+                goto fail;
+            p += 2;
+            break;
+        }
+        if (*p == '\n') {
+            p++;
+            break;
+        }
+        /* A field line starting with SP/HTAB is obs-fold (RFC 9112 5.2),
+           whitespace before the colon is forbidden (5.1): both are 400, as
+           is any other byte that is not part of a token. */
+        const char *name = p;
+        while (p < end && IS(*p, C_TCHAR))
+            p++;
+        if (p == end)
+            goto incomplete;
+        if (*p != ':' || p == name)
+            goto fail;
+        if (req->nheaders >= max_fields) {
+            st = 431;
+            goto fail;
+        }
+        struct sl_http_header *h = &req->headers[req->nheaders];
+        h->name = (struct sl_str){name, (size_t)(p - name)};
+        p++;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        const char *v = p;
+        while (p < end && IS(*p, C_FVAL))
+            p++;
+        if (p == end)
+            goto incomplete;
+        const char *ve = p;
+        if (*p == '\r') {
+            if (p + 1 == end)
+                goto incomplete;
+            if (p[1] != '\n')
+                goto fail; /* bare CR */
+            p += 2;
+        } else if (*p == '\n') {
+            p++;
+        } else {
+            goto fail; /* NUL, DEL or another control byte */
+        }
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        h->value = (struct sl_str){v, (size_t)(ve - v)};
+        req->nheaders++;
+        if (interpret(req, h, &close, &keep) != SL_OK)
+            goto fail;
+    }
+
+    /* RFC 9112 6.1: both framings at once is the classic smuggling vector. */
+    if (req->has_transfer_encoding && req->content_length >= 0)
+        goto fail;
+    if (req->version == 11 && !req->has_host)
+        goto fail;
+    req->keepalive = req->version == 11 ? !close : keep && !close;
+    return (int)(p - buf);
+
+line_incomplete:
+    /* Every byte of the request line so far is valid; a CR at the very end
+       may still be the start of its CRLF and is not content. */
+    if ((size_t)(end - line) - (end[-1] == '\r') > max_line) {
+        *status = 414;
+        return SL_ERR;
+    }
+incomplete:
+    if (len > max_head) {
+        *status = 431;
+        return SL_ERR;
+    }
+    return SL_AGAIN;
+fail:
+    *status = st;
+    return SL_ERR;
+}
+
+/* ---- request-target normalization ----------------------------------------- */
+
+static inline int hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
+    c = lower(c);
     if (c >= 'a' && c <= 'f')
         return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
     return -1;
 }
 
@@ -316,93 +465,118 @@ int sl_http_normalize_path(const char *target, size_t n, char *out, size_t outsz
                            bool *trailing_slash, int *status)
 {
     const char *p = target, *end = target + n;
-    *status = 400;
-    /* absolute-form: scheme "://" authority path */
-    if (n >= 7 && (strncasecmp(p, "http://", 7) == 0 || (n >= 8 && strncasecmp(p, "https://", 8) == 0))) {
-        p += (p[4] == ':') ? 7 : 8;
-        /* the authority ends at the first '/', '?' or '#' (RFC 3986 3.2) */
+    int st = 400;
+
+    if (n == 0)
+        goto fail;
+    if (*p != '/') {
+        /* absolute-form (RFC 9112 3.2.2): the authority is the Host header's
+           business; only the path matters here. */
+        if (n >= 7 && ieq_lower(p, "http://", 7))
+            p += 7;
+        else if (n >= 8 && ieq_lower(p, "https://", 8))
+            p += 8;
+        else
+            goto fail; /* "*", relative paths, other schemes */
+        const char *auth = p;
         while (p < end && *p != '/' && *p != '?' && *p != '#')
             p++;
+        if (p == auth)
+            goto fail; /* http:///x has no host */
         if (p == end || *p != '/')
-            p = "/", end = p + 1; /* empty path: the root */
+            p = end; /* no path: the root */
     }
-    if (p >= end || *p != '/')
-        return SL_ERR;
-    for (const char *q = p; q < end; q++)
-        if (*q == '?' || *q == '#') {
-            end = q;
+    for (const char *c = p; c < end; c++) {
+        if (*c == '?' || *c == '#') {
+            end = c;
             break;
         }
-    /* Decode and remove dot segments in one pass. OUT holds segments joined
-       by '/', without the leading '/'. */
+    }
+    if (outsz == 0) {
+        st = 414;
+        goto fail;
+    }
+
+    /* Segments are decoded straight into OUT, joined by '/', no leading or
+       (for now) trailing '/'. Decoding comes before dot-segment removal, so
+       "%2e%2e" is "..": the file system sees decoded names. Since %2F is
+       refused, a decoded segment never contains '/'. O stays below OUTSZ. */
     size_t o = 0;
-    bool ends_dir = true;
-    p++; /* the leading '/' */
-    while (p <= end) {
-        /* one segment: [p, segment end) */
-        char seg[1024];
-        size_t sn = 0;
-        while (p < end && *p != '/') {
-            unsigned char ch = (unsigned char)*p;
+    bool dir = true;
+    while (p < end) {
+        p++; /* the '/' that starts every segment */
+        const char *s = p;
+        while (p < end && *p != '/')
+            p++;
+        if (s == p) {
+            dir = true; /* "//" merged, or the trailing '/' */
+            continue;
+        }
+        size_t start = o ? o + 1 : 0, k = start;
+        unsigned char first2[2] = {0, 0}; /* enough to spot "." and ".." */
+        bool overflow = false;
+        for (const char *c = s; c < p;) {
+            unsigned char ch = (unsigned char)*c;
             if (ch == '%') {
-                if (end - p < 3 || hexval(p[1]) < 0 || hexval(p[2]) < 0)
-                    return SL_ERR;
-                ch = (unsigned char)(hexval(p[1]) * 16 + hexval(p[2]));
-                if (ch == '/' || ch == '\0')
-                    return SL_ERR;
-                p += 3;
+                int hi, lo;
+                if (p - c < 3 || (hi = hexval((unsigned char)c[1])) < 0 ||
+                    (lo = hexval((unsigned char)c[2])) < 0)
+                    goto fail;
+                ch = (unsigned char)(hi << 4 | lo);
+                if (ch == '\0' || ch == '/')
+                    goto fail;
+                c += 3;
             } else {
-                p++;
+                c++;
             }
             if (ch < 0x20 || ch == 0x7f)
-                return SL_ERR;
-            if (sn + 1 >= sizeof(seg))
-                return *status = 414, SL_ERR;
-            seg[sn++] = (char)ch;
+                goto fail;
+            if (k - start < 2)
+                first2[k - start] = ch;
+            if (k + 1 < outsz)
+                out[k] = (char)ch;
+            else
+                overflow = true; /* keep validating; a dot segment still fits */
+            k++;
         }
-        bool last = p >= end;
-        if (sn == 0 || (sn == 1 && seg[0] == '.')) {
-            ends_dir = true; /* empty (merged "//") or "." */
-        } else if (sn == 2 && seg[0] == '.' && seg[1] == '.') {
+        size_t sn = k - start;
+        if (sn == 1 && first2[0] == '.') {
+            dir = true;
+        } else if (sn == 2 && first2[0] == '.' && first2[1] == '.') {
             if (o == 0)
-                return SL_ERR; /* would climb above the root */
-            /* drop the last segment and its separator */
-            size_t k = o;
-            while (k > 0 && out[k - 1] != '/')
-                k--;
-            o = k > 0 ? k - 1 : 0;
-            ends_dir = true;
-        } else {
-            size_t need = (o > 0 ? 1 : 0) + sn + 1;
-            if (o + need > outsz)
-                return *status = 414, SL_ERR;
+                goto fail; /* would climb above the root */
+            while (o > 0 && out[o - 1] != '/')
+                o--;
             if (o > 0)
-                out[o++] = '/';
-            memcpy(out + o, seg, sn);
-            o += sn;
-            ends_dir = false;
-        }
-        if (last)
-            break;
-        p++; /* the '/' */
-        if (p == end) {
-            ends_dir = true;
-            break;
+                o--; /* and the separator before the dropped segment */
+            dir = true;
+        } else if (overflow) {
+            st = 414;
+            goto fail;
+        } else {
+            if (o)
+                out[o] = '/';
+            o = k;
+            dir = false;
         }
     }
-    if (o >= outsz)
-        return *status = 414, SL_ERR;
-    out[o] = '\0';
-    *trailing_slash = ends_dir || o == 0;
-    if (*trailing_slash && o > 0) {
-        if (o + 2 > outsz)
-            return *status = 414, SL_ERR;
+    if (dir && o > 0) {
+        if (o + 2 > outsz) {
+            st = 414;
+            goto fail;
+        }
         out[o++] = '/';
-        out[o] = '\0';
     }
+    out[o] = '\0';
+    *trailing_slash = dir;
     *status = 0;
     return SL_OK;
+fail:
+    *status = st;
+    return SL_ERR;
 }
+
+/* ---- response text ----------------------------------------------------------- */
 
 const char *sl_http_reason(int status)
 {
@@ -410,64 +584,87 @@ const char *sl_http_reason(int status)
     case 100: return "Continue";
     case 101: return "Switching Protocols";
     case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
     case 204: return "No Content";
+    case 205: return "Reset Content";
     case 206: return "Partial Content";
+    case 300: return "Multiple Choices";
     case 301: return "Moved Permanently";
     case 302: return "Found";
+    case 303: return "See Other";
     case 304: return "Not Modified";
     case 307: return "Temporary Redirect";
     case 308: return "Permanent Redirect";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 407: return "Proxy Authentication Required";
     case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
     case 411: return "Length Required";
     case 412: return "Precondition Failed";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
     case 416: return "Range Not Satisfiable";
     case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
+    case 451: return "Unavailable For Legal Reasons";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
     case 505: return "HTTP Version Not Supported";
     default: return "Unknown";
     }
 }
 
+/* Fixed English names: HTTP dates must not follow the locale. */
 static const char wdays[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+static const char *const wdays_long[7] = {"Sunday",   "Monday", "Tuesday", "Wednesday",
+                                          "Thursday", "Friday", "Saturday"};
 static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
 static char *put2(char *p, int v)
 {
-    p[0] = (char)('0' + v / 10 % 10);
+    p[0] = (char)('0' + v / 10);
     p[1] = (char)('0' + v % 10);
     return p + 2;
 }
 
 void sl_http_format_date(time_t t, char out[SL_HTTP_DATE_LEN + 1])
 {
+    /* Four digits say years 0000-9999; for anything else the epoch is a
+       valid date, where the digits would be garbage. */
     struct tm tm;
-    if (gmtime_r(&t, &tm) == NULL || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900) {
-        /* a year that does not fit in four digits: the epoch beats garbage */
+    if (t < -62167219200 || t > 253402300799 || gmtime_r(&t, &tm) == NULL) {
         t = 0;
         gmtime_r(&t, &tm);
     }
     int year = tm.tm_year + 1900;
     char *p = out;
-    memcpy(p, wdays[tm.tm_wday % 7], 3);
-    p += 3;
-    *p++ = ',';
+    memcpy(p, wdays[tm.tm_wday], 3);
+    p[3] = ',';
+    p[4] = ' ';
+    p = put2(p + 5, tm.tm_mday);
     *p++ = ' ';
-    p = put2(p, tm.tm_mday);
-    *p++ = ' ';
-    memcpy(p, months[tm.tm_mon % 12], 3);
-    p += 3;
-    *p++ = ' ';
-    p = put2(p, year / 100);
+    memcpy(p, months[tm.tm_mon], 3);
+    p[3] = ' ';
+    p = put2(p + 4, year / 100);
     p = put2(p, year % 100);
     *p++ = ' ';
     p = put2(p, tm.tm_hour);
@@ -480,102 +677,120 @@ void sl_http_format_date(time_t t, char out[SL_HTTP_DATE_LEN + 1])
 
 const char *sl_http_date_now(void)
 {
-    static __thread time_t cached = -1;
+    static __thread time_t cached = (time_t)-1;
     static __thread char buf[SL_HTTP_DATE_LEN + 1];
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-    if (ts.tv_sec != cached) {
-        cached = ts.tv_sec;
-        sl_http_format_date(cached, buf);
+    time_t now = time(NULL);
+    if (now != cached) {
+        sl_http_format_date(now, buf);
+        cached = now;
     }
     return buf;
 }
 
-static const char *const wday_names[7] = {"Sunday",   "Monday", "Tuesday", "Wednesday",
-                                           "Thursday", "Friday", "Saturday"};
-
-/* Reads exactly N decimal digits at S (no sign, no space). */
-static bool digits(const char *s, int n, int *out)
+/* N decimal digits at P, or -1. */
+static int num(const char *p, int n)
 {
     int v = 0;
     for (int i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (s[i] - '0');
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
     }
-    *out = v;
-    return true;
+    return v;
 }
 
-static int month_index(const char *m)
+static int month_at(const char *p)
 {
     for (int i = 0; i < 12; i++)
-        if (memcmp(m, months[i], 3) == 0)
+        if (memcmp(p, months[i], 3) == 0)
             return i;
     return -1;
 }
 
-static bool is_wday(const char *s, size_t n, bool full)
+static bool wday_at(const char *p)
 {
     for (int i = 0; i < 7; i++)
-        if (full ? (n == strlen(wday_names[i]) && memcmp(s, wday_names[i], n) == 0)
-                 : (n == 3 && memcmp(s, wdays[i], 3) == 0))
+        if (memcmp(p, wdays[i], 3) == 0)
             return true;
     return false;
 }
 
-/* "HH:MM:SS" */
-static bool time_of_day(const char *s, struct tm *tm)
+/* "HH:MM:SS" at P. */
+static bool time_at(const char *p, struct tm *tm)
 {
-    return digits(s, 2, &tm->tm_hour) && s[2] == ':' && digits(s + 3, 2, &tm->tm_min) &&
-           s[5] == ':' && digits(s + 6, 2, &tm->tm_sec);
+    if (p[2] != ':' || p[5] != ':')
+        return false;
+    tm->tm_hour = num(p, 2);
+    tm->tm_min = num(p + 3, 2);
+    tm->tm_sec = num(p + 6, 2);
+    /* second 60 is a leap second (RFC 5322 3.3) */
+    return tm->tm_hour >= 0 && tm->tm_hour <= 23 && tm->tm_min >= 0 && tm->tm_min <= 59 &&
+           tm->tm_sec >= 0 && tm->tm_sec <= 60;
 }
 
+static bool valid_day(int year, int mon, int day)
+{
+    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    int max = mdays[mon] + (mon == 1 && leap);
+    return day >= 1 && day <= max;
+}
+
+/* The three forms of RFC 9110 5.6.7, exactly as specified (no extra spaces,
+ * case-sensitive names, GMT only). Weekday names must be real but are not
+ * checked against the date, as most servers do. */
 int sl_http_parse_date(const char *s, size_t n, time_t *out)
 {
-    /* Exact layouts of RFC 9110 5.6.7; the weekday must be a weekday name but
-       is not checked against the date (the date is what counts). */
     struct tm tm;
     memset(&tm, 0, sizeof(tm));
-    int year, mon;
-    if (n < 24) /* the shortest layout, asctime */
-        return SL_ERR;
-    if (n == 29) {
+    int year, day;
+    if (n == 29 && wday_at(s) && s[3] == ',') {
         /* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" */
-        if (!is_wday(s, 3, false) || memcmp(s + 3, ", ", 2) != 0 ||
-            !digits(s + 5, 2, &tm.tm_mday) || s[7] != ' ' || (mon = month_index(s + 8)) < 0 ||
-            s[11] != ' ' || !digits(s + 12, 4, &year) || s[16] != ' ' ||
-            !time_of_day(s + 17, &tm) || memcmp(s + 25, " GMT", 4) != 0)
+        if (s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
+            memcmp(s + 25, " GMT", 4) != 0)
             return SL_ERR;
-    } else if (n == 24 && s[3] == ' ') {
-        /* asctime: "Sun Nov  6 08:49:37 1994" (day: 2DIGIT or SP DIGIT) */
-        if (!is_wday(s, 3, false) || (mon = month_index(s + 4)) < 0 || s[7] != ' ' ||
-            !digits(s + 9, 1, &tm.tm_mday) || (s[8] != ' ' && !digits(s + 8, 2, &tm.tm_mday)) ||
-            s[10] != ' ' || !time_of_day(s + 11, &tm) || s[19] != ' ' ||
-            !digits(s + 20, 4, &year))
+        day = num(s + 5, 2);
+        tm.tm_mon = month_at(s + 8);
+        year = num(s + 12, 4);
+        if (!time_at(s + 17, &tm))
+            return SL_ERR;
+    } else if (n == 24 && wday_at(s) && s[3] == ' ') {
+        /* asctime: "Sun Nov  6 08:49:37 1994" */
+        if (s[7] != ' ' || s[10] != ' ' || s[19] != ' ')
+            return SL_ERR;
+        tm.tm_mon = month_at(s + 4);
+        day = s[8] == ' ' ? num(s + 9, 1) : num(s + 8, 2);
+        year = num(s + 20, 4);
+        if (!time_at(s + 11, &tm))
             return SL_ERR;
     } else {
-        /* RFC 850: "Sunday, 06-Nov-94 08:49:37 GMT" */
-        const char *comma = memchr(s, ',', n);
-        if (comma == NULL || !is_wday(s, (size_t)(comma - s), true))
+        /* rfc850-date: "Sunday, 06-Nov-94 08:49:37 GMT" */
+        size_t w = 0;
+        for (int i = 0; i < 7 && w == 0; i++) {
+            size_t l = strlen(wdays_long[i]);
+            if (n == l + 24 && memcmp(s, wdays_long[i], l) == 0)
+                w = l;
+        }
+        if (w == 0)
             return SL_ERR;
-        const char *d = comma + 1;
-        if ((size_t)(s + n - d) != 23 || d[0] != ' ' || !digits(d + 1, 2, &tm.tm_mday) ||
-            d[3] != '-' || (mon = month_index(d + 4)) < 0 || d[7] != '-' ||
-            !digits(d + 8, 2, &year) || d[10] != ' ' || !time_of_day(d + 11, &tm) ||
-            memcmp(d + 19, " GMT", 4) != 0)
+        s += w;
+        if (s[0] != ',' || s[1] != ' ' || s[4] != '-' || s[8] != '-' || s[11] != ' ' ||
+            memcmp(s + 20, " GMT", 4) != 0)
             return SL_ERR;
-        /* two-digit year: the nearest past century (RFC 9110 5.6.7) */
-        year += year < 70 ? 2000 : 1900;
+        day = num(s + 2, 2);
+        tm.tm_mon = month_at(s + 5);
+        int yy = num(s + 9, 2);
+        if (yy < 0 || !time_at(s + 12, &tm))
+            return SL_ERR;
+        /* A fixed window, 1970..2069, as nginx reads it: RFC 9110 5.6.7's
+           "not more than 50 years ahead" would make the result depend on the
+           clock, for a format nobody has sent in decades. */
+        year = yy < 70 ? 2000 + yy : 1900 + yy;
     }
-    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    if (year < 1900 || tm.tm_mday < 1 || tm.tm_mday > mdays[mon] ||
-        (mon == 1 && tm.tm_mday == 29 && !leap) || tm.tm_hour > 23 || tm.tm_min > 59 ||
-        tm.tm_sec > 60 /* a leap second */)
+    if (tm.tm_mon < 0 || year < 0 || !valid_day(year, tm.tm_mon, day))
         return SL_ERR;
     tm.tm_year = year - 1900;
-    tm.tm_mon = mon;
+    tm.tm_mday = day;
     *out = timegm(&tm);
     return SL_OK;
 }
@@ -584,18 +799,30 @@ size_t sl_http_error_response(char *out, size_t cap, int status, bool keepalive,
                               bool head_only, const char *extra)
 {
     const char *reason = sl_http_reason(status);
-    char body[256];
-    int bn = snprintf(body, sizeof(body),
-                      "<!DOCTYPE html>\n<html><head><title>%d %s</title></head>"
-                      "<body><h1>%d %s</h1></body></html>\n",
-                      status, reason, status, reason);
-    int n = snprintf(out, cap,
+    const char *conn = keepalive ? "keep-alive" : "close";
+    if (extra == NULL)
+        extra = "";
+    int n;
+    if (status < 200 || status == 204 || status == 304) {
+        /* These never have content (RFC 9110 6.4.1): no body, and no length
+           that would describe a body the client must not expect. */
+        n = snprintf(out, cap,
+                     "HTTP/1.1 %d %s\r\nServer: sluice\r\nDate: %s\r\nConnection: %s\r\n%s\r\n",
+                     status, reason, sl_http_date_now(), conn, extra);
+    } else {
+        char body[256];
+        int bn = snprintf(body, sizeof(body),
+                          "<!DOCTYPE html>\n<html><head><title>%d %s</title></head>"
+                          "<body><h1>%d %s</h1></body></html>\n",
+                          status, reason, status, reason);
+        /* A HEAD answer announces the length the GET answer would have. */
+        n = snprintf(out, cap,
                      "HTTP/1.1 %d %s\r\nServer: sluice\r\nDate: %s\r\n"
                      "Content-Type: text/html\r\nContent-Length: %d\r\n"
                      "Connection: %s\r\n%s\r\n%s",
-                     status, reason, sl_http_date_now(), bn,
-                     keepalive ? "keep-alive" : "close", extra ? extra : "",
+                     status, reason, sl_http_date_now(), bn, conn, extra,
                      head_only ? "" : body);
+    }
     if (n < 0 || (size_t)n >= cap)
         return 0;
     return (size_t)n;

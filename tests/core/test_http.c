@@ -13,15 +13,35 @@
 
 static const struct sl_http_limits lim = {
     .max_request_line = 256, .max_header_size = 1024, .max_headers = 10};
+/* Small limits, for the 414/431 tests. */
+static const struct sl_http_limits small = {
+    .max_request_line = 32, .max_header_size = 128, .max_headers = 4};
 
-/* Parses BUF[0..LEN) from a private heap copy of exactly LEN bytes. Pointers in
- * REQ then point into the copy, which stays allocated (tests are short). */
+/* Heap copies made by parse_n; REQ points into them until the test ends. */
+static char **copies;
+static size_t ncopies;
+
+static void free_copies(void)
+{
+    for (size_t i = 0; i < ncopies; i++)
+        free(copies[i]);
+    free(copies);
+    copies = NULL;
+    ncopies = 0;
+}
+
+TestSuite(http_parse, .fini = free_copies);
+
+/* Parses BUF[0..LEN) from a private heap copy of exactly LEN bytes. */
 static int parse_n(const char *buf, size_t len, const struct sl_http_limits *l,
                    struct sl_request *req, int *status)
 {
     char *copy = malloc(len ? len : 1);
     cr_assert_not_null(copy);
     memcpy(copy, buf, len);
+    copies = realloc(copies, (ncopies + 1) * sizeof(*copies));
+    cr_assert_not_null(copies);
+    copies[ncopies++] = copy;
     *status = -1;
     return sl_http_parse_request(copy, len, l, req, status);
 }
@@ -70,6 +90,7 @@ static void check_prefixes(const char *raw, size_t len, const struct sl_http_lim
         struct sl_request req;
         int status;
         int rc = parse_n(raw, k, l, &req, &status);
+        free(copies[--ncopies]); /* REQ is not looked at */
         if (want_rc >= 0)
             cr_expect_eq(rc, SL_AGAIN, "prefix %zu of \"%s\": rc %d status %d", k,
                          show(raw, len), rc, status);
@@ -149,6 +170,8 @@ static const struct valid_case valid[] = {
      4},
     {"\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n" H11 "\r\n", SL_METHOD_GET, "GET", 11, "/", "h",
      true, -1, 1, 8},
+    {"\r\n\r\n\r\n\r\n\r\n\n\n\nGET / HTTP/1.1\r\n" H11 "\r\n", SL_METHOD_GET, "GET", 11,
+     "/", "h", true, -1, 1, 13},
     /* methods: case-sensitive, unknown tokens are SL_METHOD_OTHER (501 later) */
     {"BREW /pot HTTP/1.1\r\n" H11 "\r\n", SL_METHOD_OTHER, "BREW", 11, "/pot", "h", true, -1,
      1, 0},
@@ -295,13 +318,13 @@ Test(http_parse, interpreted_fields_reset_between_requests)
                         "Accept-Encoding: gzip\r\n\r\n";
     cr_assert_gt(parse(first, &req, &status), 0);
     cr_assert(req.expect_continue);
-    const char *second = "GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const char *second = "GET / HTTP/1.0\r\nX-A: b\r\n\r\n";
     cr_assert_eq(parse(second, &req, &status), (int)strlen(second));
     cr_expect_not(req.has_host);
     cr_expect_eq(req.host.n, 0);
     cr_expect_eq(req.content_length, -1);
     cr_expect_not(req.expect_continue);
-    cr_expect(req.has_transfer_encoding);
+    cr_expect_not(req.has_transfer_encoding);
     cr_expect_eq(req.if_none_match.n, 0);
     cr_expect_eq(req.range.n, 0);
     cr_expect_eq(req.accept_encoding.n, 0);
@@ -311,6 +334,110 @@ Test(http_parse, interpreted_fields_reset_between_requests)
                        &status),
                  0);
     cr_expect_not(req.expect_continue);
+    /* and Transfer-Encoding does not stick either */
+    cr_assert_gt(parse("GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", &req,
+                       &status),
+                 0);
+    cr_expect(req.has_transfer_encoding);
+    cr_assert_gt(parse("GET / HTTP/1.1\r\nHost: h\r\n\r\n", &req, &status), 0);
+    cr_expect_not(req.has_transfer_encoding);
+}
+
+Test(http_parse, expect_continue_only_in_http11)
+{
+    struct sl_request req;
+    int status;
+    const char *v10 = "GET / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
+    cr_assert_eq(parse(v10, &req, &status), (int)strlen(v10));
+    cr_expect_not(req.expect_continue, "RFC 9110 10.1.1: ignored in HTTP/1.0");
+    const char *v11 = "GET / HTTP/1.1\r\nHost: h\r\nExpect:  100-CONTINUE \r\n\r\n";
+    cr_assert_eq(parse(v11, &req, &status), (int)strlen(v11));
+    cr_expect(req.expect_continue);
+}
+
+Test(http_parse, content_length_edge_values)
+{
+    struct {
+        const char *value;
+        int64_t want;
+    } cases[] = {
+        {"0", 0},
+        {"00000000000000000000000000007", 7}, /* leading zeros are not overflow */
+        {"9223372036854775807", INT64_MAX},
+        {"\t12\t", 12},
+        {"3,3", 3},
+        {"3 ,\t3 , 3", 3},
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(cases); i++) {
+        char raw[256];
+        snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: %s\r\n\r\n",
+                 cases[i].value);
+        struct sl_request req;
+        int status;
+        cr_expect_eq(parse(raw, &req, &status), (int)strlen(raw), "\"%s\"", cases[i].value);
+        cr_expect_eq(req.content_length, cases[i].want, "\"%s\": %lld", cases[i].value,
+                     (long long)req.content_length);
+    }
+}
+
+Test(http_parse, host_values)
+{
+    const char *good[] = {"example.com", "example.com:8080", "[::1]:80", "[fe80::1%25eth0]",
+                          "127.0.0.1", "xn--bcher-kva.example", "a_b~c!$&'()*+,;=", ""};
+    const char *bad[] = {"a b", "a/b", "a@b", "a\\b", "\"a\"", "a?b", "a#b", "<a>",
+                         "a\xc3\xa9", "a{b}", "a^b", "a|b", "a`b"};
+    char raw[256];
+    struct sl_request req;
+    int status;
+    for (size_t i = 0; i < SL_ARRAY_LEN(good); i++) {
+        snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", good[i]);
+        cr_expect_eq(parse(raw, &req, &status), (int)strlen(raw), "\"%s\": status %d", good[i],
+                     status);
+        cr_expect(str_is(req.host, good[i]), "\"%s\"", good[i]);
+    }
+    for (size_t i = 0; i < SL_ARRAY_LEN(bad); i++) {
+        snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", bad[i]);
+        cr_expect_eq(parse(raw, &req, &status), SL_ERR, "\"%s\"", bad[i]);
+        cr_expect_eq(status, 400, "\"%s\"", bad[i]);
+    }
+}
+
+Test(http_parse, head_ends_at_the_first_empty_line)
+{
+    /* A bare LF empty line ends the head like CRLF does: what follows is the
+       next request (here an invalid one), not more fields of this one. */
+    const char raw[] = "GET / HTTP/1.1\r\nHost: a\r\n\nHost: b\r\n\r\n";
+    struct sl_request req;
+    int status;
+    int rc = parse_n(raw, sizeof(raw) - 1, &lim, &req, &status);
+    cr_assert_eq(rc, (int)strlen("GET / HTTP/1.1\r\nHost: a\r\n\n"));
+    cr_expect(str_is(req.host, "a"));
+    cr_expect_eq(req.nheaders, 1);
+    cr_expect_eq(parse_n(raw + rc, sizeof(raw) - 1 - (size_t)rc, &lim, &req, &status), SL_ERR);
+    cr_expect_eq(status, 400);
+}
+
+Test(http_parse, leading_empty_lines_count_against_the_head)
+{
+    /* 120 bytes of CRLFs fit in a 128-byte head... */
+    char raw[300];
+    size_t n = 0;
+    for (int i = 0; i < 60; i++)
+        n += (size_t)sprintf(raw + n, "\r\n");
+    struct sl_request req;
+    int status;
+    cr_expect_eq(parse_n(raw, n, &small, &req, &status), SL_AGAIN);
+    /* ...but a request after them does not */
+    n += (size_t)sprintf(raw + n, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    cr_expect_eq(parse_n(raw, n, &small, &req, &status), SL_ERR);
+    cr_expect_eq(status, 431);
+    /* and an endless stream of them is cut off at the head limit */
+    n = 0;
+    for (int i = 0; i < 200; i++)
+        n += (size_t)sprintf(raw + n, "\n");
+    cr_expect_eq(parse_n(raw, 128, &small, &req, &status), SL_AGAIN);
+    cr_expect_eq(parse_n(raw, 129, &small, &req, &status), SL_ERR);
+    cr_expect_eq(status, 431);
 }
 
 Test(http_parse, pipelined_requests_return_the_next_offset)
@@ -450,8 +577,25 @@ static const struct invalid_case invalid[] = {
     {"GET /a\x7f HTTP/1.1\r\n" H11 "\r\n", 0, 400},
     {"GET /\xc3\xa9 HTTP/1.1\r\n" H11 "\r\n", 0, 400},
     {"GET /\x01 HTTP/1.1\r\n" H11 "\r\n", 0, 400},
-    /* at most four leading empty lines are skipped */
-    {"\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n" H11 "\r\n", 0, 400},
+    /* bare CR among the leading empty lines */
+    {"\r\n\rGET / HTTP/1.1\r\n" H11 "\r\n", 0, 400},
+    /* Transfer-Encoding in HTTP/1.0 is faulty framing (RFC 9112 6.1) */
+    {"GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 0, 400},
+    {"GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 0, 400},
+    /* Host values no host can have, in either version */
+    {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 0, 400},
+    {"GET / HTTP/1.0\r\nHost: evil/../x\r\n\r\n", 0, 400},
+    /* more smuggling shapes */
+    {REQ "Content-Length : 5\r\n\r\n", 0, 400},
+    {REQ "Transfer-Encoding : chunked\r\n\r\n", 0, 400},
+    {REQ "Content-Length: 5\r\n Content-Length: 6\r\n\r\n", 0, 400},
+    {REQ "Content-Length: 5\rContent-Length: 6\r\n\r\n", 0, 400},
+    {REQ "Content-Length: 5\x0b\r\n\r\n", 0, 400},
+    {REQ "Content-Length: \xd9\xa5\r\n\r\n", 0, 400},
+    {REQ "Content-Length: 1_000\r\n\r\n", 0, 400},
+    {REQ "Content-Length: 1.0\r\n\r\n", 0, 400},
+    {REQ "Content-Length: 5\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n", 0,
+     400},
 };
 
 Test(http_parse, invalid_requests_get_their_status)
@@ -478,8 +622,6 @@ Test(http_parse, invalid_requests_byte_by_byte)
 
 /* ---- limits -------------------------------------------------------------- */
 
-static const struct sl_http_limits small = {
-    .max_request_line = 32, .max_header_size = 128, .max_headers = 4};
 
 /* "GET /aaa... HTTP/1.1" of exactly N bytes (N >= 15). */
 static char *request_line(size_t n)
@@ -801,7 +943,7 @@ Test(normalize, output_too_small_is_414_and_never_overflows)
     }
 }
 
-Test(normalize, long_segment_is_414)
+Test(normalize, long_segments_fit_when_out_does)
 {
     char target[2100];
     target[0] = '/';
@@ -809,8 +951,12 @@ Test(normalize, long_segment_is_414)
     char out[4096];
     bool slash;
     int status = -1;
+    /* no limit of its own on a segment: the file system has NAME_MAX */
     cr_expect_eq(sl_http_normalize_path(target, 2001, out, sizeof(out), &slash, &status),
-                 SL_ERR);
+                 SL_OK);
+    cr_expect_eq(strlen(out), 2000);
+    cr_expect_eq(status, 0);
+    cr_expect_eq(sl_http_normalize_path(target, 2001, out, 2000, &slash, &status), SL_ERR);
     cr_expect_eq(status, 414);
     /* many short segments fit as long as OUT does */
     for (int i = 0; i < 1000; i++)
@@ -1075,4 +1221,185 @@ Test(str, ieq)
     cr_expect_not(sl_str_ieq(s, "keep-alive,"));
     cr_expect(sl_str_ieq((struct sl_str){NULL, 0}, ""));
     cr_expect_not(sl_str_ieq((struct sl_str){NULL, 0}, "x"));
+}
+
+/* ---- verdicts do not depend on how the bytes were split --------------------- */
+
+/* Every proper prefix of BUF[0..LEN) gives SL_AGAIN or BUF's own verdict. */
+static void check_split_independent(const char *buf, size_t len, const struct sl_http_limits *l)
+{
+    struct sl_request req;
+    int full_status, status;
+    int full = parse_n(buf, len, l, &req, &full_status);
+    cr_assert(full == SL_AGAIN || full == SL_ERR || (full > 0 && (size_t)full <= len),
+              "\"%s\": rc %d", show(buf, len), full);
+    for (size_t k = 0; k < len; k++) {
+        int rc = parse_n(buf, k, l, &req, &status);
+        if (full > 0 && (size_t)full <= k) {
+            cr_expect_eq(rc, full, "\"%s\" prefix %zu: rc %d, whole %d", show(buf, len), k, rc,
+                         full);
+        } else if (rc != SL_AGAIN) {
+            cr_expect(rc == SL_ERR && full == SL_ERR && status == full_status,
+                      "\"%s\" prefix %zu: rc %d status %d, whole rc %d status %d",
+                      show(buf, len), k, rc, status, full, full_status);
+        }
+    }
+}
+
+Test(http_parse, request_line_limit_boundary_is_split_independent)
+{
+    /* A byte of every kind at every offset around max_request_line (32). */
+    const char bytes[] = {'a', ' ', '\r', '\n', '\x01', '\0', '\t', '\x7f', '\xc3'};
+    for (size_t off = 24; off <= 36; off++) {
+        for (size_t b = 0; b < sizeof(bytes); b++) {
+            char raw[128];
+            memset(raw, 'a', sizeof(raw));
+            memcpy(raw, "GET /", 5);
+            raw[off] = bytes[b];
+            const char *tail = " HTTP/1.1\r\nHost: h\r\n\r\n";
+            memcpy(raw + 40, tail, strlen(tail));
+            check_split_independent(raw, 40 + strlen(tail), &small);
+        }
+    }
+    /* the version's digits and line end at the boundary */
+    for (size_t pad = 0; pad < 12; pad++) {
+        char raw[128];
+        int n = snprintf(raw, sizeof(raw), "GET /%.*s HTTP/1.1\r\nHost: h\r\n\r\n", (int)(10 + pad),
+                         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        check_split_independent(raw, (size_t)n, &small);
+        n = snprintf(raw, sizeof(raw), "GET /%.*s HTTP/2.0\r\n\r\n", (int)(10 + pad),
+                     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        check_split_independent(raw, (size_t)n, &small);
+        n = snprintf(raw, sizeof(raw), "GET /%.*s HTTP/1.1\rX\r\n\r\n", (int)(10 + pad),
+                     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        check_split_independent(raw, (size_t)n, &small);
+    }
+}
+
+/* Small deterministic PRNG (xorshift), so failures reproduce. */
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return rnd_state;
+}
+
+Test(http_parse, mutated_requests_are_split_independent)
+{
+    const char *seeds[] = {
+        "GET /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+        "\r\nHEAD /x?y HTTP/1.0\nConnection: keep-alive\n\n",
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "GET http://h/ HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\nGET / HTTP/1.1\r\n",
+    };
+    const char alphabet[] = "\r\n :\t\0\x01\x7f\xff,5aA/.HTTP1";
+    for (int iter = 0; iter < 3000; iter++) {
+        const char *seed = seeds[rnd() % SL_ARRAY_LEN(seeds)];
+        char buf[160];
+        size_t n = strlen(seed);
+        memcpy(buf, seed, n);
+        for (int m = (int)(rnd() % 4); m >= 0; m--) {
+            size_t at = (size_t)(rnd() % n);
+            char c = alphabet[rnd() % (sizeof(alphabet) - 1)];
+            switch (rnd() % 3) {
+            case 0: /* replace */
+                buf[at] = c;
+                break;
+            case 1: /* insert */
+                if (n + 1 < sizeof(buf)) {
+                    memmove(buf + at + 1, buf + at, n - at);
+                    buf[at] = c;
+                    n++;
+                }
+                break;
+            default: /* delete */
+                if (n > 1) {
+                    memmove(buf + at, buf + at + 1, n - at - 1);
+                    n--;
+                }
+            }
+        }
+        const struct sl_http_limits *l = rnd() % 2 ? &small : &lim;
+        check_split_independent(buf, n, l);
+        free_copies();
+    }
+}
+
+/* ---- more response text ----------------------------------------------------- */
+
+Test(error_response, no_content_statuses_have_no_body_or_length)
+{
+    int statuses[] = {100, 204, 304};
+    for (size_t i = 0; i < SL_ARRAY_LEN(statuses); i++) {
+        char out[1024];
+        size_t n = sl_http_error_response(out, sizeof(out), statuses[i], true, false,
+                                          "ETag: \"x\"\r\n");
+        cr_assert_gt(n, 0);
+        size_t hl = head_len(out, n);
+        cr_expect_eq(hl, n, "%d: nothing after the head", statuses[i]);
+        cr_expect_null(memmem(out, n, "Content-Length", 14), "%d", statuses[i]);
+        cr_expect_null(memmem(out, n, "Content-Type", 12), "%d", statuses[i]);
+        cr_expect_not_null(memmem(out, n, "\r\nETag: \"x\"\r\n\r\n", 15), "%d", statuses[i]);
+        cr_expect_not_null(memmem(out, n, "\r\nConnection: keep-alive\r\n", 26));
+    }
+}
+
+Test(date, rfc850_century_window)
+{
+    struct {
+        const char *s;
+        time_t t;
+    } cases[] = {
+        {"Tuesday, 01-Jan-69 00:00:00 GMT", 3124224000}, /* 2069 */
+        {"Thursday, 01-Jan-70 00:00:00 GMT", 0},           /* 1970 */
+        {"Saturday, 01-Jan-00 00:00:00 GMT", 946684800},   /* 2000 */
+        {"Friday, 31-Dec-99 23:59:59 GMT", 946684799},     /* 1999 */
+        {"Tuesday, 29-Feb-00 00:00:00 GMT", 951782400},    /* 2000 is a leap year */
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(cases); i++) {
+        time_t t = 1;
+        cr_expect_eq(sl_http_parse_date(cases[i].s, strlen(cases[i].s), &t), SL_OK, "%s",
+                     cases[i].s);
+        cr_expect_eq(t, cases[i].t, "%s: %lld", cases[i].s, (long long)t);
+    }
+    const char *bad[] = {"Monday, 29-Feb-99 00:00:00 GMT", "Monday, 01-Jan-9x 00:00:00 GMT",
+                         "Mon, 01-Jan-99 00:00:00 GMT", "monday, 01-Jan-99 00:00:00 GMT"};
+    for (size_t i = 0; i < SL_ARRAY_LEN(bad); i++) {
+        time_t t;
+        cr_expect_eq(sl_http_parse_date(bad[i], strlen(bad[i]), &t), SL_ERR, "%s", bad[i]);
+    }
+}
+
+Test(date, now_is_cached_per_thread_and_follows_the_clock)
+{
+    const char *a = sl_http_date_now();
+    char first[SL_HTTP_DATE_LEN + 1];
+    memcpy(first, a, sizeof(first));
+    time_t t0 = time(NULL);
+    /* wait for the second to change, then the text must follow */
+    while (time(NULL) == t0)
+        ;
+    const char *b = sl_http_date_now();
+    cr_expect_eq(a, b, "same per-thread buffer");
+    cr_expect_str_neq(b, first, "refreshed when the second changed");
+    char want[SL_HTTP_DATE_LEN + 1];
+    sl_http_format_date(time(NULL), want);
+    cr_expect_str_eq(b, want);
+}
+
+Test(reason, every_status_sluice_sends)
+{
+    int statuses[] = {100, 101, 200, 204, 206, 301, 302, 304, 307, 308, 400, 403, 404, 405,
+                      408, 411, 412, 413, 414, 416, 417, 431, 500, 501, 503, 505};
+    for (size_t i = 0; i < SL_ARRAY_LEN(statuses); i++) {
+        const char *r = sl_http_reason(statuses[i]);
+        cr_expect_str_neq(r, "Unknown", "%d", statuses[i]);
+        for (const char *c = r; *c; c++) /* reason-phrase: HTAB, SP, VCHAR */
+            cr_expect((*c >= 0x20 && *c < 0x7f) || *c == '\t', "%d", statuses[i]);
+    }
+    cr_expect_str_eq(sl_http_reason(413), "Content Too Large");
+    cr_expect_str_eq(sl_http_reason(416), "Range Not Satisfiable");
+    cr_expect_str_eq(sl_http_reason(503), "Service Unavailable");
 }

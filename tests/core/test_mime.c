@@ -1,7 +1,8 @@
 /* test_mime.c: loading a mime.types file (comments, several extensions per
- * line, later definitions win, over-long lines), case-insensitive lookup of
- * the last extension of the last path component, the default type, and the
- * built-in table when the file is missing. */
+ * line, later definitions win, over-long lines, lines that are not types),
+ * case-insensitive lookup of the last extension of the last path component,
+ * the default type, and the built-in table, used only when there is no
+ * readable file. */
 #include "core/mime.h"
 
 #include <criterion/criterion.h>
@@ -66,8 +67,8 @@ Test(mime, file_lines_comments_and_overrides, .fini = remove_types)
         {"a.zzz", "application/octet-stream"},
         {"a.upper", "text/x-upper"},
         {"a.last", "text/x-last-line-without-newline"},
-        {"a.css", "text/css"},                 /* built-ins not in the file remain */
-        {"a.svg", "image/svg+xml"},
+        {"a.css", "application/octet-stream"}, /* the file is the whole table */
+        {"a.svg", "application/octet-stream"},
     };
     for (size_t i = 0; i < SL_ARRAY_LEN(cases); i++)
         cr_expect_str_eq(sl_mime_type(m, cases[i].name), cases[i].type, "%s", cases[i].name);
@@ -82,7 +83,7 @@ Test(mime, lookup_is_case_insensitive, .fini = remove_types)
     for (size_t i = 0; i < SL_ARRAY_LEN(names); i++)
         cr_expect_str_eq(sl_mime_type(m, names[i]), "text/x-foo", "%s", names[i]);
     cr_expect_str_eq(sl_mime_type(m, "INDEX.HTML"), "image/x-html-override");
-    cr_expect_str_eq(sl_mime_type(m, "logo.SvG"), "image/svg+xml");
+    cr_expect_str_eq(sl_mime_type(m, "logo.FoO"), "text/x-foo");
     sl_mime_free(m);
 }
 
@@ -175,7 +176,7 @@ Test(mime, many_extensions_grow_the_table, .fini = remove_types)
         cr_expect_str_eq(sl_mime_type(m, name), want, "%s", name);
     }
     cr_expect_str_eq(sl_mime_type(m, "f.e2000"), "application/octet-stream");
-    cr_expect_str_eq(sl_mime_type(m, "f.html"), "text/html");
+    cr_expect_str_eq(sl_mime_type(m, "f.html"), "application/octet-stream");
     sl_mime_free(m);
 }
 
@@ -199,8 +200,87 @@ Test(mime, over_long_line_is_not_split_into_two, .fini = remove_types)
     write_types(text);
     free(text);
     struct sl_mime *m = sl_mime_load(path, NULL, NULL);
-    cr_expect_str_eq(sl_mime_type(m, "a.html"), "text/html");
-    cr_expect_str_eq(sl_mime_type(m, "a.css"), "text/css");
+    cr_expect_str_eq(sl_mime_type(m, "a.html"), "application/octet-stream");
+    cr_expect_str_eq(sl_mime_type(m, "a.css"), "application/octet-stream");
     cr_expect_str_eq(sl_mime_type(m, "a.tail"), "text/x-long");
     sl_mime_free(m);
+}
+
+Test(mime, lines_that_are_not_types_are_skipped, .fini = remove_types)
+{
+    write_types("text/ht\"ml quote\n"   /* '"' is not a token character */
+                "/x slashfirst\n"
+                "text/ trailing\n"
+                "text/a/b twoslashes\n"
+                "text/\x01ctl ctl\n"
+                "text/caf\xc3\xa9 utf\n"
+                "text/ok good bad/ext ba\x01d \xc3\xa9t\xc3\xa9\n"
+                "text/x-sp\x0b\x0cvt\n"); /* VT and FF separate tokens */
+    struct sl_mime *m = sl_mime_load(path, "x/default", NULL);
+    const char *none[] = {"a.quote", "a.slashfirst", "a.trailing", "a.twoslashes", "a.ctl",
+                          "a.utf", "a.ext", "a.ba\x01d", "a.\xc3\xa9t\xc3\xa9"};
+    for (size_t i = 0; i < SL_ARRAY_LEN(none); i++)
+        cr_expect_str_eq(sl_mime_type(m, none[i]), "x/default", "%s", none[i]);
+    cr_expect_str_eq(sl_mime_type(m, "a.good"), "text/ok");
+    cr_expect_str_eq(sl_mime_type(m, "a.vt"), "text/x-sp");
+    sl_mime_free(m);
+}
+
+Test(mime, empty_file_knows_nothing, .fini = remove_types)
+{
+    write_types("# nothing but a comment\n\n");
+    bool warn = true;
+    struct sl_mime *m = sl_mime_load(path, NULL, &warn);
+    cr_expect_not(warn, "readable: no warning");
+    cr_expect_str_eq(sl_mime_type(m, "index.html"), "application/octet-stream");
+    cr_expect_str_eq(sl_mime_type(m, "x"), "application/octet-stream");
+    sl_mime_free(m);
+}
+
+Test(mime, builtin_table_covers_the_common_web_types)
+{
+    struct sl_mime *m = sl_mime_load(NULL, NULL, NULL);
+    struct {
+        const char *name, *type;
+    } cases[] = {
+        {"a.html", "text/html"},      {"a.htm", "text/html"},
+        {"a.css", "text/css"},        {"a.js", "text/javascript"},
+        {"a.mjs", "text/javascript"}, {"a.json", "application/json"},
+        {"a.txt", "text/plain"},      {"a.xml", "application/xml"},
+        {"a.svg", "image/svg+xml"},   {"a.png", "image/png"},
+        {"a.jpg", "image/jpeg"},      {"a.jpeg", "image/jpeg"},
+        {"a.gif", "image/gif"},       {"a.webp", "image/webp"},
+        {"a.ico", "image/vnd.microsoft.icon"},
+        {"a.pdf", "application/pdf"}, {"a.wasm", "application/wasm"},
+        {"a.woff", "font/woff"},      {"a.woff2", "font/woff2"},
+        {"a.mp4", "video/mp4"},       {"a.webm", "video/webm"},
+        {"a.zip", "application/zip"}, {"a.gz", "application/gzip"},
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(cases); i++)
+        cr_expect_str_eq(sl_mime_type(m, cases[i].name), cases[i].type, "%s", cases[i].name);
+    /* no charset is ever added */
+    cr_expect_null(strchr(sl_mime_type(m, "a.html"), ';'));
+    sl_mime_free(m);
+}
+
+Test(mime, system_mime_types_agrees_with_the_builtin_table)
+{
+    /* /etc/mime.types comes from Debian's media-types and may be absent. */
+    if (access("/etc/mime.types", R_OK) != 0) {
+        cr_log_info("no /etc/mime.types here; nothing to compare");
+        return;
+    }
+    bool warn = true;
+    struct sl_mime *sys = sl_mime_load("/etc/mime.types", NULL, &warn);
+    struct sl_mime *bi = sl_mime_load(NULL, NULL, NULL);
+    cr_expect_not(warn);
+    const char *exts[] = {"html", "css", "js", "json", "png", "jpg", "svg", "wasm", "woff2",
+                          "pdf", "gz", "mp4"};
+    for (size_t i = 0; i < SL_ARRAY_LEN(exts); i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "f.%s", exts[i]);
+        cr_expect_str_eq(sl_mime_type(sys, name), sl_mime_type(bi, name), "%s", name);
+    }
+    sl_mime_free(sys);
+    sl_mime_free(bi);
 }
