@@ -31,8 +31,9 @@
  *   - Path-level changes (a new file, a retargeted symlink) are found by the
  *     revalidation after the validity period. Changes to the inode behind a
  *     cached fd (written in place, deleted, renamed over) are found at once by
- *     an fstat on every hit: within the period, an in-place write would
- *     otherwise pair the cached header with new bytes.
+ *     an fstat on every hit, and on an entry another thread inserted while we
+ *     opened the file: within the period, an in-place write would otherwise
+ *     pair the cached header with new bytes.
  *   - One thread at a time evicts (an atomic flag); the others skip it. The
  *     CLOCK hand belongs to whoever holds the flag.
  *   - Errors that say nothing about the file (EMFILE, ENFILE, ENOMEM, ...) are
@@ -269,6 +270,19 @@ static void touch(struct entry *e)
         CMM_STORE_SHARED(e->accessed, 1);
 }
 
+/* Has the file behind E's fd been written in place, or lost its last name
+ * (deleted, or renamed over), since E was built? One fstat, no path walk. */
+static bool changed_under(const struct entry *e)
+{
+    struct stat st;
+    if (fstat(e->pub.fd, &st) != 0)
+        return false; /* cannot fail on an fd we own; keep serving */
+    return st.st_nlink == 0 || st.st_size != e->pub.size ||
+           st.st_mtim.tv_sec != e->pub.mtime.tv_sec ||
+           st.st_mtim.tv_nsec != e->pub.mtime.tv_nsec ||
+           st.st_ctim.tv_sec != e->ctime.tv_sec || st.st_ctim.tv_nsec != e->ctime.tv_nsec;
+}
+
 /* Removes E from the table if nobody else removed it first. Call under
  * rcu_read_lock. Returns true if this thread removed it. */
 static bool unlink_entry(struct sl_cache *c, struct entry *e)
@@ -277,6 +291,26 @@ static bool unlink_entry(struct sl_cache *c, struct entry *e)
         return false;       /* a concurrent del/replace won and drops the reference */
     uatomic_dec(&c->count); /* statistics and the eviction trigger only */
     put(e); /* the table's reference; release() may call_rcu from in here */
+    return true;
+}
+
+/* Puts FRESH (unpublished, holding the table's reference and the caller's)
+ * in OLD's place if OLD is still in the table, and drops the table's
+ * reference to OLD. Returns false, changing nothing, if OLD left the table
+ * (evicted, or replaced by another thread) meanwhile. */
+static bool swap_in(struct sl_cache *c, struct entry *old, struct entry *fresh)
+{
+    struct cds_lfht_iter iter;
+    int rc = -ENOENT;
+    fresh->published = true;
+    rcu_read_lock();
+    cds_lfht_lookup(c->ht, old->hash, match, old->key, &iter);
+    if (cds_lfht_iter_get_node(&iter) == &old->node)
+        rc = cds_lfht_replace(c->ht, &iter, old->hash, match, old->key, &fresh->node);
+    rcu_read_unlock();
+    if (rc != 0)
+        return false;
+    put(old); /* the table's reference: this thread removed OLD */
     return true;
 }
 
@@ -391,12 +425,22 @@ static struct entry *publish(struct sl_cache *c, struct entry *fresh,
         struct entry *other = caa_container_of(n, struct entry, node);
         bool got = urcu_ref_get_unless_zero(&other->ref);
         rcu_read_unlock();
-        if (got) {
-            put(make_private(fresh)); /* never visible: no grace period */
-            touch(other);
-            return other;
+        if (!got)
+            continue; /* OTHER is dying, so it is already out of the table */
+        /* OTHER may come from a look at the file taken before it was written
+           in place, and have been inserted after: served unchecked, its header
+           would not match its bytes. FRESH looked during this lookup; it takes
+           OTHER's place (or, if OTHER is gone already, we try again). */
+        if (other->pub.fd >= 0 && changed_under(other)) {
+            bool swapped = swap_in(c, other, fresh);
+            put(other); /* ours */
+            if (swapped)
+                return fresh;
+            continue;
         }
-        /* OTHER is dying, so it is already out of the table: try again. */
+        put(make_private(fresh)); /* never visible: no grace period */
+        touch(other);
+        return other;
     }
 }
 
@@ -410,19 +454,6 @@ static struct entry *load(struct sl_cache *c, const char *path, unsigned long ha
     if (transient(p.err))
         return build(c, path, hash, &p, 1, now);
     return publish(c, build(c, path, hash, &p, 2, now), ts);
-}
-
-/* Has the file behind E's fd been written in place, or lost its last name
- * (deleted, or renamed over), since E was built? One fstat, no path walk. */
-static bool changed_under(const struct entry *e)
-{
-    struct stat st;
-    if (fstat(e->pub.fd, &st) != 0)
-        return false; /* cannot fail on an fd we own; keep serving */
-    return st.st_nlink == 0 || st.st_size != e->pub.size ||
-           st.st_mtim.tv_sec != e->pub.mtime.tv_sec ||
-           st.st_mtim.tv_nsec != e->pub.mtime.tv_nsec ||
-           st.st_ctim.tv_sec != e->ctime.tv_sec || st.st_ctim.tv_nsec != e->ctime.tv_nsec;
 }
 
 /* Checks E (referenced by the caller; stale, or CHANGED under its fd)
@@ -448,17 +479,8 @@ static struct entry *revalidate(struct sl_cache *c, struct entry *e, uint64_t no
         return e;
     }
     struct entry *fresh = build(c, e->key, e->hash, &p, 2, now);
-    fresh->published = true;
     fresh->accessed = 1; /* it is in use right now */
-    struct cds_lfht_iter iter;
-    int rc = -ENOENT;
-    rcu_read_lock();
-    cds_lfht_lookup(c->ht, e->hash, match, e->key, &iter);
-    if (cds_lfht_iter_get_node(&iter) == &e->node)
-        rc = cds_lfht_replace(c->ht, &iter, e->hash, match, e->key, &fresh->node);
-    rcu_read_unlock();
-    if (rc == 0) {
-        put(e); /* the table's reference: this thread removed E */
+    if (swap_in(c, e, fresh)) {
         put(e); /* the caller's */
         return fresh;
     }

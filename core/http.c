@@ -254,8 +254,8 @@ static void reset(struct sl_request *req)
 }
 
 /* The status for a byte that is wrong at Q in the request line starting at
- * LINE. Past the length limit the line was too long before it was wrong, so
- * the verdict does not depend on how the bytes were split across reads. */
+ * LINE. Once the line holds more than max_line bytes (anything but its end at
+ * offset max_line makes it so), "too long" is what it was first. */
 static int line_error(const char *line, const char *q, size_t max_line)
 {
     size_t k = (size_t)(q - line);

@@ -9,7 +9,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -140,7 +139,8 @@ static void usage(FILE *f)
 "                       statistics (default 0)\n"
 "  --prewarm S          sessions mode: start with the sessions that would be in\n"
 "                       progress had arrivals begun S seconds earlier, so the\n"
-"                       load is at steady state from the first second\n"
+"                       load is at steady state from the first second; they\n"
+"                       open their connections over max(1 s, --warmup)\n"
 "                       (default 60; 0 = start empty)\n"
 "  --session-len A[-B]  requests per session, uniform in A..B (default 5-15)\n"
 "  --burst-len A[-B]    requests per burst, uniform in A..B (default 1-5)\n"
@@ -168,6 +168,14 @@ static void usage(FILE *f)
 "  --verify-min N       judge only file sizes with at least N requests in the\n"
 "                       verification (default 20)\n"
 "  -h, --help           this text\n"
+"\n"
+"Workload: SPECweb99's class mix (class 0..3: 35%%, 50%%, 14%%, 1%% of requests),\n"
+"within a class its Zipf-like popularity over the nine files (class*_5 most\n"
+"popular), directories Zipf (alpha 1). Think times: Weibull (shape 0.382) and\n"
+"Pareto (shape 1.5), after Barford and Crovella. A session's last request says\n"
+"Connection: close (so does every open-mode request); any failed request ends\n"
+"its session, as in httperf; a connection the server closes while the user\n"
+"thinks is reopened for the next request.\n"
 "\n"
 "Statistics cover requests due in the window [warmup, duration]; reply rate and\n"
 "Mbit/s count replies completed in that window. Latency is from the due time to\n"
@@ -573,7 +581,6 @@ struct conn {
     enum cstate st;
     enum tkind tk;
     int heap_idx; /* -1 when no timer */
-    uint64_t deadline;
     struct rng rng;
     unsigned reqs_left;  /* after the current request */
     unsigned burst_left; /* of the current burst, after the current request */
@@ -604,43 +611,49 @@ static struct conn *free_list, *pending_free;
 static char scratch[SCRATCH];
 
 /* The timer heap: every connection has at most one timer (next request due,
- * reply timeout, or linger), so the heap holds at most one entry each. */
-static struct conn **heap;
+ * reply timeout, or linger), so the heap holds at most one entry each. The
+ * deadline is kept in the entry itself: sifting never touches a connection. */
+struct hent {
+    uint64_t deadline;
+    struct conn *c;
+};
+static struct hent *heap;
 static int heap_n, heap_cap;
 
-static void heap_swap(int a, int b)
+static void heap_put(int i, struct hent e)
 {
-    struct conn *t = heap[a];
-    heap[a] = heap[b];
-    heap[b] = t;
-    heap[a]->heap_idx = a;
-    heap[b]->heap_idx = b;
+    heap[i] = e;
+    e.c->heap_idx = i;
 }
 
 static void heap_up(int i)
 {
+    struct hent e = heap[i];
     while (i > 0) {
         int p = (i - 1) / 2;
-        if (heap[p]->deadline <= heap[i]->deadline)
+        if (heap[p].deadline <= e.deadline)
             break;
-        heap_swap(i, p);
+        heap_put(i, heap[p]);
         i = p;
     }
+    heap_put(i, e);
 }
 
 static void heap_down(int i)
 {
+    struct hent e = heap[i];
     for (;;) {
-        int l = 2 * i + 1, r = l + 1, m = i;
-        if (l < heap_n && heap[l]->deadline < heap[m]->deadline)
-            m = l;
-        if (r < heap_n && heap[r]->deadline < heap[m]->deadline)
+        int l = 2 * i + 1, r = l + 1, m = l;
+        if (l >= heap_n)
+            break;
+        if (r < heap_n && heap[r].deadline < heap[l].deadline)
             m = r;
-        if (m == i)
-            return;
-        heap_swap(i, m);
+        if (heap[m].deadline >= e.deadline)
+            break;
+        heap_put(i, heap[m]);
         i = m;
     }
+    heap_put(i, e);
 }
 
 static void timer_clear(struct conn *c)
@@ -653,10 +666,11 @@ static void timer_clear(struct conn *c)
     heap_n--;
     if (i == heap_n)
         return;
-    heap[i] = heap[heap_n];
-    heap[i]->heap_idx = i;
-    heap_up(i);
-    heap_down(heap[i]->heap_idx);
+    heap_put(i, heap[heap_n]); /* the last entry fills the hole, then moves */
+    if (i > 0 && heap[(i - 1) / 2].deadline > heap[i].deadline)
+        heap_up(i);
+    else
+        heap_down(i);
 }
 
 static void timer_set(struct conn *c, enum tkind k, uint64_t deadline)
@@ -667,9 +681,8 @@ static void timer_set(struct conn *c, enum tkind k, uint64_t deadline)
         heap = sl_realloc(heap, (size_t)heap_cap * sizeof(*heap));
     }
     c->tk = k;
-    c->deadline = deadline;
-    c->heap_idx = heap_n;
-    heap[heap_n++] = c;
+    heap[heap_n] = (struct hent){deadline, c};
+    c->heap_idx = heap_n++;
     heap_up(c->heap_idx);
 }
 
@@ -849,7 +862,8 @@ static bool conn_connect(struct conn *c, uint64_t now)
 /* The request is due now (or was due at c->due, earlier, if we lag). */
 static void request_start(struct conn *c, uint64_t now)
 {
-    sl_hist_add(&lag, now > c->due ? now - c->due : 0);
+    if (in_window(c->due))
+        sl_hist_add(&lag, now > c->due ? now - c->due : 0);
     c->active = true;
     in_flight++;
     count_due(c);
@@ -1278,8 +1292,9 @@ static void prewarm(struct rng *arr)
             continue;
         }
         /* In steady state this session would already hold its connection:
-         * open it ahead of the request, spread over the first second so the
-         * server sees a ramp of connects rather than one burst of SYNs. */
+         * open it ahead of the request, spread over max(1 s, the warm-up) so
+         * the server sees a ramp of connects rather than one burst of SYNs,
+         * and the ramp stays out of the statistics. */
         c->st = C_IDLE;
         uint64_t ahead = SL_MIN(c->due - t0, SL_MAX(PREWARM_CONNECT_NS, warm_ns - t0));
         timer_set(c, T_CONNECT, t0 + (uint64_t)(rng_unit(arr) * (double)ahead));
@@ -1435,6 +1450,12 @@ static double nominal_rps(void)
     return 0; /* closed: whatever the server allows */
 }
 
+/* N per second of the window; 0 when an early ^C left no window. */
+static double per_s(uint64_t n, double window)
+{
+    return window > 0 ? (double)n / window : 0;
+}
+
 static void report(FILE *f, double window, double elapsed, const struct verdict *v)
 {
     const struct sl_hist *h = &win.lat;
@@ -1449,10 +1470,10 @@ static void report(FILE *f, double window, double elapsed, const struct verdict 
             o.warmup, o.timeout, o.seed);
     fprintf(f, "window %.1f s:\n", window);
     fprintf(f, "  offered      %.1f requests/s due (%" PRIu64 " requests)\n",
-            (double)win.requests / window, win.requests);
+            per_s(win.requests, window), win.requests);
     fprintf(f, "  achieved     %.1f replies/s, %.1f good/s, %.2f Mbit/s\n",
-            (double)tp_replies / window, (double)tp_good / window,
-            (double)tp_bytes * 8 / 1e6 / window);
+            per_s(tp_replies, window), per_s(tp_good, window),
+            per_s(tp_bytes * 8, window) / 1e6);
     fprintf(f,
             "  latency ms   mean %.2f  p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  (%" PRIu64
             " good replies, from due time)\n",
@@ -1503,9 +1524,9 @@ static void report_json(FILE *f, double window, double elapsed, const struct ver
     fprintf(f,
             "\"requests\":%" PRIu64 ",\"offered_rps\":%.3f,\"replies\":%" PRIu64
             ",\"good\":%" PRIu64 ",\"reply_rps\":%.3f,\"good_rps\":%.3f,\"mbit_s\":%.3f,",
-            win.requests, (double)win.requests / window, win.replies, win.good,
-            (double)tp_replies / window, (double)tp_good / window,
-            (double)tp_bytes * 8 / 1e6 / window);
+            win.requests, per_s(win.requests, window), win.replies, win.good,
+            per_s(tp_replies, window), per_s(tp_good, window),
+            per_s(tp_bytes * 8, window) / 1e6);
     fprintf(f,
             "\"latency_ms\":{\"count\":%" PRIu64
             ",\"mean\":%.3f,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},",
@@ -1732,8 +1753,8 @@ static void free_timers(enum tkind k)
     struct conn **v = sl_malloc((size_t)(heap_n ? heap_n : 1) * sizeof(*v));
     int n = 0;
     for (int i = 0; i < heap_n; i++)
-        if (heap[i]->tk == k)
-            v[n++] = heap[i];
+        if (heap[i].c->tk == k)
+            v[n++] = heap[i].c;
     for (int i = 0; i < n; i++)
         conn_free(v[i]);
     free(v);
@@ -1789,13 +1810,23 @@ int main(int argc, char **argv)
 
     struct rng arr;
     rng_seed(&arr, o.seed, 0);
-    t0 = sl_now_ns();
-    warm_ns = t0 + secs_ns(o.warmup);
-    end_ns = t0 + secs_ns(o.duration);
-    uint64_t timeout_ns = secs_ns(o.timeout);
-    uint64_t hard_end = end_ns + timeout_ns + 100 * MS;
+    /* Pre-warm on a clock that starts at 0, then shift it to the real start:
+     * building thousands of sessions takes time that must not make the first
+     * requests late. Adding a constant keeps the heap ordered. */
+    t0 = 0;
+    warm_ns = secs_ns(o.warmup);
+    end_ns = secs_ns(o.duration);
     if (o.mode == MODE_SESSIONS && o.prewarm > 0)
         prewarm(&arr);
+    t0 = sl_now_ns();
+    warm_ns += t0;
+    end_ns += t0;
+    for (int i = 0; i < heap_n; i++) {
+        heap[i].deadline += t0;
+        heap[i].c->due += t0;
+    }
+    uint64_t timeout_ns = secs_ns(o.timeout);
+    uint64_t hard_end = end_ns + timeout_ns + 100 * MS;
     uint64_t next_arrival = o.mode == MODE_CLOSED ? UINT64_MAX : t0;
     if (o.mode == MODE_CLOSED)
         for (int i = 0; i < o.clients; i++)
@@ -1818,8 +1849,8 @@ int main(int argc, char **argv)
             arrival(next_arrival, now);
             next_arrival += secs_ns(arrival_gap(&arr, o.rate));
         }
-        while (heap_n > 0 && heap[0]->deadline <= now)
-            on_timer(heap[0], now);
+        while (heap_n > 0 && heap[0].deadline <= now)
+            on_timer(heap[0].c, now);
         if (!stopped && now >= end_ns) {
             /* No request is issued after the end: sessions that are thinking
              * stop here; requests in flight get until their timeout. */
@@ -1846,7 +1877,7 @@ int main(int argc, char **argv)
         if (!stopped)
             wake = SL_MIN(wake, SL_MIN(next_arrival, end_ns));
         if (heap_n > 0)
-            wake = SL_MIN(wake, heap[0]->deadline);
+            wake = SL_MIN(wake, heap[0].deadline);
         int n = wait_events(evs, EPOLL_BATCH, wake > now ? wake - now : 0);
         if (n < 0 && errno != EINTR)
             die(1, "epoll: %s", strerror(errno));
@@ -1860,21 +1891,20 @@ int main(int argc, char **argv)
     /* Whatever is still outstanding at the hard end is a timeout: the client
      * gave it the full --timeout measured from when it was due. */
     while (heap_n > 0) {
-        struct conn *c = heap[heap_n - 1];
+        struct conn *c = heap[heap_n - 1].c;
         if (c->tk == T_TIMEOUT)
             finish_error(c, E_TIMEOUT, fin);
         else
             conn_free(c);
     }
-    double window = (double)(end_ns - warm_ns) / 1e9;
-    if (window <= 0)
-        window = 1e-9;
+    double window = end_ns > warm_ns ? (double)(end_ns - warm_ns) / 1e9 : 0;
     double elapsed = (double)(fin - t0) / 1e9;
     struct verdict v;
     verify(&v);
     report(o.json ? stderr : stdout, window, elapsed, &v);
     if (o.json)
         report_json(stdout, window, elapsed, &v);
+    free(evs);
     if (csv && fclose(csv) != 0)
         die(1, "writing %s: %s", o.csv, strerror(errno));
     fflush(stdout);

@@ -12,9 +12,9 @@
 # labelled by word i+1 of titles): goodput, Mbit/s, p99 and mean latency.
 
 if (fmt eq 'svg') {
-    set terminal svg size 1500,1000 dynamic enhanced font 'Helvetica,12' background rgb 'white'
+    set terminal svg size 1350,900 dynamic enhanced font 'Helvetica,11' background rgb 'white'
 } else {
-    set terminal pngcairo size 1500,1000 enhanced font 'Helvetica,10' background rgb 'white'
+    set terminal pngcairo size 1260,840 enhanced font 'Helvetica,8.5' background rgb 'white'
 }
 set output out
 set datafile missing '?'
@@ -44,6 +44,7 @@ if (sat2x > 0) {
 }
 
 if (mode eq 'tuning') {
+    set offsets 0, graph 0.05, 0, 0
     set multiplot layout 2,2 title 'sluice tuning: writer threads x max\_connections (w = writers, c = max\_connections)' font ',14'
     set xlabel offlabel
     set ylabel 'good replies/s'
@@ -67,7 +68,8 @@ if (mode eq 'tuning') {
 
 set multiplot layout 2,3 title 'sluice under overload: '.loadmode.' workload, client timeout '.sprintf('%g', timeout_s).' s' font ',14'
 
-# --- against offered load
+# --- against offered load (a little room on the right for the '2x' label)
+set offsets 0, graph 0.05, 0, 0
 set xlabel offlabel
 set ylabel 'replies/s'
 set title 'Throughput (cf. paper figs. 6, 7)'
@@ -93,6 +95,7 @@ unset label 1
 unset label 2
 
 # --- over time: the stages, with the offered load on the right axis
+set offsets 0, 0, 0, 0
 set xlabel 'time since the start of the sweep (s); the server restarts at each step'
 set format x '%g'
 set y2label 'offered requests/s'

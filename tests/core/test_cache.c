@@ -6,6 +6,7 @@
  * across eviction and replacement, and a multi-threaded race against a file
  * system in motion that ends with an exact account of open files and memory. */
 #include "core/cache.h"
+#include "core/log.h"
 #include "core/mime.h"
 #include "core/stats.h"
 
@@ -40,8 +41,8 @@
 
 #define MS 1000000ull
 
-static char base[64];       /* mkdtemp directory: holds root/ and files outside it */
-static char root[96];       /* the document root */
+static char base[64];            /* mkdtemp directory: holds root/ and files outside it */
+static char root[96];            /* the document root */
 static char root_real[PATH_MAX]; /* ...as /proc/self/fd spells it */
 static int root_fd = -1;
 static struct sl_mime *mime;
@@ -181,9 +182,8 @@ static void imf_date(time_t t, char out[32])
                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     struct tm tm;
     cr_assert_not_null(gmtime_r(&t, &tm));
-    snprintf(out, 32, "%s, %02d %s %04d %02d:%02d:%02d GMT", wday[tm.tm_wday],
-             tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-             tm.tm_sec);
+    snprintf(out, 32, "%s, %02d %s %04d %02d:%02d:%02d GMT", wday[tm.tm_wday], tm.tm_mday,
+             mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 /* Is FD, which held the file WAS, closed now? The number may have been
@@ -470,7 +470,11 @@ Test(cache, dot_dot_cannot_climb_out_of_the_root)
     cr_assert_eq(mkdirat(root_fd, "a", 0755), 0);
     write_file("a.txt", "inside");
     write_outside("x", "secret");
-    const char *bad[] = {"a/../../x", "../x", "..", "/etc/passwd", "a/../../root/a.txt",
+    const char *bad[] = {"a/../../x",
+                         "../x",
+                         "..",
+                         "/etc/passwd",
+                         "a/../../root/a.txt",
                          "a/../../../../../../etc/passwd"};
     for (size_t i = 0; i < SL_ARRAY_LEN(bad); i++) {
         struct sl_cache_entry *e = sl_cache_get(cache, bad[i]);
@@ -742,7 +746,8 @@ Test(cache, eviction_keeps_at_most_max_entries)
     uint64_t evictions = c1.cache_evictions - c0.cache_evictions;
     cr_expect_eq(c1.cache_misses - c0.cache_misses, 30);
     cr_expect_geq(evictions, 20);
-    cr_expect_eq(info_entries() + evictions, 30, "every insert is in the table or evicted");
+    cr_expect_eq(info_entries() + evictions, 30,
+                 "every insert is in the table or evicted");
     cr_expect_eq(info_fds(), info_entries(), "an evicted, unreferenced file is closed");
     cr_expect_eq(fds_under_root(), info_fds());
 }
@@ -816,33 +821,113 @@ Test(cache, fd_outlives_eviction_until_the_last_release)
               "closed with its last reference");
 }
 
+/* Fills the descriptor table (limit lowered to 64); returns how many fds
+ * it opened into FDS. */
+static int exhaust_fds(int fds[64], struct rlimit *old)
+{
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, old), 0);
+    struct rlimit low = *old;
+    low.rlim_cur = 64;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int n = 0;
+    while (n < 64 && (fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        n++;
+    cr_assert_lt(n, 64, "hit the limit");
+    return n;
+}
+
+static void restore_fds(int fds[64], int n, const struct rlimit *old)
+{
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, old), 0);
+}
+
 Test(cache, running_out_of_fds_is_reported_but_not_cached)
 {
     make_cache(100, 10000, 10000);
     write_file("a.txt", "fine");
-    struct rlimit old, low;
-    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
-    low = old;
-    low.rlim_cur = 64;
-    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
-    int fds[64], n = 0;
-    while (n < 64 && (fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
-        n++;
-    cr_assert_lt(n, 64, "hit the limit");
+    write_file("b.txt", "also fine");
+    struct sl_cache_entry *b = sl_cache_get(cache, "b.txt");
+    cr_assert_eq(b->err, 0);
+    sl_cache_release(cache, b);
+    int wfd = openat(root_fd, "b.txt", O_WRONLY | O_CLOEXEC); /* for later */
+    cr_assert_geq(wfd, 0);
+    struct rlimit old;
+    int fds[64], n = exhaust_fds(fds, &old);
+
     struct sl_cache_entry *e = sl_cache_get(cache, "a.txt");
     cr_expect_eq(e->err, EMFILE);
     cr_expect_eq(e->fd, -1);
-    cr_expect_eq(info_entries(), 0, "a transient failure is not remembered");
+    cr_expect_null(e->hdr);
+    cr_expect_eq(info_entries(), 1, "a transient failure is not remembered");
     sl_cache_release(cache, e);
-    for (int i = 0; i < n; i++)
-        close(fds[i]);
-    setrlimit(RLIMIT_NOFILE, &old);
+
+    /* Due for a check that cannot open anything: the unchanged entry is
+       served as it is. */
+    reconfigure(100, 0, 0);
     struct sl_event_counters c0 = counters();
+    e = sl_cache_get(cache, "b.txt");
+    cr_expect_eq(e, b, "served while the check cannot be made");
+    cr_expect_eq(e->err, 0);
+    cr_expect_eq(counters().cache_revalidations - c0.cache_revalidations, 1);
+    sl_cache_release(cache, e);
+
+    /* Changed under its fd: never served, even with nothing to reopen it. */
+    cr_assert_eq(pwrite(wfd, "ALSO FINE, LONGER", 17, 0), 17);
+    e = sl_cache_get(cache, "b.txt");
+    cr_expect_eq(e->err, EMFILE, "not the old header over the new bytes");
+    cr_expect_eq(e->fd, -1);
+    cr_expect_eq(info_entries(), 1);
+    sl_cache_release(cache, e);
+
+    restore_fds(fds, n, &old);
+    close(wfd);
+    struct sl_event_counters c1 = counters();
     e = sl_cache_get(cache, "a.txt");
     cr_expect_eq(e->err, 0);
     cr_expect_geq(e->fd, 0);
-    cr_expect_eq(counters().cache_misses - c0.cache_misses, 1);
+    cr_expect_eq(counters().cache_misses - c1.cache_misses, 1);
     sl_cache_release(cache, e);
+    e = sl_cache_get(cache, "b.txt");
+    cr_expect_eq(e->err, 0);
+    cr_expect_eq(e->size, 17);
+    cr_expect(strstr(e->hdr, "\r\nContent-Length: 17\r\n") != NULL, "%s", e->hdr);
+    cr_expect_eq(info_entries(), 2);
+    cr_expect_eq(info_fds(), 2);
+    sl_cache_release(cache, e);
+}
+
+/* Destroying the cache while an entry is still held is logged, and the late
+ * release stays safe (ASan would see a use after free): the entry's file
+ * stays readable until then. */
+static struct sl_cache *destroyed_cache; /* keeps its leaked bookkeeping reachable */
+
+Test(cache, release_after_destroy_is_safe)
+{
+    make_cache(100, 10000, 10000);
+    write_file("late.txt", "still here");
+    struct sl_cache_entry *e = sl_cache_get(cache, "late.txt");
+    struct sl_cache_entry *other = sl_cache_get(cache, "other.txt");
+    cr_assert_eq(e->err, 0);
+    int fd = e->fd;
+    struct stat st;
+    cr_assert_eq(fstat(fd, &st), 0);
+    destroyed_cache = cache;
+    sl_log_set_level(SL_LOG_ERROR); /* the warning about held entries is expected */
+    sl_cache_destroy(cache);
+    cache = NULL;
+    rcu_barrier();
+    char buf[32];
+    cr_expect_str_eq(slurp(fd, buf, sizeof(buf)), "still here");
+    cr_expect_eq(e->size, 10);
+    cr_expect(strstr(e->hdr, "\r\nContent-Length: 10\r\n") != NULL);
+    cr_expect_eq(fds_under_root(), 1, "the held file only");
+    sl_cache_release(destroyed_cache, e);
+    sl_cache_release(destroyed_cache, other);
+    rcu_barrier();
+    cr_expect_eq(fds_under_root(), 0, "closed with its last reference");
+    cr_expect(fd_gone(fd, &st));
 }
 
 /* --- the race ----------------------------------------------------------- */
@@ -854,8 +939,8 @@ Test(cache, running_out_of_fds_is_reported_but_not_cached)
 
 /* The paths the readers look up: the churned files, a symlink the writer
  * retargets among them, a directory, and two names that never exist. */
-static const char *const race_paths[] = {"f0", "f1", "f2",   "f3",    "f4",   "f5",
-                                         "f6", "f7", "link", "d",     "none0", "none1"};
+static const char *const race_paths[] = {"f0", "f1", "f2",   "f3", "f4",    "f5",
+                                         "f6", "f7", "link", "d",  "none0", "none1"};
 #define RACE_PATHS SL_ARRAY_LEN(race_paths)
 
 /* Version V of a file is V+'a' repeated len_of(V) times, so any fd can be
@@ -866,16 +951,18 @@ static size_t len_of(int v)
 }
 
 struct race {
-    int stop;                     /* atomic */
-    unsigned long problems;       /* atomic */
-    unsigned long writer_ops;     /* written by the writer, read after join */
+    int stop;                 /* atomic */
+    unsigned long problems;   /* atomic */
+    unsigned long op_started; /* atomic: writer operations begun */
+    unsigned long op_done;    /* atomic: ...and finished */
+    unsigned long writer_ops; /* written by the writer, read after join */
     unsigned long writer_errors;
 };
 
 struct reader_out {
     struct race *r;
     unsigned seed;
-    unsigned long gets, positives, hits, misses, revalidations, evictions;
+    unsigned long gets, positives, quiet, hits, misses, revalidations, evictions;
 };
 
 static void problem(struct race *r, const char *path, const struct sl_cache_entry *e,
@@ -934,6 +1021,17 @@ static void check_entry(struct race *r, const char *path, const struct sl_cache_
         problem(r, path, e, "ETag does not match");
 }
 
+/* E was returned by a lookup during which the writer touched nothing (and
+ * nothing was in flight when it began): its header must describe its file
+ * exactly as fstat sees it now, whatever happened to the file before. */
+static void check_quiet(struct race *r, const char *path, const struct sl_cache_entry *e,
+                        const struct stat *st)
+{
+    if (st->st_nlink == 0 || st->st_size != e->size ||
+        st->st_mtim.tv_sec != e->mtime.tv_sec || st->st_mtim.tv_nsec != e->mtime.tv_nsec)
+        problem(r, path, e, "served although its file had changed under its fd");
+}
+
 static void *race_reader(void *arg)
 {
     struct reader_out *o = arg;
@@ -943,10 +1041,20 @@ static void *race_reader(void *arg)
     const char *kept_path = NULL;
     while (!uatomic_read(&o->r->stop)) {
         const char *path = race_paths[rand_r(&o->seed) % RACE_PATHS];
+        /* Full barriers (uatomic_add_return below): done is read before
+           started, so equal values mean no operation was in flight. */
+        unsigned long done = uatomic_add_return(&o->r->op_done, 0);
+        unsigned long started = uatomic_add_return(&o->r->op_started, 0);
         struct sl_cache_entry *e = sl_cache_get(cache, path);
         o->gets++;
         o->positives += e->err == 0 && !e->is_dir;
         check_entry(o->r, path, e);
+        struct stat st;
+        if (e->err == 0 && e->fd >= 0 && fstat(e->fd, &st) == 0 && done == started &&
+            uatomic_add_return(&o->r->op_started, 0) == started) {
+            o->quiet++;
+            check_quiet(o->r, path, e, &st);
+        }
         if (kept != NULL) {
             /* Possibly evicted or replaced meanwhile: still whole. */
             check_entry(o->r, kept_path, kept);
@@ -1009,6 +1117,8 @@ static void *race_writer(void *arg)
     while (!uatomic_read(&r->stop)) {
         snprintf(name, sizeof(name), "f%d", rand_r(&seed) % RACE_FILES);
         int op = rand_r(&seed) % 10, rc = 0;
+        /* Full barrier: readers see the operation begun before any effect. */
+        uatomic_add_return(&r->op_started, 1);
         if (op < 4) /* replace, or recreate if deleted */
             rc = put_version(name, rand_r(&seed) % 8);
         else if (op < 7)
@@ -1017,8 +1127,13 @@ static void *race_writer(void *arg)
             rc = unlinkat(root_fd, name, 0) == 0 || errno == ENOENT ? 0 : -1;
         else
             rc = retarget("link", name);
+        /* Full barrier: every effect of the operation before it counts done. */
+        uatomic_add_return(&r->op_done, 1);
         r->writer_ops++;
         r->writer_errors += rc != 0;
+        /* Idle now and then, so that some lookups run with the tree still. */
+        if (rand_r(&seed) % 4 == 0)
+            nanosleep(&(struct timespec){0, 20000}, NULL);
     }
     return NULL;
 }
@@ -1054,19 +1169,21 @@ Test(cache, concurrent_readers_against_a_changing_tree)
         pthread_join(rt[i], NULL);
     pthread_join(wt, NULL);
 
-    unsigned long gets = 0, positives = 0, hits = 0, misses = 0, revals = 0,
+    unsigned long gets = 0, positives = 0, quiet = 0, hits = 0, misses = 0, revals = 0,
                   evictions = 0;
     for (int i = 0; i < RACE_READERS; i++) {
         gets += out[i].gets;
         positives += out[i].positives;
+        quiet += out[i].quiet;
         hits += out[i].hits;
         misses += out[i].misses;
         revals += out[i].revalidations;
         evictions += out[i].evictions;
     }
-    cr_log_info("race: %lu gets, %lu files, %lu hits, %lu misses, %lu revalidations, "
-                "%lu evictions, %lu writer ops, max %zu entries seen",
-                gets, positives, hits, misses, revals, evictions, r.writer_ops,
+    cr_log_info("race: %lu gets, %lu files (%lu checked in quiet moments), %lu hits, "
+                "%lu misses, %lu revalidations, %lu evictions, %lu writer ops, "
+                "max %zu entries seen",
+                gets, positives, quiet, hits, misses, revals, evictions, r.writer_ops,
                 entries_seen_max);
     cr_expect_eq(uatomic_read(&r.problems), 0,
                  "every entry was consistent and held one whole file version");
@@ -1074,6 +1191,7 @@ Test(cache, concurrent_readers_against_a_changing_tree)
     cr_expect_gt(r.writer_ops, 100);
     cr_expect_gt(gets, 1000);
     cr_expect_gt(positives, 0);
+    cr_expect_gt(quiet, 0);
     cr_expect_eq(hits + misses, gets, "each lookup is exactly a hit or a miss");
     cr_expect_gt(hits, 0);
     cr_expect_gt(misses, 0);

@@ -84,6 +84,23 @@ static int parse_checked(const char *buf, size_t len, const struct sl_http_limit
     return rc;
 }
 
+/* A proper prefix BUF[0..K) of a complete head must give SL_AGAIN: the head
+ * may arrive split anywhere. */
+static void check_prefix(const char *buf, size_t k, const struct sl_http_limits *lim)
+{
+    char *prefix = malloc(k ? k : 1); /* exact size: ASan sees over-reads */
+    if (prefix == NULL)
+        return;
+    memcpy(prefix, buf, k);
+    static struct sl_request req;
+    int status = -1;
+    int rc = sl_http_parse_request(prefix, k, lim, &req, &status);
+    if (rc != SL_AGAIN)
+        fprintf(stderr, "prefix %zu: rc %d status %d\n", k, rc, status);
+    CHECK(rc == SL_AGAIN);
+    free(prefix);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* An exactly sized heap copy: ASan reports any read past SIZE. */
@@ -109,18 +126,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (rr > 0) {
         /* The head does not depend on the bytes after it, and no prefix of
-           it is complete or wrong: a reader may split it anywhere. */
+           it is complete or wrong. */
         int status;
         CHECK(sl_http_parse_request(buf, (size_t)rr, &roomy, &req, &status) == rr);
-        size_t cuts[] = {(size_t)rr - 1, (size_t)rr / 2, size % (size_t)rr};
-        for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
-            char *prefix = malloc(cuts[i] ? cuts[i] : 1); /* exact size again */
-            if (prefix == NULL)
-                break;
-            memcpy(prefix, buf, cuts[i]);
-            CHECK(sl_http_parse_request(prefix, cuts[i], &roomy, &req, &status) == SL_AGAIN);
-            free(prefix);
-        }
+        check_prefix(buf, (size_t)rr - 1, &roomy);
+        check_prefix(buf, (size_t)rr / 2, &roomy);
+        check_prefix(buf, size % (size_t)rr, &roomy);
+    }
+    if (rs > 0) {
+        /* Under the small limits a head may sit exactly at a limit, where a
+           split right after a CR or LF is the interesting one. */
+        for (size_t k = 0; k < (size_t)rs; k++)
+            if (buf[k] == '\r' || buf[k] == '\n')
+                check_prefix(buf, k + 1 < (size_t)rs ? k + 1 : k, &small);
     }
     if (rr == SL_ERR) {
         /* Rejected: every prefix waits or gets the same status, so the answer
