@@ -87,6 +87,7 @@ struct sl_cache {
     size_t max_entries;      /* atomic */
     uint64_t validity_ns;    /* atomic */
     uint64_t negative_ns;    /* atomic */
+    size_t small_file_max;   /* atomic */
     long count;              /* atomic: entries in the table */
     long open_fds;           /* atomic: fds held by entries not yet released */
     long live;               /* atomic: entries allocated and not yet released */
@@ -205,6 +206,30 @@ static bool same_file(const struct entry *e, const struct probe *p)
            e->ctime.tv_nsec == p->st.st_ctim.tv_nsec;
 }
 
+/* Reads the whole file behind P (LEN bytes) into BUF. True only if the bytes
+ * are those of the version P's stat describes: a file written meanwhile gives
+ * a short read or a new mtime/ctime, and is then sent with sendfile instead
+ * (the per-hit fstat soon replaces the entry). */
+static bool read_body(const struct probe *p, char *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(p->fd, buf + got, len - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        got += (size_t)n;
+    }
+    struct stat st;
+    if (fstat(p->fd, &st) != 0)
+        return false;
+    return st.st_size == p->st.st_size && st.st_mtim.tv_sec == p->st.st_mtim.tv_sec &&
+           st.st_mtim.tv_nsec == p->st.st_mtim.tv_nsec &&
+           st.st_ctim.tv_sec == p->st.st_ctim.tv_sec &&
+           st.st_ctim.tv_nsec == p->st.st_ctim.tv_nsec;
+}
+
 /* Builds an unpublished entry for PATH from P (taking P's fd), holding REFS
  * references. Cannot fail. */
 static struct entry *build(struct sl_cache *c, const char *path, unsigned long hash,
@@ -228,7 +253,10 @@ static struct entry *build(struct sl_cache *c, const char *path, unsigned long h
                      "ETag: %s\r\n",
                      type, (long long)p->st.st_size, lm, etag);
     }
-    struct entry *e = sl_calloc(1, sizeof(*e) + klen + 1 + (size_t)hlen + 1);
+    size_t blen = 0;
+    if (file && p->st.st_size > 0 && (size_t)p->st.st_size <= uatomic_read(&c->small_file_max))
+        blen = (size_t)p->st.st_size;
+    struct entry *e = sl_calloc(1, sizeof(*e) + klen + 1 + (size_t)hlen + 1 + blen);
     memcpy(e->key, path, klen + 1);
     e->hash = hash;
     e->cache = c;
@@ -258,6 +286,8 @@ static struct entry *build(struct sl_cache *c, const char *path, unsigned long h
         type, (long long)p->st.st_size, lm, etag);
     e->pub.hdr = hdr;
     e->pub.hdr_len = (size_t)hlen;
+    if (blen > 0 && read_body(p, hdr + hlen + 1, blen))
+        e->pub.body = hdr + hlen + 1;
     return e;
 }
 
@@ -567,6 +597,7 @@ void sl_cache_configure(struct sl_cache *c, const struct sl_cache_config *cfg)
     uatomic_set(&c->max_entries, cfg->max_entries ? cfg->max_entries : 1);
     uatomic_set(&c->validity_ns, cfg->validity_ns);
     uatomic_set(&c->negative_ns, cfg->negative_ns);
+    uatomic_set(&c->small_file_max, cfg->small_file_max);
 }
 
 void sl_cache_info(struct sl_cache *c, struct sl_cache_info *out)

@@ -31,6 +31,11 @@ struct sl_cache_entry {
     const char *hdr;
     size_t hdr_len;
     const char *content_type; /* from the MIME table; lives as long as it */
+    /* The whole file, read when the entry was built, if it is no larger than
+       small_file_max (else NULL): sent from memory together with the response
+       head in one write. The bytes are those of the version the header
+       describes (checked with a second fstat after reading). */
+    const char *body;
 };
 
 /* How far inserts may pass max_entries while a sweep is catching up; past
@@ -42,6 +47,7 @@ struct sl_cache_config {
                                SL_CACHE_SLACK */
     uint64_t validity_ns;   /* an entry older than this is revalidated */
     uint64_t negative_ns;   /* how long a failed lookup is remembered */
+    size_t small_file_max;  /* files up to this size are kept in memory; 0: none */
 };
 
 /* Creates a cache over the directory ROOT_FD (not closed by the cache, and

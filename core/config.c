@@ -13,7 +13,9 @@
 #include <string.h>
 #include <strings.h>
 
-enum key_type { K_STR, K_INT, K_LONG, K_SIZE, K_DURATION, K_BOOL, K_MODE, K_QKIND, K_LEVEL, K_AFMT };
+enum key_type {
+    K_STR, K_INT, K_LONG, K_SIZE, K_DURATION, K_BOOL, K_MODE, K_QKIND, K_LEVEL, K_AFMT, K_FULL
+};
 
 struct key {
     const char *section;
@@ -31,6 +33,7 @@ static const struct key keys[] = {
     {"server", "root", K_STR, OFF(root), 0, 0},
     {"server", "max_connections", K_LONG, OFF(max_connections), 1, 10000000},
     {"server", "backlog", K_INT, OFF(backlog), 1, 1 << 20},
+    {"server", "defer_accept", K_BOOL, OFF(defer_accept), 0, 0},
     {"server", "status_socket", K_STR, OFF(status_socket), 0, 0},
     {"server", "status_socket_mode", K_MODE, OFF(status_socket_mode), 0, 0777},
     {"server", "pidfile", K_STR, OFF(pidfile), 0, 0},
@@ -50,6 +53,13 @@ static const struct key keys[] = {
     {"cache", "max_entries", K_LONG, OFF(cache_max_entries), 1, 100000000},
     {"cache", "validity", K_DURATION, OFF(cache_validity_ns), 0, 86400 * SEC},
     {"cache", "negative_validity", K_DURATION, OFF(cache_negative_ns), 0, 86400 * SEC},
+    {"cache", "small_file_max", K_SIZE, OFF(cache_small_file_max), 0, 1 << 20},
+    {"admission", "queue_wait_target", K_DURATION, OFF(adm_target_ns), 0, 60 * SEC},
+    {"admission", "queue_wait_interval", K_DURATION, OFF(adm_interval_ns), SEC / 1000,
+     60 * SEC},
+    {"admission", "retry_after", K_INT, OFF(adm_retry_after), 0, 86400},
+    {"admission", "on_full", K_FULL, OFF(adm_on_full), 0, 0},
+    {"admission", "close_idle", K_BOOL, OFF(adm_close_idle), 0, 0},
     {"http", "index", K_STR, OFF(index), 0, 0},
     {"http", "mime_types", K_STR, OFF(mime_types), 0, 0},
     {"http", "default_type", K_STR, OFF(default_type), 0, 0},
@@ -68,7 +78,7 @@ static const struct key keys[] = {
 
 static const char *const known_sections[] = {"server",   "queue",  "acceptor", "reader",
                                              "detector", "writer", "cache",    "http",
-                                             "limits",   "timeouts"};
+                                             "limits",   "timeouts", "admission"};
 
 void sl_config_defaults(struct sl_config *cfg)
 {
@@ -77,6 +87,7 @@ void sl_config_defaults(struct sl_config *cfg)
     cfg->root = sl_strdup("www");
     cfg->max_connections = 20000;
     cfg->backlog = 4096;
+    cfg->defer_accept = true;
     cfg->status_socket = sl_strdup("");
     cfg->status_socket_mode = 0600;
     cfg->pidfile = sl_strdup("sluice.pid");
@@ -96,6 +107,12 @@ void sl_config_defaults(struct sl_config *cfg)
     cfg->cache_max_entries = 10000;
     cfg->cache_validity_ns = 1 * SEC;
     cfg->cache_negative_ns = 1 * SEC;
+    cfg->cache_small_file_max = 16 * 1024;
+    cfg->adm_target_ns = 50 * SEC / 1000;
+    cfg->adm_interval_ns = SEC / 10;
+    cfg->adm_retry_after = 1;
+    cfg->adm_on_full = SL_FULL_CLOSE;
+    cfg->adm_close_idle = false;
     cfg->index = sl_strdup("index.html");
     cfg->mime_types = sl_strdup("/etc/mime.types");
     cfg->default_type = sl_strdup("application/octet-stream");
@@ -290,6 +307,17 @@ static int set_key(struct parse_ctx *ctx, const struct key *k, const char *v)
             *(int *)field = SL_ACCESS_JSON;
         else
             return fail(ctx, k->section, k->name, "'%s' is not a format (combined, json)", v);
+        return 1;
+    case K_FULL:
+        if (strcmp(v, "close") == 0)
+            *(int *)field = SL_FULL_CLOSE;
+        else if (strcmp(v, "refuse") == 0)
+            *(int *)field = SL_FULL_REFUSE;
+        else if (strcmp(v, "wait") == 0)
+            *(int *)field = SL_FULL_WAIT;
+        else
+            return fail(ctx, k->section, k->name,
+                        "'%s' is not an action (close, refuse, wait)", v);
         return 1;
     case K_LEVEL: {
         int lvl = sl_log_level_parse(v);

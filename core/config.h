@@ -12,6 +12,13 @@
 
 enum sl_access_format { SL_ACCESS_COMBINED = 0, SL_ACCESS_JSON = 1 };
 
+/* [admission] on_full: a new connection when max_connections are open. */
+enum sl_full_action {
+    SL_FULL_CLOSE = 0,  /* accept and close it at once (a reset-free FIN) */
+    SL_FULL_REFUSE = 1, /* answer its request with 503 + Retry-After, then close */
+    SL_FULL_WAIT = 2,   /* leave it in the kernel's backlog until a slot frees */
+};
+
 struct sl_config {
     char *path; /* the file it came from */
 
@@ -20,6 +27,7 @@ struct sl_config {
     char *root;          /* document root directory */
     long max_connections;
     int backlog;
+    bool defer_accept;   /* TCP_DEFER_ACCEPT: accept only once a request arrived */
     char *status_socket; /* "" disables */
     mode_t status_socket_mode;
     char *pidfile;       /* used with -d */
@@ -46,6 +54,14 @@ struct sl_config {
     long cache_max_entries;
     uint64_t cache_validity_ns;
     uint64_t cache_negative_ns;
+    long cache_small_file_max;
+
+    /* [admission] */
+    uint64_t adm_target_ns;   /* queue_wait_target: CoDel target; 0 = off */
+    uint64_t adm_interval_ns; /* queue_wait_interval */
+    int adm_retry_after;      /* seconds, in Retry-After of every 503 we shed */
+    int adm_on_full;          /* enum sl_full_action */
+    bool adm_close_idle;      /* at max_connections, close idle keep-alive first */
 
     /* [http] */
     char *index;         /* file served for a directory ("index.html") */

@@ -46,7 +46,12 @@ struct sl_conn {
     bool in_reader_epoll;  /* fd added to the reader's epoll set */
     bool in_detector_epoll;
     bool keepalive;        /* keep the connection after this response */
+    bool client_close;     /* the client asked to close after this response
+                              (Connection: close, HTTP/1.0): no lingering
+                              needed when nothing else was sent */
     bool new_conn;         /* not read from yet */
+    bool refuse;           /* accepted past max_connections: answer 503 */
+    bool on_idle;          /* on the reader's idle (keep-alive) list */
     uint32_t requests;     /* responses started on this connection */
 
     /* Input: a request head being read, and pipelined bytes after it. */
@@ -69,6 +74,9 @@ struct sl_conn {
     struct cds_list_head timer_link; /* on a reader or detector timeout list */
     uint64_t deadline_ns;
     uint64_t req_start_ns;
+    uint64_t rx_ns;        /* when the bytes last read arrived (kernel
+                              timestamp, on sl_now_ns()'s clock), if admission
+                              control is on; else 0 */
     union {
         struct sockaddr sa;
         struct sockaddr_in in;

@@ -37,14 +37,28 @@ static void usage(FILE *f)
                "  -h       this help\n");
 }
 
-/* Lets the process hold as many descriptors as allowed: one per connection,
- * plus cached files. */
-static void raise_nofile(void)
+/* Lets the process hold the descriptors max_connections needs: one per
+ * connection, the admission slack above it (refused ones until they have their
+ * 503, new ones while idle ones are closed), cached files and the server's
+ * own. As far as allowed: the server lowers max_connections to fit what it
+ * got (and says so). */
+static void raise_nofile(const struct sl_config *cfg)
 {
+    rlim_t need = (rlim_t)cfg->max_connections + (rlim_t)cfg->max_connections / 16 + 16 +
+                  (rlim_t)cfg->cache_max_entries + 64;
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+        /* Root may raise the hard limit too (up to fs.nr_open). */
+        struct rlimit more = {need, need};
+        if (setrlimit(RLIMIT_NOFILE, &more) == 0)
+            rl = more;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
     }
 }
 
@@ -231,7 +245,7 @@ int main(int argc, char **argv)
                 cfg->error_log, strerror(errno));
         return 1;
     }
-    raise_nofile();
+    raise_nofile(cfg);
     int report_fd = background ? daemonize() : -1;
     if (background) {
         /* Let go of the caller's terminal or pipe: fd 2 becomes the error log

@@ -32,8 +32,21 @@ void sl_response_error(struct sl_conn *c, int status)
 {
     c->body_sent = 0;
     c->keepalive = false;
+    c->client_close = false; /* our decision: linger for what the client sends */
     c->discard = 0;
     put_error(c, status, false, NULL);
+}
+
+void sl_response_unavailable(struct sl_conn *c, int retry_after, bool head_only)
+{
+    char extra[48];
+    if (retry_after > 0)
+        snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", retry_after);
+    c->body_sent = 0;
+    c->keepalive = false;
+    c->client_close = false;
+    c->discard = 0;
+    put_error(c, 503, head_only, retry_after > 0 ? extra : NULL);
 }
 
 /* Does the entity-tag list LIST ("*" or comma-separated tags) contain ETAG?
@@ -491,6 +504,7 @@ void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
     c->requests++;
     c->keepalive = req->keepalive && !__atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED) &&
                    (maxreq == 0 || c->requests < (uint64_t)maxreq);
+    c->client_close = !req->keepalive;
     c->discard = 0;
     c->entry = NULL;
     c->hdr_off = 0;

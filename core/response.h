@@ -18,4 +18,9 @@ void sl_response_prepare(struct sl_conn *c, const struct sl_request *req);
  * the connection closes after it (lingering). Cannot fail. */
 void sl_response_error(struct sl_conn *c, int status);
 
+/* Prepares "503 Service Unavailable" with Retry-After: RETRY_AFTER seconds
+ * (none if 0) and Connection: close, for work admission control sheds. HEAD_ONLY:
+ * no body. Lingers like any response that closes on our initiative. */
+void sl_response_unavailable(struct sl_conn *c, int retry_after, bool head_only);
+
 #endif

@@ -9,7 +9,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <sys/resource.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,10 +129,52 @@ static int open_listener(const char *listen_spec, int backlog)
     return fd;
 }
 
+/* Options of the listening socket, at start and on reload:
+ * - TCP_DEFER_ACCEPT: the kernel hands over a connection only once its first
+ *   bytes arrived (or after about the header timeout), so the reader's first
+ *   read finds the request instead of EAGAIN and a trip through epoll;
+ * - SO_TIMESTAMPNS while admission control is on: kernel receive timestamps
+ *   on every connection accepted from now on (accepted sockets inherit the
+ *   flag), so the reader knows how long each request waited, listen backlog
+ *   included. */
+static void tune_listener(const struct sl_config *cfg)
+{
+    int secs = cfg->defer_accept ? (int)SL_MAX(cfg->header_timeout_ns / 1000000000ull, 1) : 0;
+    if (setsockopt(sl_srv.listen_fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs)) != 0)
+        sl_log(SL_LOG_WARN, "server.defer_accept: TCP_DEFER_ACCEPT: %s", strerror(errno));
+    int on = cfg->adm_target_ns > 0;
+    if (setsockopt(sl_srv.listen_fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on)) != 0)
+        sl_log(SL_LOG_WARN, "admission: SO_TIMESTAMPNS: %s (queue wait measured from "
+                            "the read instead)", strerror(errno));
+}
+
+/* [server] max_connections, lowered if the open-file limit cannot hold that
+ * many connections plus the admission slack above it (max/16 + 16), the
+ * cache's descriptors and 64 for the server's own: past the limit accept()
+ * fails with EMFILE and the kernel's backlog overflows, which is exactly
+ * what admission control is there to prevent. */
+static long fit_max_connections(const struct sl_config *cfg)
+{
+    struct rlimit rl;
+    long max = cfg->max_connections;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return max;
+    long long room = (long long)rl.rlim_cur - cfg->cache_max_entries - 64 - 16;
+    long fit = room > 16 * 17 ? (long)(room * 16 / 17) : 16;
+    if (fit >= max)
+        return max;
+    sl_log(SL_LOG_WARN,
+           "%s: server.max_connections = %ld lowered to %ld: the open-file limit is %llu and "
+           "cache.max_entries = %ld (raise the limit, e.g. LimitNOFILE= in the unit, or "
+           "lower cache.max_entries)",
+           cfg->path, max, fit, (unsigned long long)rl.rlim_cur, cfg->cache_max_entries);
+    return fit;
+}
+
 /* Copies the values the hot path reads into plain fields of sl_srv. */
 static void apply_limits(const struct sl_config *cfg)
 {
-    __atomic_store_n(&sl_srv.max_connections, cfg->max_connections, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl_srv.max_connections, fit_max_connections(cfg), __ATOMIC_RELAXED);
     __atomic_store_n(&sl_srv.optimistic_write, cfg->optimistic_write, __ATOMIC_RELAXED);
     __atomic_store_n(&sl_srv.header_timeout_ns, cfg->header_timeout_ns, __ATOMIC_RELAXED);
     __atomic_store_n(&sl_srv.keepalive_timeout_ns, cfg->keepalive_timeout_ns,
@@ -141,6 +185,13 @@ static void apply_limits(const struct sl_config *cfg)
     __atomic_store_n(&sl_srv.max_body_discard, cfg->max_body_discard, __ATOMIC_RELAXED);
     __atomic_store_n(&sl_srv.queue_batch, cfg->queue_batch, __ATOMIC_RELAXED);
     __atomic_store_n(&sl_srv.precompressed, cfg->precompressed, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl_srv.adm_target_ns, cfg->adm_target_ns, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl_srv.adm_interval_ns, cfg->adm_interval_ns, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl_srv.adm_retry_after, cfg->adm_retry_after, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl_srv.adm_on_full, cfg->adm_on_full, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl_srv.adm_close_idle, cfg->adm_close_idle, __ATOMIC_RELAXED);
+    if (sl_srv.listen_fd >= 0)
+        tune_listener(cfg);
     sl_srv.limits.max_request_line = (size_t)cfg->max_request_line;
     sl_srv.limits.max_header_size = (size_t)cfg->max_header_size;
     sl_srv.limits.max_headers = (size_t)cfg->max_headers;
@@ -193,12 +244,14 @@ int sl_server_start(struct sl_config *cfg)
                cfg->mime_types);
     struct sl_cache_config cc = {.max_entries = (size_t)cfg->cache_max_entries,
                                  .validity_ns = cfg->cache_validity_ns,
-                                 .negative_ns = cfg->cache_negative_ns};
+                                 .negative_ns = cfg->cache_negative_ns,
+                                 .small_file_max = (size_t)cfg->cache_small_file_max};
     s->cache = sl_cache_create(s->root_fd, s->mime, &cc);
 
     s->listen_fd = open_listener(cfg->listen, cfg->backlog);
     if (s->listen_fd < 0)
         goto fail;
+    tune_listener(cfg);
     if (sl_accesslog_start(cfg->access_log, cfg->access_log_format, cfg->queue_kind) !=
         SL_OK) {
         sl_log(SL_LOG_CRIT, "%s: server.access_log: cannot open '%s': %s", cfg->path,
@@ -396,7 +449,8 @@ int sl_server_reload(struct sl_config *next, char *err, size_t errsz)
     apply_limits(next);
     struct sl_cache_config cc = {.max_entries = (size_t)next->cache_max_entries,
                                  .validity_ns = next->cache_validity_ns,
-                                 .negative_ns = next->cache_negative_ns};
+                                 .negative_ns = next->cache_negative_ns,
+                                 .small_file_max = (size_t)next->cache_small_file_max};
     sl_cache_configure(sl_srv.cache, &cc);
     if (sl_server_set_threads("writer", next->writer_threads, err, errsz) != SL_OK ||
         sl_server_set_threads("acceptor", next->acceptor_threads, err, errsz) != SL_OK)

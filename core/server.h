@@ -63,6 +63,17 @@ struct sl_server {
     int queue_batch;
     bool precompressed;
     struct sl_http_limits limits;
+    /* [admission], read on the hot path. */
+    uint64_t adm_target_ns, adm_interval_ns;
+    int adm_retry_after;
+    int adm_on_full;
+    bool adm_close_idle;
+    int adm_dropping;                  /* readers shedding now (atomic count) */
+    int idle_close_wanted;             /* the acceptor asks readers to close idle
+                                          keep-alive connections (atomic flag) */
+    long reader_idle[SL_MAX_THREADS];  /* each reader's idle keep-alive connections
+                                          (stored by that reader, read by the
+                                          acceptor) */
 };
 
 extern struct sl_server sl_srv;

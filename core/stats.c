@@ -133,6 +133,9 @@ void sl_stats_snapshot(struct sl_stats_snapshot *out)
         SUM_FIELD(conn_accepted);
         SUM_FIELD(conn_closed);
         SUM_FIELD(conn_rejected);
+        SUM_FIELD(refused_full);
+        SUM_FIELD(closed_idle);
+        SUM_FIELD(shed_queue_wait);
         SUM_FIELD(accept_errors);
         SUM_FIELD(requests);
         for (int i = 0; i < 6; i++)

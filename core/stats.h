@@ -54,7 +54,10 @@ struct sl_stage_counters {
 struct sl_event_counters {
     uint64_t conn_accepted;
     uint64_t conn_closed;
-    uint64_t conn_rejected; /* refused at max_connections */
+    uint64_t conn_rejected; /* closed at once at max_connections (on_full = close) */
+    uint64_t refused_full;  /* answered 503 at max_connections (on_full = refuse) */
+    uint64_t closed_idle;   /* idle keep-alive connections closed to make room */
+    uint64_t shed_queue_wait; /* requests answered 503: waited past the target */
     uint64_t accept_errors; /* EMFILE/ENFILE/ENOBUFS and friends */
     uint64_t requests;
     uint64_t status_class[6]; /* [1]=1xx ... [5]=5xx, [0] unused */

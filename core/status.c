@@ -260,9 +260,16 @@ static void format_json(struct sbuf *b, const struct status_sample *s,
     const struct sl_event_counters *e = &s->ev;
     sb_printf(
         b,
-        "],\"connections\":{\"current\":%ld,\"accepted\":%" PRIu64 ",\"closed\":%" PRIu64
-        ",\"rejected\":%" PRIu64 ",\"accept_errors\":%" PRIu64 "}",
-        s->conns, e->conn_accepted, e->conn_closed, e->conn_rejected, e->accept_errors);
+        "],\"connections\":{\"current\":%ld,\"max\":%ld,\"accepted\":%" PRIu64
+        ",\"closed\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"accept_errors\":%" PRIu64 "}",
+        s->conns, __atomic_load_n(&sl_srv.max_connections, __ATOMIC_RELAXED), e->conn_accepted,
+        e->conn_closed, e->conn_rejected, e->accept_errors);
+    sb_printf(b,
+              ",\"admission\":{\"dropping\":%s,\"shed_queue_wait\":%" PRIu64
+              ",\"refused_full\":%" PRIu64 ",\"closed_full\":%" PRIu64
+              ",\"closed_idle\":%" PRIu64 "}",
+              __atomic_load_n(&sl_srv.adm_dropping, __ATOMIC_RELAXED) ? "true" : "false",
+              e->shed_queue_wait, e->refused_full, e->conn_rejected, e->closed_idle);
     sb_printf(b,
               ",\"requests\":{\"total\":%" PRIu64 ",\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64
               ",\"3xx\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 "}",
@@ -338,6 +345,11 @@ static void format_table(struct sbuf *b, const struct status_sample *s,
               " rejected, %" PRIu64 " accept errors\n",
               s->conns, e->conn_accepted, e->conn_closed, e->conn_rejected,
               e->accept_errors);
+    sb_printf(b,
+              "admission: %s; shed %" PRIu64 " (queue wait), at max_connections %" PRIu64
+              " refused with 503, %" PRIu64 " closed; %" PRIu64 " idle closed for room\n",
+              __atomic_load_n(&sl_srv.adm_dropping, __ATOMIC_RELAXED) ? "DROPPING" : "ok",
+              e->shed_queue_wait, e->refused_full, e->conn_rejected, e->closed_idle);
     sb_printf(b,
               "requests: %" PRIu64 " (1xx %" PRIu64 ", 2xx %" PRIu64 ", 3xx %" PRIu64
               ", 4xx %" PRIu64 ", 5xx %" PRIu64 ")\n",
@@ -525,6 +537,16 @@ static void format_metrics(struct sbuf *b, const struct status_sample *s)
                e->conn_closed);
     metric_u64(b, "connections_rejected_total", "counter",
                "Connections refused at max_connections.", e->conn_rejected);
+    metric_head(b, "shed_total", "counter",
+                "Work turned away by admission control, by reason.");
+    sb_printf(b, "sluice_shed_total{reason=\"queue_wait\"} %" PRIu64 "\n", e->shed_queue_wait);
+    sb_printf(b, "sluice_shed_total{reason=\"refused_full\"} %" PRIu64 "\n", e->refused_full);
+    sb_printf(b, "sluice_shed_total{reason=\"closed_full\"} %" PRIu64 "\n", e->conn_rejected);
+    sb_printf(b, "sluice_shed_total{reason=\"closed_idle\"} %" PRIu64 "\n", e->closed_idle);
+    metric_head(b, "admission_dropping", "gauge",
+                "1 while a reader sheds work (queue wait above target).");
+    sb_printf(b, "sluice_admission_dropping %d\n",
+              __atomic_load_n(&sl_srv.adm_dropping, __ATOMIC_RELAXED) ? 1 : 0);
     metric_u64(b, "accept_errors_total", "counter",
                "accept() failures other than EAGAIN and aborted connections.",
                e->accept_errors);

@@ -69,6 +69,15 @@ static __thread struct {
     uint32_t seq;
 } wait_seen;
 
+/* This thread's deferred wake-ups (sl_queue_defer_begin/end): the queues it
+ * pushed to since begin. More distinct queues than fit are woken at once. */
+#define DEFER_MAX 8
+static __thread struct {
+    bool on;
+    int n;
+    struct sl_queue *q[DEFER_MAX];
+} defer;
+
 static const char *const kind_names[] = {"wfcq", "rculfq"};
 
 int sl_queue_kind_parse(const char *s)
@@ -171,20 +180,78 @@ static long futex_call(uint32_t *addr, int op, uint32_t val, const struct timesp
 static void wake_one(struct sl_queue *q)
 {
     if (q->wake == SL_WAKE_FUTEX) {
-        if (uatomic_read(&q->sleepers) > 0) {
-            /* The bump makes a consumer that read the old seq but has not yet
-             * entered FUTEX_WAIT return at once (EAGAIN); the barrier before
-             * our read of `sleepers` also orders the item before the bump,
-             * which the cmm_smp_rmb() in sl_queue_wait() pairs with. */
-            uatomic_inc(&q->futex_seq);
-            futex_call(&q->futex_seq, FUTEX_WAKE_PRIVATE, 1, NULL);
-        }
+        int sleepers = uatomic_read(&q->sleepers);
+        if (sleepers <= 0)
+            return;
+        /* Someone awake will look at the queue before it sleeps (its
+         * announcement and re-check pair with our barrier): let it take this
+         * item in its next batch, unless the queue grows past what one busy
+         * consumer should hold. */
+        int consumers = uatomic_read(&q->consumers);
+        if (sleepers < consumers && uatomic_read(&q->depth) <= SL_QUEUE_WAKE_DEPTH)
+            return;
+        /* The bump makes a consumer that read the old seq but has not yet
+         * entered FUTEX_WAIT return at once (EAGAIN); the barrier before our
+         * read of `sleepers` also orders the item before the bump, which the
+         * cmm_smp_rmb() in sl_queue_wait() pairs with. */
+        uatomic_inc(&q->futex_seq);
+        futex_call(&q->futex_seq, FUTEX_WAKE_PRIVATE, 1, NULL);
     } else {
         /* The plain read keeps the common no-sleeper case free of a locked
          * instruction; the xchg (a full barrier) lets exactly one producer per
          * sleep write the eventfd. */
         if (uatomic_read(&q->sleepers) != 0 && uatomic_xchg(&q->sleepers, 0) != 0)
             (void)eventfd_write(q->efd, 1);
+    }
+}
+
+/* Records Q for the deferred wake; false if it must be woken now (no room). */
+static bool defer_wake(struct sl_queue *q)
+{
+    for (int i = 0; i < defer.n; i++)
+        if (defer.q[i] == q)
+            return true;
+    if (defer.n == DEFER_MAX)
+        return false;
+    defer.q[defer.n++] = q;
+    return true;
+}
+
+void sl_queue_defer_begin(void)
+{
+    assert(!defer.on);
+    defer.on = true;
+    defer.n = 0;
+}
+
+void sl_queue_defer_end(void)
+{
+    assert(defer.on);
+    defer.on = false;
+    if (defer.n == 0)
+        return;
+    /* Orders every enqueue of the burst before the reads of `sleepers`, as
+     * the barrier in sl_queue_push() does for one item. */
+    cmm_smp_mb();
+    for (int i = 0; i < defer.n; i++)
+        wake_one(defer.q[i]);
+    defer.n = 0;
+}
+
+void sl_queue_consumer_join(struct sl_queue *q)
+{
+    uatomic_inc(&q->consumers);
+}
+
+void sl_queue_consumer_leave(struct sl_queue *q)
+{
+    /* A full barrier (uatomic_add_return), so a producer that reads the new
+     * count decides on it; then hand anything queued to a sleeper, since
+     * producers may have counted on us to take it. */
+    (void)uatomic_add_return(&q->consumers, -1);
+    if (!sl_queue_empty(q) && uatomic_read(&q->sleepers) > 0) {
+        uatomic_inc(&q->futex_seq);
+        futex_call(&q->futex_seq, FUTEX_WAKE_PRIVATE, 1, NULL);
     }
 }
 
@@ -221,6 +288,8 @@ void sl_queue_push(struct sl_queue *q, struct sl_qnode *node)
     }
     SL_COUNTER_ADD(&c->q_enqueued, 1);
 
+    if (defer.on && defer_wake(q))
+        return; /* woken, if need be, by sl_queue_defer_end() */
     /* Orders the enqueue before the read of `sleepers` in wake_one(); pairs
      * with the cmm_smp_mb() after the sleeper announcement in sl_queue_wait()
      * and sl_queue_sleep_begin(). */

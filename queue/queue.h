@@ -36,6 +36,8 @@ struct sl_queue {
     /* Producer side, its own cache line: the tail and wake state. */
     struct cds_wfcq_tail tail;
     int sleepers;          /* consumers that announced they will sleep */
+    int consumers;         /* SL_WAKE_FUTEX: consumers that joined (atomic);
+                              0 if none did: then every push may wake */
     uint32_t futex_seq;    /* SL_WAKE_FUTEX: bumped on each wake */
     int efd;               /* SL_WAKE_EVENTFD: the eventfd, else -1 */
     long depth;            /* items queued now (atomic) */
@@ -65,6 +67,13 @@ int sl_queue_init(struct sl_queue *q, enum sl_queue_kind kind, enum sl_queue_wak
  * any more. Cannot fail. */
 void sl_queue_destroy(struct sl_queue *q);
 
+/* Wake policy for SL_WAKE_FUTEX queues whose consumers joined: a push wakes a
+ * sleeper only when every joined consumer sleeps, or when more than this many
+ * items wait (a busy consumer may be blocked on disk). One awake consumer
+ * drains a burst in batches instead of one wake-up (and context switch) per
+ * item. */
+#define SL_QUEUE_WAKE_DEPTH 16
+
 /* Appends NODE and, if a consumer announced it sleeps, wakes exactly one.
  * Any number of threads may push concurrently with each other and with pop.
  * Never blocks (wait-free for wfcq; lock-free for rculfq). Cannot fail. */
@@ -88,6 +97,19 @@ long sl_queue_max_depth(const struct sl_queue *q);
  * immediately if the queue is non-empty. Returns true if the queue may have
  * items. Spurious returns are allowed; callers loop. */
 bool sl_queue_wait(struct sl_queue *q, int timeout_ms);
+
+/* SL_WAKE_FUTEX consumers announce themselves (thread start) and leave
+ * (thread exit), so pushes can tell whether any of them is awake. Leaving
+ * wakes a sleeper if items are queued, so none is stranded. Cannot fail. */
+void sl_queue_consumer_join(struct sl_queue *q);
+void sl_queue_consumer_leave(struct sl_queue *q);
+
+/* Deferred wake-ups for a producer that pushes a burst (a reader's epoll
+ * round, a writer's batch): between begin and end, this thread's pushes
+ * enqueue at once but wake nobody; end() wakes each queue pushed to at most
+ * once (the same rule as an immediate push). Not nested. Cannot fail. */
+void sl_queue_defer_begin(void);
+void sl_queue_defer_end(void);
 
 /* Wakes every consumer (shutdown, resize). Cannot fail. */
 void sl_queue_wake_all(struct sl_queue *q);

@@ -17,6 +17,44 @@
 #define PAUSE_MS 100    /* after EMFILE/ENFILE: retry accepting this much later */
 #define POLL_MS 200     /* re-check the stop and resize flags this often */
 #define ACCEPT_BATCH 64 /* accepts per wakeup before checking flags again */
+#define FULL_WAIT_MS 5  /* on_full = wait: look at the count again this often */
+
+/* Connections let in past max_connections: refused ones until they have
+ * their 503, and new ones while readers close idle ones to make room. The
+ * open-file limit must leave this much above max_connections. */
+static long over_limit_slack(long max)
+{
+    return max / 16 + 16;
+}
+
+/* Idle keep-alive connections the readers hold (each reader's own count). */
+static long idle_conns(void)
+{
+    long n = 0;
+    for (int i = 0; i < sl_srv.nreaders; i++)
+        n += __atomic_load_n(&sl_srv.reader_idle[i], __ATOMIC_RELAXED);
+    return n;
+}
+
+/* A new connection finds max_connections open. Returns true to admit it
+ * (*REFUSE: flagged for a 503), false if it was closed. */
+static bool admit_full(int fd, long now_open, long max, bool *refuse, struct sl_tstats *st)
+{
+    bool room = now_open <= max + over_limit_slack(max);
+    if (room && __atomic_load_n(&sl_srv.adm_close_idle, __ATOMIC_RELAXED) && idle_conns() > 0) {
+        /* Served like any other; a reader closes its longest-idle one. */
+        __atomic_store_n(&sl_srv.idle_close_wanted, 1, __ATOMIC_RELAXED);
+        return true;
+    }
+    if (room && __atomic_load_n(&sl_srv.adm_on_full, __ATOMIC_RELAXED) == SL_FULL_REFUSE) {
+        *refuse = true;
+        return true;
+    }
+    uatomic_dec(&sl_srv.conns);
+    SL_COUNTER_ADD(&st->ev.conn_rejected, 1);
+    close(fd);
+    return false;
+}
 
 static bool should_run(const struct sl_thread *t)
 {
@@ -29,6 +67,15 @@ static bool should_run(const struct sl_thread *t)
 static int accept_some(struct sl_tstats *st)
 {
     for (int i = 0; i < ACCEPT_BATCH; i++) {
+        long max = __atomic_load_n(&sl_srv.max_connections, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&sl_srv.adm_on_full, __ATOMIC_RELAXED) == SL_FULL_WAIT &&
+            uatomic_read(&sl_srv.conns) >= max) {
+            /* Leave it queued in the kernel; ask for room if idle ones could
+               give it, and look again shortly. */
+            if (__atomic_load_n(&sl_srv.adm_close_idle, __ATOMIC_RELAXED) && idle_conns() > 0)
+                __atomic_store_n(&sl_srv.idle_close_wanted, 1, __ATOMIC_RELAXED);
+            return -FULL_WAIT_MS;
+        }
         struct sockaddr_in6 peer;
         socklen_t plen = sizeof(peer);
         int fd = accept4(sl_srv.listen_fd, (struct sockaddr *)&peer, &plen,
@@ -65,12 +112,9 @@ static int accept_some(struct sl_tstats *st)
         /* Reserve a slot before handing the connection on; the writer or reader
            that closes it gives the slot back. */
         long now_open = uatomic_add_return(&sl_srv.conns, 1);
-        if (now_open > __atomic_load_n(&sl_srv.max_connections, __ATOMIC_RELAXED)) {
-            uatomic_dec(&sl_srv.conns);
-            SL_COUNTER_ADD(&st->ev.conn_rejected, 1);
-            close(fd);
+        bool refuse = false;
+        if (now_open > max && !admit_full(fd, now_open, max, &refuse, st))
             continue;
-        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         SL_COUNTER_ADD(&st->ev.conn_accepted, 1);
@@ -80,6 +124,7 @@ static int accept_some(struct sl_tstats *st)
         unsigned r = uatomic_add_return(&sl_srv.rr_reader, 1);
         c->reader = (uint16_t)(r % (unsigned)sl_srv.nreaders);
         c->phase = SL_PHASE_READ;
+        c->refuse = refuse;
         sl_to_reader(c);
     }
     return 0;
@@ -105,7 +150,9 @@ void *sl_acceptor_main(void *arg)
             }
         }
         uint64_t t0 = sl_now_ns();
+        sl_queue_defer_begin(); /* one wake per reader for the whole burst */
         timeout = accept_some(st);
+        sl_queue_defer_end();
         SL_COUNTER_ADD(&st->stage[SL_STAGE_ACCEPTOR].busy_ns, sl_now_ns() - t0);
     }
     rcu_unregister_thread();

@@ -94,6 +94,7 @@ void *sl_detector_main(void *arg)
         if (slept)
             sl_queue_sleep_end(d.q);
         uint64_t t2 = sl_now_ns();
+        sl_queue_defer_begin();
         for (int i = 0; i < nev; i++) {
             struct sl_conn *c = evs[i].data.ptr;
             if (c == NULL)
@@ -102,6 +103,7 @@ void *sl_detector_main(void *arg)
             SL_COUNTER_ADD(&sc->processed, 1);
             sl_to_writer(c);
         }
+        sl_queue_defer_end();
         SL_COUNTER_ADD(&sc->busy_ns, sl_now_ns() - t2);
     }
     sweep(&d, 0, true);

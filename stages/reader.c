@@ -16,12 +16,26 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <urcu.h>
 
 #define MAX_EVENTS 256
 #define SWEEP_NS 100000000ull          /* check timeouts every 100 ms */
 #define LINGER_NS 2000000000ull        /* drain a closing client for at most 2 s */
+#define IDLE_CLOSE_MAX 256             /* idle connections closed per round for room */
+
+/* Admission control, per reader (CoDel's idea, Nichols & Jacobson 2012, with
+ * a standing-queue test as in its first form): each interval, the least any
+ * request waited (from its last bytes reaching the kernel, listen backlog
+ * included, to being parsed here) is compared with the target. Above it for
+ * a whole interval, the reader is "dropping" until an interval whose least
+ * wait is under the target, or one without any request. */
+struct codel {
+    uint64_t interval_end; /* when the current interval closes */
+    uint64_t min_wait;     /* least wait seen in it (UINT64_MAX: none) */
+    bool dropping;
+};
 
 struct reader {
     struct sl_thread *t;
@@ -32,6 +46,10 @@ struct reader {
     struct cds_list_head lingering;
     struct sl_tstats *st;
     uint64_t now;
+    int64_t rt_off;  /* CLOCK_REALTIME - sl_now_ns() clock, this round */
+    uint64_t target; /* [admission] queue_wait_target this round; 0: off */
+    struct codel codel;
+    long nidle;      /* connections on the idle list */
 };
 
 static void close_conn(struct sl_conn *c)
@@ -64,6 +82,8 @@ static void wait_input(struct reader *r, struct sl_conn *c)
                                                       __ATOMIC_RELAXED);
     } else {
         list = &r->idle;
+        c->on_idle = true;
+        r->nidle++;
         c->deadline_ns = r->now + __atomic_load_n(&sl_srv.keepalive_timeout_ns,
                                                   __ATOMIC_RELAXED);
         /* An idle connection keeps no buffer: thousands of them cost little. */
@@ -72,6 +92,64 @@ static void wait_input(struct reader *r, struct sl_conn *c)
         c->buf_cap = 0;
     }
     cds_list_add_tail(&c->timer_link, list);
+}
+
+/* Takes C off its timeout list. */
+static void unlist(struct reader *r, struct sl_conn *c)
+{
+    cds_list_del(&c->timer_link);
+    if (c->on_idle) {
+        c->on_idle = false;
+        r->nidle--;
+    }
+}
+
+/* Feeds one request's queue wait to the controller. Returns true if the
+ * request is to be shed: while dropping, a new connection's first request,
+ * and any request that waited longer than target + interval. */
+static bool codel_shed(struct reader *r, const struct sl_conn *c, uint64_t wait)
+{
+    struct codel *cd = &r->codel;
+    uint64_t interval = __atomic_load_n(&sl_srv.adm_interval_ns, __ATOMIC_RELAXED);
+    if (cd->interval_end == 0 || r->now >= cd->interval_end + interval) {
+        /* The first request, or the first after a whole interval without
+           any: no standing queue then. A fresh interval starts here; one
+           slow request alone never starts dropping. */
+        if (cd->dropping) {
+            cd->dropping = false;
+            uatomic_dec(&sl_srv.adm_dropping);
+        }
+        cd->min_wait = wait;
+        cd->interval_end = r->now + interval;
+        return false;
+    }
+    if (wait < cd->min_wait)
+        cd->min_wait = wait;
+    if (r->now >= cd->interval_end) {
+        bool drop = cd->min_wait != UINT64_MAX && cd->min_wait > r->target;
+        if (drop != cd->dropping) {
+            cd->dropping = drop;
+            if (drop)
+                uatomic_inc(&sl_srv.adm_dropping);
+            else
+                uatomic_dec(&sl_srv.adm_dropping);
+            sl_log(SL_LOG_DEBUG, "reader: admission %s (least queue wait %.1f ms)",
+                   drop ? "dropping" : "back to normal", (double)cd->min_wait / 1e6);
+        }
+        cd->min_wait = UINT64_MAX;
+        cd->interval_end = r->now + interval;
+    }
+    if (!cd->dropping)
+        return false;
+    return c->requests == 0 || wait > r->target + interval;
+}
+
+/* Leaves the dropping state (admission turned off, or the reader stops). */
+static void codel_reset(struct reader *r)
+{
+    if (r->codel.dropping)
+        uatomic_dec(&sl_srv.adm_dropping);
+    r->codel = (struct codel){.min_wait = UINT64_MAX};
 }
 
 /* Drops request body bytes already buffered. */
@@ -99,9 +177,17 @@ static bool try_parse(struct reader *r, struct sl_conn *c)
         c->logrec = sl_accesslog_record(rc == SL_ERR ? NULL : &req, c->buf, c->buf_len,
                                         &c->peer.sa);
     SL_COUNTER_ADD(&r->st->stage[SL_STAGE_READER].processed, 1);
+    uint64_t wait = c->rx_ns != 0 && r->now > c->rx_ns ? r->now - c->rx_ns : 0;
     if (rc == SL_ERR) {
         c->requests++;
         sl_response_error(c, status);
+        c->buf_len = 0;
+    } else if (c->refuse || (r->target > 0 && codel_shed(r, c, wait))) {
+        /* Turned away before any cache or disk work: 503, then close. */
+        SL_COUNTER_ADD(c->refuse ? &r->st->ev.refused_full : &r->st->ev.shed_queue_wait, 1);
+        c->requests++;
+        sl_response_unavailable(c, __atomic_load_n(&sl_srv.adm_retry_after, __ATOMIC_RELAXED),
+                                req.method == SL_METHOD_HEAD);
         c->buf_len = 0;
     } else {
         sl_response_prepare(c, &req);
@@ -118,6 +204,43 @@ static bool try_parse(struct reader *r, struct sl_conn *c)
     c->phase = SL_PHASE_WRITE;
     sl_to_send(c);
     return true;
+}
+
+/* read(2) into C's buffer; with admission control on, recvmsg(2) instead, to
+ * learn when the bytes reached the kernel. */
+static ssize_t read_input(struct reader *r, struct sl_conn *c)
+{
+    char *p = c->buf + c->buf_len;
+    size_t room = c->buf_cap - c->buf_len;
+    if (r->target == 0) {
+        c->rx_ns = 0;
+        return read(c->fd, p, room);
+    }
+    union {
+        char buf[CMSG_SPACE(sizeof(struct timespec))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {p, room};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                       .msg_controllen = sizeof(ctl.buf)};
+    ssize_t n = recvmsg(c->fd, &m, 0);
+    if (n > 0) {
+        /* The latest bytes' arrival (the kernel stamps the last segment
+           read): for the read that completes a head, how long the request
+           has been ready, so a client that sends its head slowly does not
+           count as queueing here. */
+        c->rx_ns = r->now;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm != NULL; cm = CMSG_NXTHDR(&m, cm)) {
+            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_TIMESTAMPNS)
+                continue;
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
+            int64_t rx = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - r->rt_off;
+            if (rx > 0 && (uint64_t)rx < r->now)
+                c->rx_ns = (uint64_t)rx;
+        }
+    }
+    return n;
 }
 
 /* Reads and parses until a request is handed on, input runs dry (wait), or the
@@ -139,7 +262,7 @@ static void serve_input(struct reader *r, struct sl_conn *c)
             sl_to_send(c);
             return;
         }
-        ssize_t n = read(c->fd, c->buf + c->buf_len, c->buf_cap - c->buf_len);
+        ssize_t n = read_input(r, c);
         if (n > 0) {
             c->buf_len += (uint32_t)n;
             continue;
@@ -242,7 +365,7 @@ static void sweep(struct reader *r)
     {
         if (!draining && c->deadline_ns > r->now)
             break;
-        cds_list_del(&c->timer_link);
+        unlist(r, c);
         close_conn(c);
     }
     /* Heads keep the deadline of their first byte while they move to the tail,
@@ -263,6 +386,44 @@ static void sweep(struct reader *r)
     }
 }
 
+/* The acceptor let connections in past max_connections because idle ones
+ * could make room: close the longest-idle keep-alive connections (the head of
+ * the idle list) until the count is back under the limit. */
+static void close_idle_for_room(struct reader *r)
+{
+    if (!__atomic_load_n(&sl_srv.idle_close_wanted, __ATOMIC_RELAXED))
+        return;
+    long over = uatomic_read(&sl_srv.conns) -
+                __atomic_load_n(&sl_srv.max_connections, __ATOMIC_RELAXED);
+    int closed = 0;
+    while (over > 0 && closed < IDLE_CLOSE_MAX && !cds_list_empty(&r->idle)) {
+        struct sl_conn *c = cds_list_first_entry(&r->idle, struct sl_conn, timer_link);
+        unlist(r, c);
+        close_conn(c);
+        over--;
+        closed++;
+    }
+    if (closed > 0)
+        SL_COUNTER_ADD(&r->st->ev.closed_idle, (uint64_t)closed);
+    if (over <= 0 || cds_list_empty(&r->idle))
+        __atomic_store_n(&sl_srv.idle_close_wanted, 0, __ATOMIC_RELAXED);
+}
+
+/* Per round: the admission target, and the offset that turns kernel receive
+ * timestamps (CLOCK_REALTIME) into sl_now_ns() time. */
+static void admission_round(struct reader *r)
+{
+    uint64_t target = __atomic_load_n(&sl_srv.adm_target_ns, __ATOMIC_RELAXED);
+    if (target == 0 && r->target != 0)
+        codel_reset(r);
+    r->target = target;
+    if (target != 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r->rt_off = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - (int64_t)r->now;
+    }
+}
+
 static void close_list(struct cds_list_head *list)
 {
     struct sl_conn *c, *tmp;
@@ -276,7 +437,8 @@ static void close_list(struct cds_list_head *list)
 void *sl_reader_main(void *arg)
 {
     struct sl_thread *t = arg;
-    struct reader r = {.t = t, .q = &sl_srv.reader_q[t->index]};
+    struct reader r = {.t = t, .q = &sl_srv.reader_q[t->index],
+                       .codel = {.min_wait = UINT64_MAX}};
     sl_set_thread_name("reader-%d", t->index);
     rcu_register_thread();
     r.st = sl_tstats_self();
@@ -296,10 +458,15 @@ void *sl_reader_main(void *arg)
     while (__atomic_load_n(&sl_srv.stopping, __ATOMIC_ACQUIRE) < 2) {
         uint64_t t0 = sl_now_ns();
         r.now = t0;
+        admission_round(&r);
+        close_idle_for_room(&r);
         size_t max = (size_t)__atomic_load_n(&sl_srv.queue_batch, __ATOMIC_RELAXED);
         size_t n = sl_queue_pop_batch(r.q, batch, max);
+        /* Hand-offs of this round wake the writers once, at its end. */
+        sl_queue_defer_begin();
         for (size_t i = 0; i < n; i++)
             take(&r, sl_conn_of(batch[i]));
+        sl_queue_defer_end();
         if (r.now >= next_sweep) {
             sweep(&r);
             next_sweep = r.now + SWEEP_NS;
@@ -320,17 +487,23 @@ void *sl_reader_main(void *arg)
             sl_queue_sleep_end(r.q);
         uint64_t t2 = sl_now_ns();
         r.now = t2;
+        admission_round(&r);
+        sl_queue_defer_begin();
         for (int i = 0; i < nev; i++) {
             struct sl_conn *c = evs[i].data.ptr;
             if (c == NULL)
                 continue; /* the queue's eventfd: drained above next round */
-            cds_list_del(&c->timer_link);
+            unlist(&r, c);
             if (c->buf_len == 0 && c->phase == SL_PHASE_READ)
                 c->deadline_ns = 0; /* was idle: the header timeout starts now */
             readable(&r, c);
         }
+        sl_queue_defer_end();
+        /* For the acceptor's close_idle decision; only this thread stores. */
+        __atomic_store_n(&sl_srv.reader_idle[t->index], r.nidle, __ATOMIC_RELAXED);
         SL_COUNTER_ADD(&sc->busy_ns, sl_now_ns() - t2);
     }
+    codel_reset(&r);
     /* Stopping: close what this reader holds; the server drains the queues. */
     close_list(&r.heads);
     close_list(&r.idle);

@@ -10,8 +10,10 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <urcu.h>
 
@@ -99,9 +101,42 @@ static enum send_rc send_parts(struct sl_conn *c, size_t *budget, struct sl_tsta
     return SENT_ALL;
 }
 
+/* Head and body from memory (a small file the cache holds), in one
+ * sendmsg: one segment, one system call. */
+static enum send_rc send_mem(struct sl_conn *c, struct sl_tstats *st)
+{
+    const char *body = c->entry->body;
+    while (c->hdr_off < c->hdr_len || c->body_off < c->body_end) {
+        struct iovec iov[2];
+        size_t n = 0;
+        if (c->hdr_off < c->hdr_len)
+            iov[n++] = (struct iovec){c->hdr + c->hdr_off, c->hdr_len - c->hdr_off};
+        if (c->body_off < c->body_end)
+            iov[n++] = (struct iovec){(char *)body + c->body_off,
+                                      (size_t)(c->body_end - c->body_off)};
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = n};
+        ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN ? SENT_AGAIN : SENT_ERR;
+        }
+        SL_COUNTER_ADD(&st->ev.bytes_sent, (uint64_t)w);
+        uint32_t h = (uint32_t)SL_MIN((size_t)w, (size_t)(c->hdr_len - c->hdr_off));
+        c->hdr_off += h;
+        size_t b = (size_t)w - h;
+        c->body_off += (off_t)b;
+        c->body_sent += b;
+        SL_COUNTER_ADD(&st->ev.body_bytes_sent, (uint64_t)b);
+    }
+    return SENT_ALL;
+}
+
 /* Sends what is left of C's response, at most TURN_BYTES of file data. */
 static enum send_rc send_some(struct sl_conn *c, struct sl_tstats *st)
 {
+    if (c->entry != NULL && c->entry->body != NULL && c->parts == NULL)
+        return send_mem(c, st);
     size_t budget = TURN_BYTES;
     bool body_follows = c->parts != NULL || c->body_off < c->body_end;
     enum send_rc rc = send_text(c, c->hdr, c->hdr_len, &c->hdr_off, body_follows, false, st);
@@ -110,6 +145,13 @@ static enum send_rc send_some(struct sl_conn *c, struct sl_tstats *st)
     if (c->parts)
         return send_parts(c, &budget, st);
     return send_range(c, &budget, st);
+}
+
+/* Bytes the client sent that nobody has read (1 if the kernel cannot say). */
+static int unread_input(const struct sl_conn *c)
+{
+    int n = 0;
+    return ioctl(c->fd, FIONREAD, &n) == 0 ? n : 1;
 }
 
 static void finish(struct sl_conn *c, struct sl_tstats *st)
@@ -135,6 +177,13 @@ static void finish(struct sl_conn *c, struct sl_tstats *st)
     if (c->keepalive) {
         c->phase = SL_PHASE_READ;
         sl_to_reader(c);
+    } else if (c->client_close && c->status < 400 && c->buf_len == 0 && c->discard == 0 &&
+               unread_input(c) == 0) {
+        /* The client asked for the close and has sent nothing more (a
+           client that said close may not send another request): close now,
+           as nginx does, without a trip through the reader. Bytes that did
+           arrive would turn the close into a reset: those clients linger. */
+        sl_conn_close(c);
     } else {
         /* Lingering close: shut our side, let the reader drain what the
            client still sends, then close. Closing with unread input would
@@ -172,6 +221,7 @@ void *sl_writer_main(void *arg)
     struct sl_tstats *st = sl_tstats_self();
     struct sl_stage_counters *sc = &st->stage[SL_STAGE_WRITER];
     struct sl_qnode *batch[4096];
+    sl_queue_consumer_join(&sl_srv.writer_q);
     for (;;) {
         if (__atomic_load_n(&sl_srv.stopping, __ATOMIC_ACQUIRE) >= 2 ||
             t->index >= __atomic_load_n(&sl_srv.writer_target, __ATOMIC_ACQUIRE))
@@ -183,10 +233,14 @@ void *sl_writer_main(void *arg)
             continue;
         }
         uint64_t t0 = sl_now_ns();
+        /* Connections going back to a reader wake it once per batch. */
+        sl_queue_defer_begin();
         for (size_t i = 0; i < n; i++)
             serve(sl_conn_of(batch[i]), st);
+        sl_queue_defer_end();
         SL_COUNTER_ADD(&sc->busy_ns, sl_now_ns() - t0);
     }
+    sl_queue_consumer_leave(&sl_srv.writer_q);
     rcu_unregister_thread();
     return NULL;
 }

@@ -1260,3 +1260,46 @@ Test(cache, concurrent_readers_against_a_changing_tree)
     cr_expect_eq(__lsan_do_recoverable_leak_check(), 0, "nothing leaked");
 #endif
 }
+
+Test(cache, small_files_are_held_in_memory_and_follow_changes)
+{
+    struct sl_cache_config cfg = config(100, 10000, 10000);
+    cfg.small_file_max = 8;
+    cache = sl_cache_create(root_fd, mime, &cfg);
+    write_file("s.txt", "abcdefgh");  /* exactly the limit: in memory */
+    write_file("l.txt", "abcdefghi"); /* one byte over: sendfile only */
+    write_file("z.txt", "");          /* empty: nothing to hold */
+    struct sl_cache_entry *s = sl_cache_get(cache, "s.txt");
+    struct sl_cache_entry *l = sl_cache_get(cache, "l.txt");
+    struct sl_cache_entry *z = sl_cache_get(cache, "z.txt");
+    cr_assert_not_null(s->body);
+    cr_expect_eq(memcmp(s->body, "abcdefgh", 8), 0);
+    cr_expect_null(l->body);
+    cr_expect_null(z->body);
+    cr_expect_geq(l->fd, 0, "a large file keeps its fd");
+    cr_expect_geq(s->fd, 0, "a small file keeps its fd too (ranges, the change check)");
+    sl_cache_release(cache, l);
+    sl_cache_release(cache, z);
+
+    /* Rewritten in place, same size: the held bytes are the old version's
+       and stay with the old entry; a lookup gets a new entry with the new
+       bytes, never a mix. */
+    sleep_ms(20);
+    write_file("s.txt", "ABCDEFGH");
+    struct sl_cache_entry *s2 = sl_cache_get(cache, "s.txt");
+    cr_expect_neq(s2, s);
+    cr_assert_not_null(s2->body);
+    cr_expect_eq(memcmp(s2->body, "ABCDEFGH", 8), 0);
+    cr_expect_eq(memcmp(s->body, "abcdefgh", 8), 0, "a reference keeps its version");
+    sl_cache_release(cache, s);
+    sl_cache_release(cache, s2);
+
+    /* Turned off live: entries built from now on hold nothing. */
+    cfg.small_file_max = 0;
+    sl_cache_configure(cache, &cfg);
+    sleep_ms(20);
+    write_file("s.txt", "12345678");
+    struct sl_cache_entry *s3 = sl_cache_get(cache, "s.txt");
+    cr_expect_null(s3->body);
+    sl_cache_release(cache, s3);
+}

@@ -97,7 +97,45 @@ static const struct bad_case bad[] = {
     {"[server]\nroot = a\nroot = b\n", 3, "server.root", "given twice"},
     {"threads = 4\n", 1, "threads", "outside of any [section]"},
     {"[server\n", 1, "", "syntax error"},
+    {"[admission]\non_full = drop\n", 2, "admission.on_full", "close, refuse, wait"},
+    {"[admission]\nqueue_wait_target = soon\n", 2, "admission.queue_wait_target",
+     "not a duration"},
+    {"[admission]\nqueue_wait_interval = 0\n", 2, "admission.queue_wait_interval",
+     "out of range"},
+    {"[admission]\nretry_after = -1\n", 2, "admission.retry_after", "out of range"},
+    {"[cache]\nsmall_file_max = 2m\n", 2, "cache.small_file_max", "out of range"},
 };
+
+Test(config, admission_and_small_files)
+{
+    struct sl_config cfg;
+    char err[512] = "";
+    sl_config_defaults(&cfg);
+    cr_expect_eq(cfg.adm_target_ns, 50000000ull);
+    cr_expect_eq(cfg.adm_interval_ns, 100000000ull);
+    cr_expect_eq(cfg.adm_retry_after, 1);
+    cr_expect_eq(cfg.adm_on_full, SL_FULL_CLOSE);
+    cr_expect(!cfg.adm_close_idle);
+    cr_expect_eq(cfg.cache_small_file_max, 16384);
+    cr_expect(cfg.defer_accept);
+    sl_config_free(&cfg);
+    int rc = load("[admission]\nqueue_wait_target = 0\nqueue_wait_interval = 250ms\n"
+                  "retry_after = 30\non_full = wait\nclose_idle = yes\n"
+                  "[cache]\nsmall_file_max = 0\n",
+                  &cfg, err, sizeof(err), NULL);
+    cr_assert_eq(rc, SL_OK, "%s", err);
+    cr_expect_eq(cfg.adm_target_ns, 0);
+    cr_expect_eq(cfg.adm_interval_ns, 250000000ull);
+    cr_expect_eq(cfg.adm_retry_after, 30);
+    cr_expect_eq(cfg.adm_on_full, SL_FULL_WAIT);
+    cr_expect(cfg.adm_close_idle);
+    cr_expect_eq(cfg.cache_small_file_max, 0);
+    sl_config_free(&cfg);
+    rc = load("[admission]\non_full = refuse\n", &cfg, err, sizeof(err), NULL);
+    cr_assert_eq(rc, SL_OK, "%s", err);
+    cr_expect_eq(cfg.adm_on_full, SL_FULL_REFUSE);
+    sl_config_free(&cfg);
+}
 
 Test(config, errors_name_file_line_and_key)
 {

@@ -249,6 +249,9 @@ static void make_sample(struct status_sample *s)
     snap->ev.conn_accepted = 50;
     snap->ev.conn_closed = 45;
     snap->ev.conn_rejected = 2;
+    snap->ev.shed_queue_wait = 7;
+    snap->ev.refused_full = 5;
+    snap->ev.closed_idle = 4;
     snap->ev.requests = 1000;
     snap->ev.status_class[2] = 990;
     snap->ev.status_class[4] = 10;
@@ -305,7 +308,11 @@ Test(status_format, json_is_one_line_with_every_key)
     make_sample(&s);
     double busy[NSTAGES] = {0.1, 0.2, 0.3, 0.4};
     struct sbuf b = {0};
+    sl_srv.max_connections = 20000;
+    sl_srv.adm_dropping = 1;
     format_json(&b, &s, busy, 1.5);
+    sl_srv.max_connections = 0;
+    sl_srv.adm_dropping = 0;
     cr_assert(b.len > 0);
     cr_assert_null(memchr(b.p, '\n', b.len));
     cr_assert_eq(b.p[0], '{');
@@ -330,7 +337,10 @@ Test(status_format, json_is_one_line_with_every_key)
         "\"wait_us\":{\"p50\":",
         "\"max\":100.000",
         "\"count\":100",
-        "\"connections\":{\"current\":3,\"accepted\":50,\"closed\":45,\"rejected\":2",
+        "\"connections\":{\"current\":3,\"max\":20000,\"accepted\":50,\"closed\":45,"
+        "\"rejected\":2",
+        "\"admission\":{\"dropping\":true,\"shed_queue_wait\":7,\"refused_full\":5,"
+        "\"closed_full\":2,\"closed_idle\":4}",
         "\"requests\":{\"total\":1000,\"1xx\":0,\"2xx\":990,\"3xx\":0,\"4xx\":10,\"5xx\":"
         "0}",
         "\"bytes_sent\":123456789",
@@ -393,6 +403,8 @@ Test(status_format, table_has_every_stage_and_no_empty_line)
                                        "requests: 1000",
                                        "sent: 123456789 bytes",
                                        "cache: 12 entries",
+                                       "admission: ok; shed 7 (queue wait), at max_connections 5 "
+                                       "refused with 503, 2 closed; 4 idle closed for room",
                                        "last reload: FAILED"};
     for (size_t i = 0; i < SL_ARRAY_LEN(want); i++)
         cr_assert(strstr(b.p, want[i]) != NULL, "missing %s in\n%s", want[i], b.p);
@@ -450,6 +462,11 @@ Test(status_format, metrics_follow_the_exposition_format)
     cr_assert(strstr(b.p, "sluice_queue_depth{stage=\"writer\"} 10\n") != NULL);
     cr_assert(strstr(b.p, "sluice_stage_threads{stage=\"writer\"} 8\n") != NULL);
     cr_assert(strstr(b.p, "sluice_requests_total 1000\n") != NULL);
+    cr_assert(strstr(b.p, "sluice_shed_total{reason=\"queue_wait\"} 7\n") != NULL);
+    cr_assert(strstr(b.p, "sluice_shed_total{reason=\"refused_full\"} 5\n") != NULL);
+    cr_assert(strstr(b.p, "sluice_shed_total{reason=\"closed_full\"} 2\n") != NULL);
+    cr_assert(strstr(b.p, "sluice_shed_total{reason=\"closed_idle\"} 4\n") != NULL);
+    cr_assert(strstr(b.p, "sluice_admission_dropping 0\n") != NULL);
     cr_assert(strstr(b.p, "sluice_responses_total{class=\"4xx\"} 10\n") != NULL);
     cr_assert(strstr(b.p, "sluice_queue_wait_seconds_count{stage=\"writer\"} 100\n") !=
               NULL);

@@ -27,7 +27,7 @@ SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
 # Sections of the config and their keys, for sluice_factory(section_key=value)
 # keyword arguments: the section is everything before the first underscore.
 SECTIONS = ("server", "queue", "acceptor", "reader", "detector", "writer", "cache",
-            "http", "limits", "timeouts")
+            "http", "limits", "timeouts", "admission")
 
 # Extra files of the test root besides the SPECweb99-like dir00000/.
 # Policy notes: dot files are served like any other file (README "What is
@@ -184,6 +184,11 @@ class Sluice:
                 "log_level": "info",
             },
             "timeouts": {"header": "10s", "keepalive": "30s", "send": "20s"},
+            # Admission control stays on (the receive-timestamp path runs in
+            # every test) but with a target only a stalled machine reaches, so
+            # a slow sanitizer build never sheds a test's request;
+            # test_admission.py sets its own.
+            "admission": {"queue_wait_target": "1s"},
         }
         for key, value in (conf or {}).items():
             section, k = split_key(key)

@@ -734,7 +734,10 @@ def test_max_requests_per_connection(sluice_factory):
 
 
 def test_max_connections(sluice_factory):
-    server = sluice_factory(server_max_connections=4)
+    """[admission] on_full = close (the default) without close_idle: a
+    connection past the limit is closed at once, the others are untouched.
+    test_admission.py covers refuse, wait and close_idle."""
+    server = sluice_factory(server_max_connections=4, admission_close_idle="no")
     time.sleep(0.5)  # the fixture's readiness probe held a slot until its close was seen
     held = [RawConn(server.port) for _ in range(4)]
     try:
@@ -742,6 +745,9 @@ def test_max_connections(sluice_factory):
             c.send(request("GET", "/one.bin"))
             assert c.read_response().status == 200
         with RawConn(server.port) as extra:
+            # It sends its request: with [server] defer_accept (the default)
+            # the kernel hands sluice a connection only once it has one.
+            extra.send(request("GET", "/one.bin"))
             assert extra.closed_within(3), "a fifth connection was kept over max_connections"
         held.pop().close()
         time.sleep(0.3)
@@ -754,6 +760,44 @@ def test_max_connections(sluice_factory):
     finally:
         for c in held:
             c.close()
+
+
+def _accepted(server):
+    """connections.accepted from `stats json`."""
+    import json
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(server.status_socket)
+    s.sendall(b"stats json\n")
+    data = b""
+    while not data.endswith(b"\n\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return json.loads(data)["connections"]["accepted"]
+
+
+@pytest.mark.parametrize("defer", ["yes", "no"])
+def test_defer_accept(sluice_factory, defer):
+    """[server] defer_accept = yes: the kernel hands sluice a connection only
+    once its first bytes arrived, so a silent one is not accepted (it costs
+    sluice nothing) while one that sends is served at once; = no: accepted at
+    once."""
+    server = sluice_factory(server_defer_accept=defer)
+    time.sleep(0.5)  # the readiness probe's connection is counted and gone
+    base = _accepted(server)
+    with RawConn(server.port) as silent:
+        time.sleep(0.5)
+        assert _accepted(server) - base == (0 if defer == "yes" else 1)
+        with RawConn(server.port) as talker:
+            talker.send(request("GET", "/one.bin"))
+            assert talker.read_response().status == 200
+        assert _accepted(server) - base == (1 if defer == "yes" else 2)
+        silent.send(request("GET", "/one.bin"))
+        assert silent.read_response().status == 200
+        assert _accepted(server) - base == 2
 
 
 def test_send_timeout_disconnects_stalled_reader(sluice_factory):

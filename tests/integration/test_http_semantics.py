@@ -207,7 +207,11 @@ def test_truncated_file_never_sends_foreign_bytes(sluice_factory, fresh_root):
 
 
 def test_running_out_of_descriptors_is_survived(sluice_factory, tmp_path):
-    server = sluice_factory()
+    # sluice lowers max_connections to fit the open-file limit with the
+    # cache's descriptors counted at their bound; descriptors still run out
+    # when cached files fill what connections leave, which is what this
+    # test does (and silent connections must reach accept(): defer_accept off).
+    server = sluice_factory(server_defer_accept="no", cache_max_entries=200)
     server.stop()
     # Restart it with a low descriptor limit: a few dozen connections fill it.
     def low_nofile():
@@ -221,6 +225,11 @@ def test_running_out_of_descriptors_is_survived(sluice_factory, tmp_path):
         keeper = helpers.RawConn(server.port)
         keeper.send(helpers.request("GET", "/one.bin"))
         assert keeper.read_response().status == 200
+        # Cached files take descriptors too: 36 of them here.
+        for cls in range(4):
+            for i in range(1, 10):
+                keeper.send(helpers.request("GET", f"/dir00000/class{cls}_{i}"))
+                assert keeper.read_response().status in (200, 503)
         for _ in range(100):
             try:
                 held.append(socket.create_connection((server.host, server.port), timeout=2))

@@ -321,6 +321,8 @@ struct race {
     int nprod;
     long per_prod;
     bool pingpong; /* producer waits for each burst to be consumed */
+    bool joined;   /* consumers join (wake only when all sleep or the queue
+                      grows) and producers defer their wakes per burst */
     pthread_barrier_t start;
 };
 
@@ -354,6 +356,8 @@ static void *race_consumer(void *p)
     rcu_register_thread();
     for (int i = 0; i < RACE_P; i++)
         last[i] = -1;
+    if (r->joined)
+        sl_queue_consumer_join(&r->q);
     pthread_barrier_wait(&r->start);
     for (;;) {
         size_t n = sl_queue_pop_batch(&r->q, out, batch[a->id % 3]);
@@ -376,6 +380,8 @@ static void *race_consumer(void *p)
         if (ms_since(t0) >= WAIT_MS - 100)
             uatomic_inc(&r->timeouts);
     }
+    if (r->joined)
+        sl_queue_consumer_leave(&r->q);
     rcu_unregister_thread();
     return NULL;
 }
@@ -392,8 +398,12 @@ static void *race_producer(void *p)
     for (long i = 0; i < r->per_prod;) {
         long burst = r->pingpong ? 1 + rnd(&seed) % 4 : 1 + rnd(&seed) % 512;
         long base = uatomic_read(&r->consumed), pushed = 0;
+        if (r->joined)
+            sl_queue_defer_begin();
         for (; pushed < burst && i < r->per_prod; pushed++, i++)
             sl_queue_push(&r->q, &mine[i].qn);
+        if (r->joined)
+            sl_queue_defer_end();
         if (r->pingpong) {
             /* Let the consumers drain and fall asleep: the next push must
              * wake one of them or it sleeps its whole timeout. */
@@ -411,7 +421,7 @@ static void *race_producer(void *p)
 }
 
 static void race_run(enum sl_queue_kind kind, int nprod, int ncons, long per_prod,
-                     bool pingpong)
+                     bool pingpong, bool joined)
 {
     struct race *r = calloc(1, sizeof(*r));
     struct sl_stats_snapshot before, after;
@@ -425,6 +435,7 @@ static void race_run(enum sl_queue_kind kind, int nprod, int ncons, long per_pro
     r->nprod = nprod;
     r->per_prod = per_prod;
     r->pingpong = pingpong;
+    r->joined = joined;
     r->total = nprod * per_prod;
     r->items = calloc((size_t)r->total, sizeof(*r->items));
     r->seen = calloc((size_t)r->total, 1);
@@ -458,9 +469,15 @@ static void race_run(enum sl_queue_kind kind, int nprod, int ncons, long per_pro
         missing += r->seen[i] == 0;
     cr_assert_eq(missing, 0, "%ld items never delivered", missing);
     cr_assert_eq(r->disorder, 0, "%ld per-producer order violations", r->disorder);
-    cr_assert_eq(r->timeouts, 0,
-                 "%ld of %ld waits slept their whole timeout (lost wakeup)", r->timeouts,
-                 r->waits);
+    if (!joined)
+        cr_assert_eq(r->timeouts, 0,
+                     "%ld of %ld waits slept their whole timeout (lost wakeup)", r->timeouts,
+                     r->waits);
+    else /* a consumer may sleep out its timeout while another one is awake
+            and does the work; no item may wait for a timeout, though */
+        cr_assert_lt(after.stage[st].q_wait.max, (uint64_t)WAIT_MS / 2 * 1000000,
+                     "an item waited %.0f ms: a wake-up was lost",
+                     (double)after.stage[st].q_wait.max / 1e6);
     cr_assert(sl_queue_empty(&r->q));
     cr_assert_eq(sl_queue_depth(&r->q), 0);
     cr_assert_geq(sl_queue_max_depth(&r->q), 1);
@@ -483,7 +500,15 @@ static void race_run(enum sl_queue_kind kind, int nprod, int ncons, long per_pro
 
 BOTH_KINDS(mpmc_race_futex)
 {
-    race_run(kind, RACE_P, RACE_C, RACE_N, false);
+    race_run(kind, RACE_P, RACE_C, RACE_N, false, false);
+}
+
+/* The same with joined consumers and deferred wakes: a push wakes nobody
+ * while a consumer is awake (unless the queue grows past
+ * SL_QUEUE_WAKE_DEPTH), and a burst wakes at most once, at its end. */
+BOTH_KINDS(mpmc_race_futex_joined_deferred)
+{
+    race_run(kind, RACE_P, RACE_C, RACE_N, false, true);
 }
 
 /* One producer, one or two consumers: every burst is consumed before the
@@ -491,8 +516,15 @@ BOTH_KINDS(mpmc_race_futex)
  * asleep. */
 BOTH_KINDS(pingpong_futex)
 {
-    race_run(kind, 1, 1, 5000, true);
-    race_run(kind, 1, 2, 5000, true);
+    race_run(kind, 1, 1, 5000, true, false);
+    race_run(kind, 1, 2, 5000, true, false);
+}
+
+BOTH_KINDS(pingpong_futex_joined_deferred)
+{
+    race_run(kind, 1, 1, 5000, true, true);
+    race_run(kind, 1, 2, 5000, true, true);
+    race_run(kind, 2, 3, 5000, true, true);
 }
 
 /* ---- wake_all racing with the consumers' stop check --------------------- */
@@ -753,4 +785,107 @@ BOTH_KINDS(eventfd_wake_all)
     cr_assert_eq(w.rc, 1, "woken by wake_all, not by the timeout");
     cr_assert_lt(w.slept_ms, 4000);
     sl_queue_destroy(&w.q);
+}
+
+/* ---- the wake policy of joined consumers -------------------------------- */
+
+struct lone {
+    struct sl_queue *q;
+    long got;         /* atomic: items this consumer took */
+    long want;        /* stop once this many were taken */
+    uint64_t got_ns;  /* when the last one was taken */
+};
+
+static void *lone_consumer(void *p)
+{
+    struct lone *l = p;
+    struct sl_qnode *out[64];
+    rcu_register_thread();
+    sl_queue_consumer_join(l->q);
+    uint64_t deadline = sl_now_ns() + 10ull * 1000000000ull;
+    while (uatomic_read(&l->got) < l->want && sl_now_ns() < deadline) {
+        size_t n = sl_queue_pop_batch(l->q, out, 64);
+        if (n > 0) {
+            l->got_ns = sl_now_ns();
+            uatomic_add(&l->got, (long)n);
+            continue;
+        }
+        sl_queue_wait(l->q, 5000);
+    }
+    sl_queue_consumer_leave(l->q);
+    rcu_unregister_thread();
+    return NULL;
+}
+
+/* Waits until CONSUMERS consumers of Q announced their sleep. */
+static void until_sleeping(struct sl_queue *q, int consumers)
+{
+    uint64_t deadline = sl_now_ns() + 2000000000ull;
+    while (uatomic_read(&q->sleepers) < consumers && sl_now_ns() < deadline)
+        pause_us(200);
+    cr_assert_eq(uatomic_read(&q->sleepers), consumers, "the consumer never went to sleep");
+    pause_us(20000); /* from the announcement into FUTEX_WAIT */
+}
+
+/* While another joined consumer is awake (here: this thread, joined but never
+ * waiting), a push leaves the sleeper alone; when that consumer leaves with
+ * the item still queued, it wakes the sleeper. */
+BOTH_KINDS(leaving_consumer_wakes_a_sleeper)
+{
+    struct sl_queue q;
+    struct item it = {0};
+    cr_assert_eq(sl_queue_init(&q, kind, SL_WAKE_FUTEX, SL_STAGE_WRITER), SL_OK);
+    sl_queue_consumer_join(&q); /* the awake one */
+    struct lone l = {.q = &q, .want = 1};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, lone_consumer, &l), 0);
+    until_sleeping(&q, 1);
+    sl_queue_push(&q, &it.qn);
+    pause_us(100000);
+    cr_expect_eq(uatomic_read(&l.got), 0, "a sleeper was woken while a consumer is awake");
+    uint64_t t0 = sl_now_ns();
+    sl_queue_consumer_leave(&q);
+    pthread_join(th, NULL);
+    cr_assert_eq(l.got, 1, "the item was stranded when the awake consumer left");
+    cr_expect_lt(l.got_ns - t0, 1000000000ull, "taken %.0f ms after the leave",
+                 (double)(l.got_ns - t0) / 1e6);
+    sl_queue_destroy(&q);
+}
+
+/* Past SL_QUEUE_WAKE_DEPTH queued items a push wakes a sleeper even though a
+ * consumer is awake: that one may be stuck on disk. A deferred burst wakes
+ * at its end, by the same rule. */
+BOTH_KINDS(deep_queue_wakes_a_sleeper)
+{
+    for (int deferred = 0; deferred < 2; deferred++) {
+        struct sl_queue q;
+        static struct item its[SL_QUEUE_WAKE_DEPTH + 1];
+        cr_assert_eq(sl_queue_init(&q, kind, SL_WAKE_FUTEX, SL_STAGE_WRITER), SL_OK);
+        sl_queue_consumer_join(&q); /* awake, never consuming */
+        struct lone l = {.q = &q, .want = SL_QUEUE_WAKE_DEPTH + 1};
+        pthread_t th;
+        cr_assert_eq(pthread_create(&th, NULL, lone_consumer, &l), 0);
+        until_sleeping(&q, 1);
+        if (deferred)
+            sl_queue_defer_begin();
+        for (int i = 0; i < SL_QUEUE_WAKE_DEPTH; i++)
+            sl_queue_push(&q, &its[i].qn);
+        if (deferred)
+            sl_queue_defer_end();
+        pause_us(100000);
+        cr_expect_eq(uatomic_read(&l.got), 0, "woken at depth %d (deferred %d)",
+                     SL_QUEUE_WAKE_DEPTH, deferred);
+        uint64_t t0 = sl_now_ns();
+        if (deferred)
+            sl_queue_defer_begin();
+        sl_queue_push(&q, &its[SL_QUEUE_WAKE_DEPTH].qn);
+        if (deferred)
+            sl_queue_defer_end();
+        pthread_join(th, NULL);
+        cr_assert_eq(l.got, SL_QUEUE_WAKE_DEPTH + 1);
+        cr_expect_lt(l.got_ns - t0, 1000000000ull, "deferred %d: taken %.0f ms late", deferred,
+                     (double)(l.got_ns - t0) / 1e6);
+        sl_queue_consumer_leave(&q);
+        sl_queue_destroy(&q);
+    }
 }
