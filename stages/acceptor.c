@@ -36,6 +36,27 @@ static long idle_conns(void)
     return n;
 }
 
+/* on_full = wait found max_connections open. With close_idle and a
+ * connection waiting in the backlog, asks the readers for one slot (once: a request still pending is not repeated, or two
+ * idle connections could go for one new one). Returns true if a slot is free
+ * after all (a reader made room since the caller looked). */
+static bool room_from_idle(long max)
+{
+    if (!__atomic_load_n(&sl_srv.adm_close_idle, __ATOMIC_RELAXED) || idle_conns() == 0)
+        return false;
+    struct pollfd p = {.fd = sl_srv.listen_fd, .events = POLLIN};
+    if (poll(&p, 1, 0) <= 0)
+        return false; /* nobody is waiting: close nothing */
+    /* Acquire: pairs with the reader's release store after its close, so the
+       count read below includes that close. */
+    if (__atomic_load_n(&sl_srv.idle_close_wanted, __ATOMIC_ACQUIRE) != 0)
+        return false;
+    if (uatomic_read(&sl_srv.conns) < max)
+        return true;
+    __atomic_store_n(&sl_srv.idle_close_wanted, 1, __ATOMIC_RELAXED);
+    return false;
+}
+
 /* A new connection finds max_connections open. Returns true to admit it
  * (*REFUSE: flagged for a 503), false if it was closed. */
 static bool admit_full(int fd, long now_open, long max, bool *refuse, struct sl_tstats *st)
@@ -69,13 +90,8 @@ static int accept_some(struct sl_tstats *st)
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         long max = __atomic_load_n(&sl_srv.max_connections, __ATOMIC_RELAXED);
         if (__atomic_load_n(&sl_srv.adm_on_full, __ATOMIC_RELAXED) == SL_FULL_WAIT &&
-            uatomic_read(&sl_srv.conns) >= max) {
-            /* Leave it queued in the kernel; ask for room if idle ones could
-               give it, and look again shortly. */
-            if (__atomic_load_n(&sl_srv.adm_close_idle, __ATOMIC_RELAXED) && idle_conns() > 0)
-                __atomic_store_n(&sl_srv.idle_close_wanted, 1, __ATOMIC_RELAXED);
-            return -FULL_WAIT_MS;
-        }
+            uatomic_read(&sl_srv.conns) >= max && !room_from_idle(max))
+            return -FULL_WAIT_MS; /* leave it queued in the kernel; look again soon */
         struct sockaddr_in6 peer;
         socklen_t plen = sizeof(peer);
         int fd = accept4(sl_srv.listen_fd, (struct sockaddr *)&peer, &plen,

@@ -395,6 +395,8 @@ static void close_idle_for_room(struct reader *r)
         return;
     long over = uatomic_read(&sl_srv.conns) -
                 __atomic_load_n(&sl_srv.max_connections, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&sl_srv.adm_on_full, __ATOMIC_RELAXED) == SL_FULL_WAIT)
+        over++; /* the acceptor waits for one free slot below the limit */
     int closed = 0;
     while (over > 0 && closed < IDLE_CLOSE_MAX && !cds_list_empty(&r->idle)) {
         struct sl_conn *c = cds_list_first_entry(&r->idle, struct sl_conn, timer_link);
@@ -406,7 +408,8 @@ static void close_idle_for_room(struct reader *r)
     if (closed > 0)
         SL_COUNTER_ADD(&r->st->ev.closed_idle, (uint64_t)closed);
     if (over <= 0 || cds_list_empty(&r->idle))
-        __atomic_store_n(&sl_srv.idle_close_wanted, 0, __ATOMIC_RELAXED);
+        /* Release: the acceptor that sees the request done sees our closes. */
+        __atomic_store_n(&sl_srv.idle_close_wanted, 0, __ATOMIC_RELEASE);
 }
 
 /* Per round: the admission target, and the offset that turns kernel receive
@@ -415,6 +418,12 @@ static void admission_round(struct reader *r)
 {
     uint64_t target = __atomic_load_n(&sl_srv.adm_target_ns, __ATOMIC_RELAXED);
     if (target == 0 && r->target != 0)
+        codel_reset(r);
+    /* A whole interval without a request: no standing queue. Cleared here
+       too, not only at the next request, so the status socket says so. */
+    if (r->codel.dropping &&
+        r->now >= r->codel.interval_end +
+                      __atomic_load_n(&sl_srv.adm_interval_ns, __ATOMIC_RELAXED))
         codel_reset(r);
     r->target = target;
     if (target != 0) {
