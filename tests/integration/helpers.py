@@ -6,6 +6,7 @@ Only the standard library; only loopback addresses.
 """
 
 import hashlib
+import json
 import os
 import re
 import resource
@@ -476,3 +477,26 @@ def exchange(port, data, method="GET", timeout=10.0, wait_close=None):
         if wait_close is None:
             return r
         return r, c.closed_within(wait_close)
+
+
+def status_command(sock_path, cmd):
+    """One status-socket command; the reply without its closing empty line."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as u:
+        u.settimeout(10)
+        u.connect(str(sock_path))
+        u.sendall(cmd.encode() + b"\n")
+        buf = b""
+        for _ in range(10000):
+            i = buf.find(b"\n\n")
+            if i >= 0:
+                return buf[:i + 1].decode()
+            chunk = u.recv(65536)
+            if not chunk:
+                raise AssertionError(f"status socket closed; partial reply {buf[:300]!r}")
+            buf += chunk
+    raise AssertionError("status reply too long")
+
+
+def stats_json(sock_path):
+    """`stats json` from the status socket at SOCK_PATH, parsed."""
+    return json.loads(status_command(sock_path, "stats json"))

@@ -52,20 +52,7 @@ def factory(sluice_factory, monkeypatch):
 
 def status(server, cmd):
     """One status-socket command; the reply without its closing empty line."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as u:
-        u.settimeout(10)
-        u.connect(server.status_socket)
-        u.sendall(cmd.encode() + b"\n")
-        buf = b""
-        for _ in range(10000):
-            i = buf.find(b"\n\n")
-            if i >= 0:
-                return buf[:i + 1].decode()
-            chunk = u.recv(65536)
-            if not chunk:
-                raise AssertionError(f"status socket closed; partial reply {buf[:300]!r}")
-            buf += chunk
-    raise AssertionError("status reply too long")
+    return helpers.status_command(server.status_socket, cmd)
 
 
 def stats(server):

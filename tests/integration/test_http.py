@@ -764,19 +764,7 @@ def test_max_connections(sluice_factory):
 
 def _accepted(server):
     """connections.accepted from `stats json`."""
-    import json
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(5)
-    s.connect(server.status_socket)
-    s.sendall(b"stats json\n")
-    data = b""
-    while not data.endswith(b"\n\n"):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return json.loads(data)["connections"]["accepted"]
+    return helpers.stats_json(server.status_socket)["connections"]["accepted"]
 
 
 @pytest.mark.parametrize("defer", ["yes", "no"])

@@ -47,16 +47,7 @@ def run_load(load_bin, *args, timeout=60):
 
 
 def stats_json(path):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as u:
-        u.settimeout(5)
-        u.connect(path)
-        u.sendall(b"stats json\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            data = u.recv(65536)
-            assert data, "status socket closed before a full line"
-            buf += data
-    return json.loads(buf)
+    return helpers.stats_json(path)
 
 
 def httperf_rate(port, rate, conns):

@@ -6,10 +6,8 @@ errors, one 2xx reply per request line and the same count in sluice's own
 `stats json`. A few seconds; loopback only.
 """
 
-import json
 import re
 import shutil
-import socket
 import subprocess
 
 import pytest
@@ -131,16 +129,7 @@ def test_wsesslog_deterministic_and_no_files(tmp_path):
 
 
 def stats_json(path):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as u:
-        u.settimeout(5)
-        u.connect(path)
-        u.sendall(b"stats json\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            data = u.recv(65536)
-            assert data, "status socket closed before a full line"
-            buf += data
-    return json.loads(buf)
+    return helpers.stats_json(path)
 
 
 def test_httperf_replays_wsesslog(fileset_root, tmp_path, sluice_factory):
