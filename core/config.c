@@ -4,6 +4,8 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <ini.h>
 #include <limits.h>
@@ -14,7 +16,8 @@
 #include <strings.h>
 
 enum key_type {
-    K_STR, K_INT, K_LONG, K_SIZE, K_DURATION, K_BOOL, K_MODE, K_QKIND, K_LEVEL, K_AFMT, K_FULL
+    K_STR, K_INT, K_LONG, K_SIZE, K_DURATION, K_BOOL, K_MODE, K_QKIND, K_LEVEL, K_AFMT, K_FULL,
+    K_THREADS
 };
 
 struct key {
@@ -48,7 +51,7 @@ static const struct key keys[] = {
     {"acceptor", "threads", K_INT, OFF(acceptor_threads), 1, SL_MAX_THREADS},
     {"reader", "threads", K_INT, OFF(reader_threads), 1, SL_MAX_THREADS},
     {"detector", "threads", K_INT, OFF(detector_threads), 1, 1},
-    {"writer", "threads", K_INT, OFF(writer_threads), 1, SL_MAX_THREADS},
+    {"writer", "threads", K_THREADS, OFF(writer_threads), 1, SL_MAX_THREADS},
     {"writer", "optimistic", K_BOOL, OFF(optimistic_write), 0, 0},
     {"cache", "max_entries", K_LONG, OFF(cache_max_entries), 1, 100000000},
     {"cache", "validity", K_DURATION, OFF(cache_validity_ns), 0, 86400 * SEC},
@@ -80,6 +83,17 @@ static const char *const known_sections[] = {"server",   "queue",  "acceptor", "
                                              "detector", "writer", "cache",    "http",
                                              "limits",   "timeouts", "admission"};
 
+int sl_config_cpus(void)
+{
+    cpu_set_t set;
+    int n = 0;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        n = CPU_COUNT(&set);
+    if (n <= 0)
+        n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > SL_MAX_THREADS ? SL_MAX_THREADS : n;
+}
+
 void sl_config_defaults(struct sl_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -102,7 +116,7 @@ void sl_config_defaults(struct sl_config *cfg)
     cfg->acceptor_threads = 1;
     cfg->reader_threads = 1;
     cfg->detector_threads = 1;
-    cfg->writer_threads = 8;
+    cfg->writer_threads = sl_config_cpus();
     cfg->optimistic_write = true;
     cfg->cache_max_entries = 10000;
     cfg->cache_validity_ns = 1 * SEC;
@@ -249,6 +263,12 @@ static int set_key(struct parse_ctx *ctx, const struct key *k, const char *v)
         free(*(char **)field);
         *(char **)field = sl_strdup(v);
         return 1;
+    case K_THREADS:
+        if (strcmp(v, "auto") == 0) {
+            *(int *)field = sl_config_cpus();
+            return 1;
+        }
+        __attribute__((fallthrough)); /* a number */
     case K_INT:
     case K_LONG:
         if (parse_long(v, &n) != SL_OK)
@@ -256,7 +276,7 @@ static int set_key(struct parse_ctx *ctx, const struct key *k, const char *v)
         if (n < k->min || n > k->max)
             return fail(ctx, k->section, k->name, "%lld is out of range [%lld, %lld]", n,
                         k->min, k->max);
-        if (k->type == K_INT)
+        if (k->type == K_INT || k->type == K_THREADS)
             *(int *)field = (int)n;
         else
             *(long *)field = (long)n;

@@ -43,7 +43,8 @@ Test(config, shipped_file_is_valid)
     cr_expect_str_eq(cfg.listen, "127.0.0.1:8080");
     cr_expect_str_eq(cfg.root, "www");
     cr_expect_eq(cfg.max_connections, 20000);
-    cr_expect_eq(cfg.writer_threads, 8);
+    cr_expect_eq(cfg.writer_threads, sl_config_cpus()); /* threads = auto */
+    cr_expect_geq(cfg.writer_threads, 1);
     cr_expect_eq(cfg.queue_kind, SL_QUEUE_WFCQ);
     cr_expect_eq(cfg.cache_validity_ns, 1000000000ull);
     cr_expect_eq(cfg.max_header_size, 16384);
@@ -87,6 +88,7 @@ static const struct bad_case bad[] = {
     {"[nope]\nx = 1\n", 2, "nope.x", "unknown section"},
     {"[writer]\n\nthreads = many\n", 3, "writer.threads", "not an integer"},
     {"[writer]\nthreads = 0\n", 2, "writer.threads", "out of range"},
+    {"[writer]\nthreads = automatic\n", 2, "writer.threads", "not an integer"},
     {"[reader]\nthreads = 100000\n", 2, "reader.threads", "out of range"},
     {"[cache]\nvalidity = 10 parsecs\n", 2, "cache.validity", "not a duration"},
     {"[writer]\noptimistic = perhaps\n", 2, "writer.optimistic", "yes/no"},

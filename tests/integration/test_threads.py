@@ -63,10 +63,17 @@ def serve_some(server):
 
 
 def test_default_thread_counts(sluice):
-    """The session server runs the defaults: 1 acceptor, 1 reader, 8 writers."""
-    check_threads(sluice, 1, 1, 8)
+    """The session server runs the defaults: 1 acceptor, 1 reader, and
+    [writer] threads = auto: one writer per CPU the process may run on."""
+    cpus = len(os.sched_getaffinity(0))
+    check_threads(sluice, 1, 1, cpus)
     serve_some(sluice)
-    check_threads(sluice, 1, 1, 8)
+    check_threads(sluice, 1, 1, cpus)
+
+
+def test_writer_threads_auto_and_number(sluice_factory):
+    server = sluice_factory(writer_threads="auto")
+    check_threads(server, 1, 1, len(os.sched_getaffinity(0)))
 
 
 @pytest.mark.parametrize("acceptors,readers,writers", [(2, 2, 5), (3, 4, 1), (1, 1, 8),
