@@ -129,7 +129,9 @@ static int open_listener(const char *listen_spec, int backlog)
     return fd;
 }
 
-/* Options of the listening socket, at start and on reload:
+/* Options of the listening socket, at start and on reload; accepted sockets
+ * inherit them, which saves a setsockopt per connection:
+ * - TCP_NODELAY: responses are written whole, never wait for Nagle;
  * - TCP_DEFER_ACCEPT: the kernel hands over a connection only once its first
  *   bytes arrived (or after about the header timeout), so the reader's first
  *   read finds the request instead of EAGAIN and a trip through epoll;
@@ -139,6 +141,9 @@ static int open_listener(const char *listen_spec, int backlog)
  *   included. */
 static void tune_listener(const struct sl_config *cfg)
 {
+    int one = 1;
+    if (setsockopt(sl_srv.listen_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+        sl_log(SL_LOG_WARN, "server.listen: TCP_NODELAY: %s", strerror(errno));
     int secs = cfg->defer_accept ? (int)SL_MAX(cfg->header_timeout_ns / 1000000000ull, 1) : 0;
     if (setsockopt(sl_srv.listen_fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs)) != 0)
         sl_log(SL_LOG_WARN, "server.defer_accept: TCP_DEFER_ACCEPT: %s", strerror(errno));

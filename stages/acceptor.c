@@ -131,8 +131,8 @@ static int accept_some(struct sl_tstats *st)
         bool refuse = false;
         if (now_open > max && !admit_full(fd, now_open, max, &refuse, st))
             continue;
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        /* TCP_NODELAY comes from the listening socket (accepted sockets
+           inherit it): no setsockopt per connection. */
         SL_COUNTER_ADD(&st->ev.conn_accepted, 1);
         SL_COUNTER_ADD(&st->stage[SL_STAGE_ACCEPTOR].processed, 1);
         struct sl_conn *c = sl_conn_new(fd);
