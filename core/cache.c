@@ -68,9 +68,11 @@ struct entry {
     struct sl_cache_entry pub;
     struct cds_lfht_node node;
     struct urcu_ref ref;
-    uint64_t validated_ns; /* atomic: sl_now_ns() of the last check */
-    uint8_t accessed;      /* CLOCK bit: hit since the evictor last passed */
-    bool published;        /* was added to the table (false: private entry) */
+    uint64_t validated_ns;   /* atomic: sl_now_ns() of the last check */
+    uint64_t resident_until; /* atomic: the page cache held the whole file
+                                at the last check; trusted until then */
+    uint8_t accessed;        /* CLOCK bit: hit since the evictor last passed */
+    bool published;          /* was added to the table (false: private entry) */
     dev_t dev;
     ino_t ino;
     struct timespec ctime; /* catches a rewrite that restored mtime and size */
@@ -254,7 +256,8 @@ static struct entry *build(struct sl_cache *c, const char *path, unsigned long h
                      type, (long long)p->st.st_size, lm, etag);
     }
     size_t blen = 0;
-    if (file && p->st.st_size > 0 && (size_t)p->st.st_size <= uatomic_read(&c->small_file_max))
+    if (file && p->st.st_size > 0 &&
+        (size_t)p->st.st_size <= uatomic_read(&c->small_file_max))
         blen = (size_t)p->st.st_size;
     struct entry *e = sl_calloc(1, sizeof(*e) + klen + 1 + (size_t)hlen + 1 + blen);
     memcpy(e->key, path, klen + 1);
@@ -566,6 +569,49 @@ struct sl_cache_entry *sl_cache_get(struct sl_cache *c, const char *path)
     if (uatomic_cmpxchg(&e->validated_ns, seen, now) != seen)
         return &e->pub;
     return &revalidate(c, e, now, false, ts)->pub;
+}
+
+/* cachestat(2): Linux 6.5 and later; the number is the same on every
+ * architecture. Older headers lack it. */
+#ifndef __NR_cachestat
+#define __NR_cachestat 451
+#endif
+struct cachestat_range {
+    uint64_t off, len;
+};
+struct cachestat_result {
+    uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+static int cachestat_missing; /* atomic flag: the kernel said ENOSYS (or a
+                                 seccomp filter EPERM) once */
+
+bool sl_cache_resident(struct sl_cache *c, struct sl_cache_entry *e, uint64_t now)
+{
+    if (e->body != NULL || e->fd < 0 || e->size == 0)
+        return true;
+    struct entry *en = caa_container_of(e, struct entry, pub);
+    if (now < uatomic_read(&en->resident_until))
+        return true;
+    if (uatomic_read(&cachestat_missing))
+        return false;
+    struct cachestat_range range = {0, (uint64_t)e->size};
+    struct cachestat_result cs;
+    if (syscall(__NR_cachestat, e->fd, &range, &cs, 0) != 0) {
+        if (errno == ENOSYS || errno == EPERM) {
+            uatomic_set(&cachestat_missing, 1);
+            sl_log(SL_LOG_INFO,
+                   "cache: cachestat(2) unavailable (%s): files not held in "
+                   "memory are always sent by the writer pool",
+                   strerror(errno));
+        }
+        return false;
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    uint64_t pages = ((uint64_t)e->size + (uint64_t)page - 1) / (uint64_t)page;
+    if (cs.nr_cache < pages)
+        return false;
+    uatomic_set(&en->resident_until, now + uatomic_read(&c->validity_ns));
+    return true;
 }
 
 void sl_cache_release(struct sl_cache *c, struct sl_cache_entry *pub)

@@ -72,6 +72,13 @@ void sl_cache_configure(struct sl_cache *c, const struct sl_cache_config *cfg);
  * thread and must not hold rcu_read_lock. Release with sl_cache_release(). */
 struct sl_cache_entry *sl_cache_get(struct sl_cache *c, const char *path);
 
+/* Can E's file data be sent without waiting for the disk? True for a body
+ * held in memory (and for no file at all). Otherwise asks the kernel whether
+ * every page of the file is in the page cache (cachestat(2), Linux 6.5);
+ * a yes is remembered for the validity period, a no is asked again next
+ * time. False where the kernel cannot tell. NOW is sl_now_ns(). Any thread. */
+bool sl_cache_resident(struct sl_cache *c, struct sl_cache_entry *e, uint64_t now);
+
 /* Drops a reference taken by sl_cache_get(). The last reference of an entry
  * that left the table closes its fd and frees it after a grace period. Any
  * registered RCU thread. Cannot fail. */

@@ -50,6 +50,7 @@ static const struct key keys[] = {
     {"queue", "batch", K_INT, OFF(queue_batch), 1, 4096},
     {"acceptor", "threads", K_INT, OFF(acceptor_threads), 1, SL_MAX_THREADS},
     {"reader", "threads", K_INT, OFF(reader_threads), 1, SL_MAX_THREADS},
+    {"reader", "inline_max", K_SIZE, OFF(reader_inline_max), 0, 64l << 20},
     {"detector", "threads", K_INT, OFF(detector_threads), 1, 1},
     {"writer", "threads", K_THREADS, OFF(writer_threads), 1, SL_MAX_THREADS},
     {"writer", "optimistic", K_BOOL, OFF(optimistic_write), 0, 0},
@@ -118,6 +119,7 @@ void sl_config_defaults(struct sl_config *cfg)
     cfg->detector_threads = 1;
     cfg->writer_threads = sl_config_cpus();
     cfg->optimistic_write = true;
+    cfg->reader_inline_max = 256 * 1024;
     cfg->cache_max_entries = 10000;
     cfg->cache_validity_ns = 1 * SEC;
     cfg->cache_negative_ns = 1 * SEC;

@@ -49,6 +49,9 @@ struct sl_config {
     /* [acceptor] [reader] [detector] [writer] */
     int acceptor_threads;
     int reader_threads;
+    long reader_inline_max; /* [reader] inline_max: the reader sends a response
+                               whose file data (in memory or page cache) is
+                               at most this many bytes itself; 0 = never */
     int detector_threads;
     int writer_threads;
     bool optimistic_write; /* [writer] optimistic: reader hands to writers

@@ -181,6 +181,7 @@ static void apply_limits(const struct sl_config *cfg)
 {
     __atomic_store_n(&sl_srv.max_connections, fit_max_connections(cfg), __ATOMIC_RELAXED);
     __atomic_store_n(&sl_srv.optimistic_write, cfg->optimistic_write, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl_srv.inline_max, cfg->reader_inline_max, __ATOMIC_RELAXED);
     __atomic_store_n(&sl_srv.header_timeout_ns, cfg->header_timeout_ns, __ATOMIC_RELAXED);
     __atomic_store_n(&sl_srv.keepalive_timeout_ns, cfg->keepalive_timeout_ns,
                      __ATOMIC_RELAXED);

@@ -56,6 +56,7 @@ struct sl_server {
     unsigned rr_reader;  /* round-robin for new connections */
     int stopping;        /* 1: draining (no accept, no keep-alive); 2: stop now */
     bool optimistic_write;
+    long inline_max;     /* [reader] inline_max; 0: readers never send */
     long max_connections;
     uint64_t header_timeout_ns, keepalive_timeout_ns, send_timeout_ns;
     long max_requests_per_connection;

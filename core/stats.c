@@ -138,6 +138,7 @@ void sl_stats_snapshot(struct sl_stats_snapshot *out)
         SUM_FIELD(shed_queue_wait);
         SUM_FIELD(accept_errors);
         SUM_FIELD(requests);
+        SUM_FIELD(sent_inline);
         for (int i = 0; i < 6; i++)
             SUM_FIELD(status_class[i]);
         SUM_FIELD(bytes_sent);

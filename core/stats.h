@@ -60,6 +60,7 @@ struct sl_event_counters {
     uint64_t shed_queue_wait; /* requests answered 503: waited past the target */
     uint64_t accept_errors; /* EMFILE/ENFILE/ENOBUFS and friends */
     uint64_t requests;
+    uint64_t sent_inline;     /* responses a reader sent whole itself */
     uint64_t status_class[6]; /* [1]=1xx ... [5]=5xx, [0] unused */
     uint64_t bytes_sent;      /* every byte written to clients, headers included */
     uint64_t body_bytes_sent;

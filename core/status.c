@@ -272,9 +272,10 @@ static void format_json(struct sbuf *b, const struct status_sample *s,
               e->shed_queue_wait, e->refused_full, e->conn_rejected, e->closed_idle);
     sb_printf(b,
               ",\"requests\":{\"total\":%" PRIu64 ",\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64
-              ",\"3xx\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 "}",
+              ",\"3xx\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64
+              ",\"inline\":%" PRIu64 "}",
               e->requests, e->status_class[1], e->status_class[2], e->status_class[3],
-              e->status_class[4], e->status_class[5]);
+              e->status_class[4], e->status_class[5], e->sent_inline);
     sb_printf(b, ",\"bytes_sent\":%" PRIu64 ",\"body_bytes_sent\":%" PRIu64,
               e->bytes_sent, e->body_bytes_sent);
     sb_printf(b,
@@ -352,9 +353,9 @@ static void format_table(struct sbuf *b, const struct status_sample *s,
               e->shed_queue_wait, e->refused_full, e->conn_rejected, e->closed_idle);
     sb_printf(b,
               "requests: %" PRIu64 " (1xx %" PRIu64 ", 2xx %" PRIu64 ", 3xx %" PRIu64
-              ", 4xx %" PRIu64 ", 5xx %" PRIu64 ")\n",
+              ", 4xx %" PRIu64 ", 5xx %" PRIu64 "), %" PRIu64 " sent inline by a reader\n",
               e->requests, e->status_class[1], e->status_class[2], e->status_class[3],
-              e->status_class[4], e->status_class[5]);
+              e->status_class[4], e->status_class[5], e->sent_inline);
     sb_printf(b, "sent: %" PRIu64 " bytes, headers included (%" PRIu64 " of them body)\n",
               e->bytes_sent, e->body_bytes_sent);
     sb_printf(b,
@@ -551,6 +552,9 @@ static void format_metrics(struct sbuf *b, const struct status_sample *s)
                "accept() failures other than EAGAIN and aborted connections.",
                e->accept_errors);
     metric_u64(b, "requests_total", "counter", "Responses sent completely.", e->requests);
+    metric_u64(b, "requests_inline_total", "counter",
+               "Responses a reader sent whole itself, without the writer pool.",
+               e->sent_inline);
     metric_head(b, "responses_total", "counter",
                 "Responses sent completely, by status class.");
     for (int c = 1; c <= 5; c++)

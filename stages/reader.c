@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/response.h"
 #include "core/server.h"
+#include "stages/send.h"
 #include "stages/stages.h"
 
 #include <errno.h>
@@ -21,9 +22,10 @@
 #include <urcu.h>
 
 #define MAX_EVENTS 256
-#define SWEEP_NS 100000000ull          /* check timeouts every 100 ms */
-#define LINGER_NS 2000000000ull        /* drain a closing client for at most 2 s */
-#define IDLE_CLOSE_MAX 256             /* idle connections closed per round for room */
+#define SWEEP_NS 100000000ull   /* check timeouts every 100 ms */
+#define LINGER_NS 2000000000ull /* drain a closing client for at most 2 s */
+#define IDLE_CLOSE_MAX 256      /* idle connections closed per round for room */
+#define INLINE_RUN_MAX 16       /* pipelined responses sent inline in a row */
 
 /* Admission control, per reader (CoDel's idea, Nichols & Jacobson 2012, with
  * a standing-queue test as in its first form): each interval, the least any
@@ -49,7 +51,8 @@ struct reader {
     int64_t rt_off;  /* CLOCK_REALTIME - sl_now_ns() clock, this round */
     uint64_t target; /* [admission] queue_wait_target this round; 0: off */
     struct codel codel;
-    long nidle;      /* connections on the idle list */
+    long nidle;        /* connections on the idle list */
+    size_t inline_max; /* [reader] inline_max this round; 0: hand every response on */
 };
 
 static void close_conn(struct sl_conn *c)
@@ -63,7 +66,8 @@ static void close_conn(struct sl_conn *c)
  * the timeout list that fits its state. */
 static void wait_input(struct reader *r, struct sl_conn *c)
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = c};
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT,
+                             .data.ptr = c};
     int op = c->in_reader_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (epoll_ctl(r->epfd, op, c->fd, &ev) != 0) {
         sl_log(SL_LOG_ERROR, "reader: epoll_ctl: %s", strerror(errno));
@@ -78,14 +82,14 @@ static void wait_input(struct reader *r, struct sl_conn *c)
     } else if (c->buf_len > 0 || c->requests == 0 || c->discard > 0) {
         list = &r->heads;
         if (c->deadline_ns == 0)
-            c->deadline_ns = r->now + __atomic_load_n(&sl_srv.header_timeout_ns,
-                                                      __ATOMIC_RELAXED);
+            c->deadline_ns =
+                r->now + __atomic_load_n(&sl_srv.header_timeout_ns, __ATOMIC_RELAXED);
     } else {
         list = &r->idle;
         c->on_idle = true;
         r->nidle++;
-        c->deadline_ns = r->now + __atomic_load_n(&sl_srv.keepalive_timeout_ns,
-                                                  __ATOMIC_RELAXED);
+        c->deadline_ns =
+            r->now + __atomic_load_n(&sl_srv.keepalive_timeout_ns, __ATOMIC_RELAXED);
         /* An idle connection keeps no buffer: thousands of them cost little. */
         free(c->buf);
         c->buf = NULL;
@@ -163,14 +167,86 @@ static void discard_buffered(struct sl_conn *c)
     c->discard -= n;
 }
 
-/* Parses what is buffered. Returns true if C was handed on (response ready). */
-static bool try_parse(struct reader *r, struct sl_conn *c)
+/* What became of a connection the reader worked on. */
+enum outcome {
+    NEED_INPUT, /* still ours: the head is incomplete */
+    SERVED,     /* still ours: a response went out inline; parse what follows */
+    GONE,       /* handed on, waiting in the epoll set, or closed */
+};
+
+static void serve_linger(struct reader *r, struct sl_conn *c);
+static void wait_input(struct reader *r, struct sl_conn *c);
+
+/* Can this reader send C's prepared response itself without waiting for the
+ * disk? Heads alone and bodies in memory can; file data only up to
+ * inline_max bytes of a file wholly in the page cache. */
+static bool inline_ok(const struct reader *r, struct sl_conn *c)
+{
+    if (r->inline_max == 0 ||
+        !__atomic_load_n(&sl_srv.optimistic_write, __ATOMIC_RELAXED))
+        return false; /* strict pipeline: every response waits in the detector */
+    if (c->entry == NULL)
+        return true; /* a head and a built-in body, all in c->hdr */
+    if (c->parts == NULL && (c->entry->body != NULL || c->body_off >= c->body_end))
+        return true;
+    return (uint64_t)c->entry->size <= r->inline_max &&
+           sl_cache_resident(sl_srv.cache, c->entry, r->now);
+}
+
+/* C's response is ready. Sends it here when that cannot block on the disk
+ * (Flash's AMPED idea: the event loop serves what is in memory, helpers do
+ * what may block), else hands C to the writer pool, or to the detector in a
+ * strict pipeline. What an inline send leaves (a full socket, a long body)
+ * goes on to the detector or the writers as usual. */
+static enum outcome respond(struct reader *r, struct sl_conn *c)
+{
+    c->phase = SL_PHASE_WRITE;
+    if (!inline_ok(r, c)) {
+        sl_to_send(c);
+        return GONE;
+    }
+    switch (sl_send_some(c, r->inline_max, r->st)) {
+    case SL_SENT_ALL:
+        break;
+    case SL_SENT_AGAIN:
+        sl_to_detector(c);
+        return GONE;
+    case SL_SENT_TURN:
+        sl_to_writer(c);
+        return GONE;
+    case SL_SENT_ERR:
+        close_conn(c);
+        return GONE;
+    }
+    SL_COUNTER_ADD(&r->st->ev.sent_inline, 1);
+    switch (sl_send_finish(c, r->st)) {
+    case SL_NEXT_CLOSED:
+        return GONE;
+    case SL_NEXT_LINGER:
+        c->deadline_ns = r->now + LINGER_NS;
+        serve_linger(r, c);
+        return GONE;
+    case SL_NEXT_READ:
+        break;
+    }
+    if (c->buf_len == 0 && c->discard == 0 &&
+        !__atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED)) {
+        /* As in take(): the client has rarely sent its next request yet;
+           re-arming reports bytes already there at once. */
+        wait_input(r, c);
+        return GONE;
+    }
+    return SERVED;
+}
+
+/* Parses what is buffered and responds to a complete head. */
+static enum outcome try_parse(struct reader *r, struct sl_conn *c)
 {
     struct sl_request req;
     int status = 400;
     int rc = sl_http_parse_request(c->buf, c->buf_len, &sl_srv.limits, &req, &status);
     if (rc == SL_AGAIN)
-        return false;
+        return NEED_INPUT;
     c->deadline_ns = 0;
     c->req_start_ns = r->now;
     if (sl_accesslog_enabled())
@@ -184,10 +260,12 @@ static bool try_parse(struct reader *r, struct sl_conn *c)
         c->buf_len = 0;
     } else if (c->refuse || (r->target > 0 && codel_shed(r, c, wait))) {
         /* Turned away before any cache or disk work: 503, then close. */
-        SL_COUNTER_ADD(c->refuse ? &r->st->ev.refused_full : &r->st->ev.shed_queue_wait, 1);
+        SL_COUNTER_ADD(c->refuse ? &r->st->ev.refused_full : &r->st->ev.shed_queue_wait,
+                       1);
         c->requests++;
-        sl_response_unavailable(c, __atomic_load_n(&sl_srv.adm_retry_after, __ATOMIC_RELAXED),
-                                req.method == SL_METHOD_HEAD);
+        sl_response_unavailable(
+            c, __atomic_load_n(&sl_srv.adm_retry_after, __ATOMIC_RELAXED),
+            req.method == SL_METHOD_HEAD);
         c->buf_len = 0;
     } else {
         sl_response_prepare(c, &req);
@@ -201,9 +279,7 @@ static bool try_parse(struct reader *r, struct sl_conn *c)
         c->buf = NULL;
         c->buf_cap = 0;
     }
-    c->phase = SL_PHASE_WRITE;
-    sl_to_send(c);
-    return true;
+    return respond(r, c);
 }
 
 /* read(2) into C's buffer; with admission control on, recvmsg(2) instead, to
@@ -221,7 +297,9 @@ static ssize_t read_input(struct reader *r, struct sl_conn *c)
         struct cmsghdr align;
     } ctl;
     struct iovec iov = {p, room};
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+    struct msghdr m = {.msg_iov = &iov,
+                       .msg_iovlen = 1,
+                       .msg_control = ctl.buf,
                        .msg_controllen = sizeof(ctl.buf)};
     ssize_t n = recvmsg(c->fd, &m, 0);
     if (n > 0) {
@@ -230,7 +308,8 @@ static ssize_t read_input(struct reader *r, struct sl_conn *c)
            has been ready, so a client that sends its head slowly does not
            count as queueing here. */
         c->rx_ns = r->now;
-        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm != NULL; cm = CMSG_NXTHDR(&m, cm)) {
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm != NULL;
+             cm = CMSG_NXTHDR(&m, cm)) {
             if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_TIMESTAMPNS)
                 continue;
             struct timespec ts;
@@ -247,20 +326,31 @@ static ssize_t read_input(struct reader *r, struct sl_conn *c)
  * connection ends. C is owned by this reader on entry; not after return. */
 static void serve_input(struct reader *r, struct sl_conn *c)
 {
+    int sent = 0;
     for (;;) {
         if (c->discard > 0)
             discard_buffered(c);
-        if (c->discard == 0 && c->buf_len > 0 && try_parse(r, c))
-            return;
+        if (c->discard == 0 && c->buf_len > 0) {
+            enum outcome o = try_parse(r, c);
+            if (o == GONE)
+                return;
+            if (o == SERVED && ++sent >= INLINE_RUN_MAX) {
+                /* A client pipelining many requests: the others' turn. */
+                sl_to_reader(c);
+                return;
+            }
+            if (o == SERVED)
+                continue;
+        }
         if (c->buf == NULL) {
             c->buf_cap = (uint32_t)sl_srv.limits.max_header_size;
             c->buf = sl_malloc(c->buf_cap);
         }
         if (c->buf_len >= c->buf_cap) { /* the parser reports 431/414 first */
             sl_response_error(c, 431);
-            c->phase = SL_PHASE_WRITE;
-            sl_to_send(c);
-            return;
+            if (respond(r, c) == GONE)
+                return;
+            continue;
         }
         ssize_t n = read_input(r, c);
         if (n > 0) {
@@ -348,7 +438,8 @@ static void time_out(struct sl_conn *c, bool send_408)
         if (w > 0)
             SL_COUNTER_ADD(&sl_tstats_self()->ev.bytes_sent, (uint64_t)w);
         if (sl_accesslog_enabled()) {
-            struct sl_logrec *rec = sl_accesslog_record(NULL, c->buf, c->buf_len, &c->peer.sa);
+            struct sl_logrec *rec =
+                sl_accesslog_record(NULL, c->buf, c->buf_len, &c->peer.sa);
             rec->status = 408;
             rec->bytes = w > 0 ? (uint64_t)w : 0;
             sl_accesslog_submit(rec);
@@ -446,8 +537,8 @@ static void close_list(struct cds_list_head *list)
 void *sl_reader_main(void *arg)
 {
     struct sl_thread *t = arg;
-    struct reader r = {.t = t, .q = &sl_srv.reader_q[t->index],
-                       .codel = {.min_wait = UINT64_MAX}};
+    struct reader r = {
+        .t = t, .q = &sl_srv.reader_q[t->index], .codel = {.min_wait = UINT64_MAX}};
     sl_set_thread_name("reader-%d", t->index);
     rcu_register_thread();
     r.st = sl_tstats_self();
@@ -456,7 +547,8 @@ void *sl_reader_main(void *arg)
     CDS_INIT_LIST_HEAD(&r.lingering);
     r.epfd = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event wake = {.events = EPOLLIN, .data.ptr = NULL};
-    if (r.epfd < 0 || epoll_ctl(r.epfd, EPOLL_CTL_ADD, sl_queue_eventfd(r.q), &wake) != 0) {
+    if (r.epfd < 0 ||
+        epoll_ctl(r.epfd, EPOLL_CTL_ADD, sl_queue_eventfd(r.q), &wake) != 0) {
         sl_log(SL_LOG_CRIT, "reader-%d: epoll: %s", t->index, strerror(errno));
         abort();
     }
@@ -467,6 +559,7 @@ void *sl_reader_main(void *arg)
     while (__atomic_load_n(&sl_srv.stopping, __ATOMIC_ACQUIRE) < 2) {
         uint64_t t0 = sl_now_ns();
         r.now = t0;
+        r.inline_max = (size_t)__atomic_load_n(&sl_srv.inline_max, __ATOMIC_RELAXED);
         admission_round(&r);
         close_idle_for_room(&r);
         size_t max = (size_t)__atomic_load_n(&sl_srv.queue_batch, __ATOMIC_RELAXED);

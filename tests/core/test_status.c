@@ -253,6 +253,7 @@ static void make_sample(struct status_sample *s)
     snap->ev.refused_full = 5;
     snap->ev.closed_idle = 4;
     snap->ev.requests = 1000;
+    snap->ev.sent_inline = 600;
     snap->ev.status_class[2] = 990;
     snap->ev.status_class[4] = 10;
     snap->ev.bytes_sent = 123456789;
@@ -342,7 +343,7 @@ Test(status_format, json_is_one_line_with_every_key)
         "\"admission\":{\"dropping\":true,\"shed_queue_wait\":7,\"refused_full\":5,"
         "\"closed_full\":2,\"closed_idle\":4}",
         "\"requests\":{\"total\":1000,\"1xx\":0,\"2xx\":990,\"3xx\":0,\"4xx\":10,\"5xx\":"
-        "0}",
+        "0,\"inline\":600}",
         "\"bytes_sent\":123456789",
         "\"body_bytes_sent\":100000000",
         "\"cache\":{\"entries\":12,\"open_fds\":11,\"hits\":900,\"misses\":100",
@@ -401,6 +402,7 @@ Test(status_format, table_has_every_stage_and_no_empty_line)
                                        "writer ",
                                        "connections: 3 open",
                                        "requests: 1000",
+                                       "600 sent inline by a reader",
                                        "sent: 123456789 bytes",
                                        "cache: 12 entries",
                                        "admission: ok; shed 7 (queue wait), at max_connections 5 "
@@ -462,6 +464,7 @@ Test(status_format, metrics_follow_the_exposition_format)
     cr_assert(strstr(b.p, "sluice_queue_depth{stage=\"writer\"} 10\n") != NULL);
     cr_assert(strstr(b.p, "sluice_stage_threads{stage=\"writer\"} 8\n") != NULL);
     cr_assert(strstr(b.p, "sluice_requests_total 1000\n") != NULL);
+    cr_assert(strstr(b.p, "sluice_requests_inline_total 600\n") != NULL);
     cr_assert(strstr(b.p, "sluice_shed_total{reason=\"queue_wait\"} 7\n") != NULL);
     cr_assert(strstr(b.p, "sluice_shed_total{reason=\"refused_full\"} 5\n") != NULL);
     cr_assert(strstr(b.p, "sluice_shed_total{reason=\"closed_full\"} 2\n") != NULL);

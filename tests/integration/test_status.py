@@ -524,9 +524,11 @@ def test_figures_reconcile_with_clients(srv):
     # Connections: 6 python + 1 curl, all closed again.
     assert after["connections"]["accepted"] - before["connections"]["accepted"] == 7
     assert after["connections"]["closed"] == after["connections"]["accepted"]
-    # The writer stage finished exactly the responses; readers parsed them.
+    # Every response was finished once: by a writer, or inline by the reader
+    # (these small files are in memory, so most go inline); readers parsed them.
     w = after["stages"][3]
-    assert w["processed"] == after["requests"]["total"]
+    assert after["requests"]["inline"] > 0
+    assert w["processed"] + after["requests"]["inline"] == after["requests"]["total"]
     r = after["stages"][1]
     assert r["processed"] == after["requests"]["total"]
     a = after["stages"][0]

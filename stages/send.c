@@ -1,0 +1,192 @@
+/* send.c: sending a prepared response: the head (MSG_MORE, so it shares a
+ * segment with the body) and the body with sendfile(2), or head and body
+ * together in one sendmsg(2) when the cache holds the file in memory. Never
+ * blocks on the socket. Used by the writer pool and by readers sending a
+ * response inline. */
+#include "stages/send.h"
+
+#include "core/accesslog.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/* send(2) of BUF[*OFF..LEN) until done; MORE: more bytes follow at once. */
+static enum sl_send_rc send_text(struct sl_conn *c, const char *buf, uint32_t len,
+                                 uint32_t *off, bool more, bool body,
+                                 struct sl_tstats *st)
+{
+    while (*off < len) {
+        ssize_t n =
+            send(c->fd, buf + *off, len - *off, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN ? SL_SENT_AGAIN : SL_SENT_ERR;
+        }
+        *off += (uint32_t)n;
+        SL_COUNTER_ADD(&st->ev.bytes_sent, (uint64_t)n);
+        if (body) {
+            c->body_sent += (uint64_t)n;
+            SL_COUNTER_ADD(&st->ev.body_bytes_sent, (uint64_t)n);
+        }
+    }
+    return SL_SENT_ALL;
+}
+
+/* sendfile(2) of [body_off, body_end) within *BUDGET bytes this turn. */
+static enum sl_send_rc send_range(struct sl_conn *c, size_t *budget, struct sl_tstats *st)
+{
+    while (c->body_off < c->body_end) {
+        if (*budget == 0)
+            return SL_SENT_TURN;
+        size_t want = SL_MIN((size_t)(c->body_end - c->body_off), *budget);
+        ssize_t n = sendfile(c->fd, c->entry->fd, &c->body_off, want);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN ? SL_SENT_AGAIN : SL_SENT_ERR;
+        }
+        if (n == 0) {
+            /* The file shrank under us: never pad or send other bytes. The
+               client sees a short body and a closed connection. */
+            sl_log(SL_LOG_WARN, "file changed while being sent (%lld of %lld bytes sent)",
+                   (long long)c->body_off, (long long)c->body_end);
+            return SL_SENT_ERR;
+        }
+        *budget -= (size_t)n;
+        c->body_sent += (uint64_t)n;
+        SL_COUNTER_ADD(&st->ev.bytes_sent, (uint64_t)n);
+        SL_COUNTER_ADD(&st->ev.body_bytes_sent, (uint64_t)n);
+    }
+    return SL_SENT_ALL;
+}
+
+/* The parts of a multipart/byteranges body, resuming where the last turn
+ * stopped. */
+static enum sl_send_rc send_parts(struct sl_conn *c, size_t *budget, struct sl_tstats *st)
+{
+    struct sl_parts *p = c->parts;
+    while (p->cur <= p->n) {
+        if (p->in_text) {
+            bool last = p->cur == p->n;
+            enum sl_send_rc rc = send_text(c, p->text[p->cur], p->text_len[p->cur],
+                                           &p->text_off, !last, true, st);
+            if (rc != SL_SENT_ALL)
+                return rc;
+            p->text_off = 0;
+            p->in_text = false;
+            if (last) {
+                p->cur++;
+                break;
+            }
+            c->body_off = p->start[p->cur];
+            c->body_end = p->end[p->cur];
+        }
+        enum sl_send_rc rc = send_range(c, budget, st);
+        if (rc != SL_SENT_ALL)
+            return rc;
+        p->cur++;
+        p->in_text = true;
+    }
+    return SL_SENT_ALL;
+}
+
+/* Head and body from memory (a small file the cache holds), in one
+ * sendmsg: one segment, one system call. */
+static enum sl_send_rc send_mem(struct sl_conn *c, struct sl_tstats *st)
+{
+    const char *body = c->entry->body;
+    while (c->hdr_off < c->hdr_len || c->body_off < c->body_end) {
+        struct iovec iov[2];
+        size_t n = 0;
+        if (c->hdr_off < c->hdr_len)
+            iov[n++] = (struct iovec){c->hdr + c->hdr_off, c->hdr_len - c->hdr_off};
+        if (c->body_off < c->body_end)
+            iov[n++] = (struct iovec){(char *)body + c->body_off,
+                                      (size_t)(c->body_end - c->body_off)};
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = n};
+        ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN ? SL_SENT_AGAIN : SL_SENT_ERR;
+        }
+        SL_COUNTER_ADD(&st->ev.bytes_sent, (uint64_t)w);
+        uint32_t h = (uint32_t)SL_MIN((size_t)w, (size_t)(c->hdr_len - c->hdr_off));
+        c->hdr_off += h;
+        size_t b = (size_t)w - h;
+        c->body_off += (off_t)b;
+        c->body_sent += b;
+        SL_COUNTER_ADD(&st->ev.body_bytes_sent, (uint64_t)b);
+    }
+    return SL_SENT_ALL;
+}
+
+enum sl_send_rc sl_send_some(struct sl_conn *c, size_t budget, struct sl_tstats *st)
+{
+    if (c->entry != NULL && c->entry->body != NULL && c->parts == NULL)
+        return send_mem(c, st);
+    bool body_follows = c->parts != NULL || c->body_off < c->body_end;
+    enum sl_send_rc rc =
+        send_text(c, c->hdr, c->hdr_len, &c->hdr_off, body_follows, false, st);
+    if (rc != SL_SENT_ALL)
+        return rc;
+    if (c->parts)
+        return send_parts(c, &budget, st);
+    return send_range(c, &budget, st);
+}
+
+/* Bytes the client sent that nobody has read (1 if the kernel cannot say). */
+static int unread_input(const struct sl_conn *c)
+{
+    int n = 0;
+    return ioctl(c->fd, FIONREAD, &n) == 0 ? n : 1;
+}
+
+enum sl_send_next sl_send_finish(struct sl_conn *c, struct sl_tstats *st)
+{
+    SL_COUNTER_ADD(&st->ev.requests, 1);
+    int cls = c->status / 100;
+    if (cls >= 1 && cls <= 5)
+        SL_COUNTER_ADD(&st->ev.status_class[cls], 1);
+    if (c->logrec) {
+        c->logrec->status = c->status;
+        c->logrec->body_bytes = c->body_sent;
+        c->logrec->bytes = c->hdr_off + c->logrec->body_bytes;
+        sl_accesslog_submit(c->logrec);
+        c->logrec = NULL;
+    }
+    if (c->entry) {
+        sl_cache_release(sl_srv.cache, c->entry);
+        c->entry = NULL;
+    }
+    free(c->parts);
+    c->parts = NULL;
+    if (c->keepalive) {
+        c->phase = SL_PHASE_READ;
+        return SL_NEXT_READ;
+    }
+    if (c->client_close && c->status < 400 && c->buf_len == 0 && c->discard == 0 &&
+        unread_input(c) == 0) {
+        /* The client asked for the close and has sent nothing more (a
+           client that said close may not send another request): close now,
+           as nginx does, without a trip through the reader. Bytes that did
+           arrive would turn the close into a reset: those clients linger. */
+        sl_conn_close(c);
+        return SL_NEXT_CLOSED;
+    }
+    /* Lingering close: shut our side, let the reader drain what the
+       client still sends, then close. Closing with unread input would
+       make the kernel reset the connection, and a reset can destroy the
+       response before the client has read it. */
+    shutdown(c->fd, SHUT_WR);
+    c->phase = SL_PHASE_LINGER;
+    return SL_NEXT_LINGER;
+}

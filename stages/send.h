@@ -1,0 +1,34 @@
+/* send.h: sending a prepared response, shared by the writer pool and by
+ * readers that send a response themselves (inline, [reader] inline_max).
+ * The caller owns the connection; nothing here hands it to another stage. */
+#ifndef SLUICE_SEND_H
+#define SLUICE_SEND_H
+
+#include "core/server.h"
+#include "core/stats.h"
+
+enum sl_send_rc {
+    SL_SENT_ALL,   /* the whole response is out */
+    SL_SENT_AGAIN, /* the socket is full (EAGAIN): wait for write readiness */
+    SL_SENT_TURN,  /* BUDGET bytes of file data went out: give others a turn */
+    SL_SENT_ERR,   /* the client is gone, or the file changed under us */
+};
+
+/* Sends what is left of C's response (head, then body) without blocking on
+ * the socket, at most BUDGET bytes of file data (a body held in memory is
+ * sent whole). Counts bytes in ST. */
+enum sl_send_rc sl_send_some(struct sl_conn *c, size_t budget, struct sl_tstats *st);
+
+/* What becomes of a connection whose response is complete. */
+enum sl_send_next {
+    SL_NEXT_READ,   /* keep-alive: wait for the next request */
+    SL_NEXT_LINGER, /* our side is shut down: drain the client, then close */
+    SL_NEXT_CLOSED, /* closed and freed: C is gone */
+};
+
+/* Ends C's response: counts it, submits its access log record, releases
+ * its cache entry, and decides keep-alive, lingering or closing (closing
+ * happens here). Sets c->phase for the READ and LINGER outcomes. */
+enum sl_send_next sl_send_finish(struct sl_conn *c, struct sl_tstats *st);
+
+#endif
