@@ -49,7 +49,7 @@ static const struct key keys[] = {
     {"queue", "kind", K_QKIND, OFF(queue_kind), 0, 0},
     {"queue", "batch", K_INT, OFF(queue_batch), 1, 4096},
     {"acceptor", "threads", K_INT, OFF(acceptor_threads), 1, SL_MAX_THREADS},
-    {"reader", "threads", K_INT, OFF(reader_threads), 1, SL_MAX_THREADS},
+    {"reader", "threads", K_THREADS, OFF(reader_threads), 1, SL_MAX_THREADS},
     {"reader", "inline_max", K_SIZE, OFF(reader_inline_max), 0, 64l << 20},
     {"detector", "threads", K_INT, OFF(detector_threads), 1, 1},
     {"writer", "threads", K_THREADS, OFF(writer_threads), 1, SL_MAX_THREADS},
@@ -115,7 +115,7 @@ void sl_config_defaults(struct sl_config *cfg)
     cfg->queue_kind = SL_QUEUE_WFCQ;
     cfg->queue_batch = 64;
     cfg->acceptor_threads = 1;
-    cfg->reader_threads = 1;
+    cfg->reader_threads = sl_config_cpus();
     cfg->detector_threads = 1;
     cfg->writer_threads = sl_config_cpus();
     cfg->optimistic_write = true;

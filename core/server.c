@@ -45,6 +45,7 @@ void sl_conn_close(struct sl_conn *c)
         sl_cache_release(sl_srv.cache, c->entry);
     free(c->parts);
     close(c->fd); /* also leaves every epoll set */
+    uatomic_dec(&sl_srv.reader_conns[c->reader]);
     free(c->buf);
     free(c);
     uatomic_dec(&sl_srv.conns);

@@ -75,6 +75,8 @@ struct sl_server {
     long reader_idle[SL_MAX_THREADS];  /* each reader's idle keep-alive connections
                                           (stored by that reader, read by the
                                           acceptor) */
+    long reader_conns[SL_MAX_THREADS]; /* open connections per reader (atomic:
+                                          the acceptor adds, closers subtract) */
 };
 
 extern struct sl_server sl_srv;

@@ -258,12 +258,15 @@ static void format_json(struct sbuf *b, const struct status_sample *s,
                   us(v->wait_max_ns), v->wait_count, us(v->wait_sum_ns));
     }
     const struct sl_event_counters *e = &s->ev;
-    sb_printf(
-        b,
-        "],\"connections\":{\"current\":%ld,\"max\":%ld,\"accepted\":%" PRIu64
-        ",\"closed\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"accept_errors\":%" PRIu64 "}",
-        s->conns, __atomic_load_n(&sl_srv.max_connections, __ATOMIC_RELAXED), e->conn_accepted,
-        e->conn_closed, e->conn_rejected, e->accept_errors);
+    sb_printf(b,
+              "],\"connections\":{\"current\":%ld,\"max\":%ld,\"accepted\":%" PRIu64
+              ",\"closed\":%" PRIu64 ",\"rejected\":%" PRIu64
+              ",\"accept_errors\":%" PRIu64 ",\"per_reader\":[",
+              s->conns, __atomic_load_n(&sl_srv.max_connections, __ATOMIC_RELAXED),
+              e->conn_accepted, e->conn_closed, e->conn_rejected, e->accept_errors);
+    for (int i = 0; i < sl_srv.nreaders; i++)
+        sb_printf(b, "%s%ld", i ? "," : "", uatomic_read(&sl_srv.reader_conns[i]));
+    sb_puts(b, "]}");
     sb_printf(b,
               ",\"admission\":{\"dropping\":%s,\"shed_queue_wait\":%" PRIu64
               ",\"refused_full\":%" PRIu64 ",\"closed_full\":%" PRIu64
@@ -353,7 +356,8 @@ static void format_table(struct sbuf *b, const struct status_sample *s,
               e->shed_queue_wait, e->refused_full, e->conn_rejected, e->closed_idle);
     sb_printf(b,
               "requests: %" PRIu64 " (1xx %" PRIu64 ", 2xx %" PRIu64 ", 3xx %" PRIu64
-              ", 4xx %" PRIu64 ", 5xx %" PRIu64 "), %" PRIu64 " sent inline by a reader\n",
+              ", 4xx %" PRIu64 ", 5xx %" PRIu64 "), %" PRIu64
+              " sent inline by a reader\n",
               e->requests, e->status_class[1], e->status_class[2], e->status_class[3],
               e->status_class[4], e->status_class[5], e->sent_inline);
     sb_printf(b, "sent: %" PRIu64 " bytes, headers included (%" PRIu64 " of them body)\n",
@@ -540,10 +544,14 @@ static void format_metrics(struct sbuf *b, const struct status_sample *s)
                "Connections refused at max_connections.", e->conn_rejected);
     metric_head(b, "shed_total", "counter",
                 "Work turned away by admission control, by reason.");
-    sb_printf(b, "sluice_shed_total{reason=\"queue_wait\"} %" PRIu64 "\n", e->shed_queue_wait);
-    sb_printf(b, "sluice_shed_total{reason=\"refused_full\"} %" PRIu64 "\n", e->refused_full);
-    sb_printf(b, "sluice_shed_total{reason=\"closed_full\"} %" PRIu64 "\n", e->conn_rejected);
-    sb_printf(b, "sluice_shed_total{reason=\"closed_idle\"} %" PRIu64 "\n", e->closed_idle);
+    sb_printf(b, "sluice_shed_total{reason=\"queue_wait\"} %" PRIu64 "\n",
+              e->shed_queue_wait);
+    sb_printf(b, "sluice_shed_total{reason=\"refused_full\"} %" PRIu64 "\n",
+              e->refused_full);
+    sb_printf(b, "sluice_shed_total{reason=\"closed_full\"} %" PRIu64 "\n",
+              e->conn_rejected);
+    sb_printf(b, "sluice_shed_total{reason=\"closed_idle\"} %" PRIu64 "\n",
+              e->closed_idle);
     metric_head(b, "admission_dropping", "gauge",
                 "1 while a reader sheds work (queue wait above target).");
     sb_printf(b, "sluice_admission_dropping %d\n",

@@ -153,6 +153,11 @@ static bool lfq_empty(struct cds_lfq_queue_rcu *lfq)
     return empty;
 }
 
+bool sl_queue_sleeping(struct sl_queue *q)
+{
+    return uatomic_read(&q->sleepers) > 0;
+}
+
 bool sl_queue_empty(struct sl_queue *q)
 {
     if (q->kind == SL_QUEUE_RCULFQ)

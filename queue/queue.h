@@ -35,16 +35,16 @@ struct sl_qnode {
 struct sl_queue {
     /* Producer side, its own cache line: the tail and wake state. */
     struct cds_wfcq_tail tail;
-    int sleepers;          /* consumers that announced they will sleep */
-    int consumers;         /* SL_WAKE_FUTEX: consumers that joined (atomic);
-                              0 if none did: then every push may wake */
-    uint32_t futex_seq;    /* SL_WAKE_FUTEX: bumped on each wake */
-    int efd;               /* SL_WAKE_EVENTFD: the eventfd, else -1 */
-    long depth;            /* items queued now (atomic) */
-    long max_depth;        /* largest depth seen (atomic, rarely written) */
+    int sleepers;       /* consumers that announced they will sleep */
+    int consumers;      /* SL_WAKE_FUTEX: consumers that joined (atomic);
+                           0 if none did: then every push may wake */
+    uint32_t futex_seq; /* SL_WAKE_FUTEX: bumped on each wake */
+    int efd;            /* SL_WAKE_EVENTFD: the eventfd, else -1 */
+    long depth;         /* items queued now (atomic) */
+    long max_depth;     /* largest depth seen (atomic, rarely written) */
     /* Consumer side. */
     struct cds_wfcq_head head __attribute__((aligned(SL_CACHELINE)));
-    void *lfq;             /* SL_QUEUE_RCULFQ: struct cds_lfq_queue_rcu */
+    void *lfq; /* SL_QUEUE_RCULFQ: struct cds_lfq_queue_rcu */
     enum sl_queue_kind kind;
     enum sl_queue_wake wake;
     enum sl_stage_id stage; /* whose counters push/pop update */
@@ -123,6 +123,9 @@ void sl_queue_wake_all(struct sl_queue *q);
  * sleep_end retracts the announcement and drains the eventfd. The eventfd
  * becomes readable when a producer wakes this consumer. */
 int sl_queue_eventfd(const struct sl_queue *q);
+/* Has a consumer of Q announced that it sleeps and not been woken since? A
+ * hint (it may change at once), for choosing a queue whose consumer runs. */
+bool sl_queue_sleeping(struct sl_queue *q);
 bool sl_queue_sleep_begin(struct sl_queue *q);
 void sl_queue_sleep_end(struct sl_queue *q);
 

@@ -503,10 +503,13 @@ static void close_idle_for_room(struct reader *r)
         __atomic_store_n(&sl_srv.idle_close_wanted, 0, __ATOMIC_RELEASE);
 }
 
-/* Per round: the admission target, and the offset that turns kernel receive
- * timestamps (CLOCK_REALTIME) into sl_now_ns() time. */
+/* Per round (before the queue, and again after epoll_wait, so a reload
+ * reaches the next request): inline_max, the admission target, and the
+ * offset that turns kernel receive timestamps (CLOCK_REALTIME) into
+ * sl_now_ns() time. */
 static void admission_round(struct reader *r)
 {
+    r->inline_max = (size_t)__atomic_load_n(&sl_srv.inline_max, __ATOMIC_RELAXED);
     uint64_t target = __atomic_load_n(&sl_srv.adm_target_ns, __ATOMIC_RELAXED);
     if (target == 0 && r->target != 0)
         codel_reset(r);
@@ -559,7 +562,6 @@ void *sl_reader_main(void *arg)
     while (__atomic_load_n(&sl_srv.stopping, __ATOMIC_ACQUIRE) < 2) {
         uint64_t t0 = sl_now_ns();
         r.now = t0;
-        r.inline_max = (size_t)__atomic_load_n(&sl_srv.inline_max, __ATOMIC_RELAXED);
         admission_round(&r);
         close_idle_for_room(&r);
         size_t max = (size_t)__atomic_load_n(&sl_srv.queue_batch, __ATOMIC_RELAXED);

@@ -1303,3 +1303,204 @@ Test(cache, small_files_are_held_in_memory_and_follow_changes)
     cr_expect_null(s3->body);
     sl_cache_release(cache, s3);
 }
+
+/* --- page cache residency (sl_cache_resident) ---------------------------- */
+
+/* cachestat(2), asked directly (Linux 6.5; the number is the same on every
+ * architecture), to check what the code under test is told. */
+#define NR_CACHESTAT 451
+struct cs_range {
+    uint64_t off, len;
+};
+struct cs_result {
+    uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+
+/* Pages of FD's first LEN bytes in the page cache, or -errno. */
+static long long cached_pages(int fd, uint64_t len)
+{
+    struct cs_range r = {0, len};
+    struct cs_result res;
+    if (syscall(NR_CACHESTAT, fd, &r, &res, 0) != 0)
+        return -errno;
+    return (long long)res.nr_cache;
+}
+
+static long long pages_of(uint64_t len)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    return (long long)((len + (uint64_t)page - 1) / (uint64_t)page);
+}
+
+/* ROOT/NAME with LEN bytes of a pattern, written back to disk (clean pages
+ * can be evicted). Returns an O_RDONLY fd of it. */
+static int write_synced(const char *name, size_t len)
+{
+    int fd = openat(root_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    cr_assert_geq(fd, 0, "create %s: %s", name, strerror(errno));
+    char *buf = malloc(len);
+    cr_assert_not_null(buf);
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (char)('a' + (i * 7 + i / 4096) % 26);
+    cr_assert_eq(write(fd, buf, len), (ssize_t)len);
+    free(buf);
+    cr_assert_eq(fsync(fd), 0);
+    return fd;
+}
+
+/* Drops FD's pages from the page cache; true once the file is no longer
+ * wholly there, which is what sl_cache_resident asks (retried a little: not
+ * every page can always be dropped at once; on a 6.18 kernel one large
+ * folio of 8 pages sometimes stays). */
+static bool evict(int fd, uint64_t len)
+{
+    long long all = pages_of(len);
+    for (int i = 0; i < 100; i++) {
+        fsync(fd);
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        long long n = cached_pages(fd, len);
+        if (n >= 0 && n < all)
+            return true;
+        if (n < 0)
+            return false; /* cannot tell */
+        sleep_ms(10);
+    }
+    return false;
+}
+
+/* Reads all of FD, which brings it into the page cache. */
+static void read_all(int fd, uint64_t len)
+{
+    char buf[65536];
+    for (uint64_t off = 0; off < len;) {
+        ssize_t n = pread(fd, buf, sizeof(buf), (off_t)off);
+        cr_assert_gt(n, 0, "pread: %s", strerror(errno));
+        off += (uint64_t)n;
+    }
+}
+
+/* Skips the rest of a test where cachestat(2) is unavailable or the file
+ * system keeps pages it is asked to drop (tmpfs), after checking what the
+ * cache says for a file it holds no bytes of: no. */
+static void need_eviction(struct sl_cache_entry *e, int fd, uint64_t len)
+{
+    long long n = cached_pages(fd, len);
+    if (n == -ENOSYS || n == -EPERM) {
+        cr_expect_not(sl_cache_resident(cache, e, sl_now_ns()),
+                      "without cachestat a file not held in memory is never resident");
+        sl_cache_release(cache, e);
+        close(fd);
+        cr_skip_test("cachestat(2) unavailable here (%s)", strerror((int)-n));
+    }
+    cr_assert_geq(n, 0, "cachestat: %s", strerror((int)-n));
+    if (!evict(fd, len)) {
+        sl_cache_release(cache, e);
+        close(fd);
+        cr_skip_test("%s does not drop page cache pages on POSIX_FADV_DONTNEED", base);
+    }
+}
+
+Test(cache, resident_is_true_for_a_body_held_in_memory)
+{
+    struct sl_cache_config cfg = config(100, 10000, 10000);
+    cfg.small_file_max = 16384;
+    cache = sl_cache_create(root_fd, mime, &cfg);
+    int fd = write_synced("small.bin", 10000);
+    struct sl_cache_entry *e = sl_cache_get(cache, "small.bin");
+    cr_assert_eq(e->err, 0);
+    cr_assert_not_null(e->body, "a file of at most small_file_max is held in memory");
+    evict(fd, 10000); /* whether or not this takes: the cache has the bytes */
+    cr_expect(sl_cache_resident(cache, e, sl_now_ns()));
+    sl_cache_release(cache, e);
+    close(fd);
+
+    write_file("empty.bin", "");
+    e = sl_cache_get(cache, "empty.bin");
+    cr_assert_eq(e->err, 0);
+    cr_expect_eq(e->size, 0);
+    cr_expect(sl_cache_resident(cache, e, sl_now_ns()),
+              "an empty file has nothing to read");
+    sl_cache_release(cache, e);
+}
+
+Test(cache, resident_is_true_without_a_file_to_read)
+{
+    make_cache(100, 10000, 10000);
+    struct sl_cache_entry *e = sl_cache_get(cache, "missing.bin");
+    cr_assert_eq(e->err, ENOENT);
+    cr_assert_eq(e->fd, -1);
+    cr_expect(sl_cache_resident(cache, e, sl_now_ns()), "a failed lookup reads nothing");
+    sl_cache_release(cache, e);
+    cr_assert_eq(mkdirat(root_fd, "d", 0755), 0);
+    e = sl_cache_get(cache, "d");
+    cr_assert(e->is_dir);
+    cr_assert_eq(e->fd, -1);
+    cr_expect(sl_cache_resident(cache, e, sl_now_ns()), "a directory reads nothing");
+    sl_cache_release(cache, e);
+}
+
+Test(cache, resident_asks_the_page_cache_and_remembers_a_yes)
+{
+    const uint64_t len = 1 << 20; /* > small_file_max (0 here) */
+    make_cache(100, 10000, 10000);
+    int fd = write_synced("big.bin", len);
+    struct sl_cache_entry *e = sl_cache_get(cache, "big.bin");
+    cr_assert_eq(e->err, 0);
+    cr_assert_null(e->body);
+    cr_assert_eq((uint64_t)e->size, len);
+    need_eviction(e, fd, len);
+    uint64_t now = sl_now_ns();
+    cr_expect_not(sl_cache_resident(cache, e, now), "evicted: not resident");
+
+    /* Part of the file (readahead off for this fd): still no. */
+    int part = openat(root_fd, "big.bin", O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(part, 0);
+    posix_fadvise(part, 0, 0, POSIX_FADV_RANDOM);
+    char buf[4096];
+    cr_assert_eq(pread(part, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    close(part);
+    long long n = cached_pages(fd, len);
+    if (n > 0 && n < pages_of(len))
+        cr_expect_not(sl_cache_resident(cache, e, now + MS),
+                      "%lld of %lld pages cached: not wholly resident", n, pages_of(len));
+    else
+        cr_log_warn("partial read cached %lld of %lld pages: partial case not checked", n,
+                    pages_of(len));
+
+    read_all(fd, len);
+    cr_assert_eq(cached_pages(fd, len), pages_of(len));
+    cr_expect(sl_cache_resident(cache, e, now + 2 * MS), "read whole: resident");
+
+    /* The yes is trusted for the validity period (10 s) without asking,
+       even after the pages are gone; a moment after it ends, asked again. */
+    cr_assert(evict(fd, len), "evicting a second time");
+    cr_expect(sl_cache_resident(cache, e, now + 3 * MS), "a yes is remembered");
+    cr_expect(sl_cache_resident(cache, e, now + 2 * MS + 9999 * MS),
+              "still within the validity period");
+    cr_expect_not(sl_cache_resident(cache, e, now + 2 * MS + 10001 * MS),
+                  "after the validity period the kernel is asked again");
+    sl_cache_release(cache, e);
+    close(fd);
+}
+
+Test(cache, resident_with_validity_zero_asks_every_time)
+{
+    const uint64_t len = 100 * 1024;
+    make_cache(100, 0, 0);
+    int fd = write_synced("big.bin", len);
+    struct sl_cache_entry *e = sl_cache_get(cache, "big.bin");
+    cr_assert_eq(e->err, 0);
+    cr_assert_null(e->body);
+    need_eviction(e, fd, len);
+    uint64_t now = sl_now_ns();
+    cr_expect_not(sl_cache_resident(cache, e, now));
+    read_all(fd, len);
+    cr_expect(sl_cache_resident(cache, e, now));
+    cr_assert(evict(fd, len), "evicting a second time");
+    cr_expect_not(sl_cache_resident(cache, e, now),
+                  "validity 0: a yes is not remembered");
+    read_all(fd, len);
+    cr_expect(sl_cache_resident(cache, e, now));
+    sl_cache_release(cache, e);
+    close(fd);
+}

@@ -45,6 +45,8 @@ Test(config, shipped_file_is_valid)
     cr_expect_eq(cfg.max_connections, 20000);
     cr_expect_eq(cfg.writer_threads, sl_config_cpus()); /* threads = auto */
     cr_expect_geq(cfg.writer_threads, 1);
+    cr_expect_eq(cfg.reader_threads, sl_config_cpus()); /* threads = auto */
+    cr_expect_eq(cfg.reader_inline_max, 256 * 1024);
     cr_expect_eq(cfg.queue_kind, SL_QUEUE_WFCQ);
     cr_expect_eq(cfg.cache_validity_ns, 1000000000ull);
     cr_expect_eq(cfg.max_header_size, 16384);
@@ -55,24 +57,29 @@ Test(config, values_are_parsed)
 {
     struct sl_config cfg;
     char err[512] = "";
-    int rc = load("[server]\nlisten = [::1]:9000\nroot = /srv/x\nstatus_socket_mode = 0660\n"
-                  "[queue]\nkind = rculfq ; inline comment\n"
-                  "[writer]\nthreads = 3\noptimistic = off\n"
-                  "[cache]\nvalidity = 250ms\n"
-                  "[timeouts]\nkeepalive = 2m\n[limits]\nmax_header_size = 32k\n",
-                  &cfg, err, sizeof(err), NULL);
+    int rc =
+        load("[server]\nlisten = [::1]:9000\nroot = /srv/x\nstatus_socket_mode = 0660\n"
+             "[queue]\nkind = rculfq ; inline comment\n"
+             "[reader]\nthreads = 2\ninline_max = 64k\n"
+             "[writer]\nthreads = 3\noptimistic = off\n"
+             "[cache]\nvalidity = 250ms\n"
+             "[timeouts]\nkeepalive = 2m\n[limits]\nmax_header_size = 32k\n",
+             &cfg, err, sizeof(err), NULL);
     cr_assert_eq(rc, SL_OK, "%s", err);
     cr_expect_str_eq(cfg.listen, "[::1]:9000");
     cr_expect_str_eq(cfg.root, "/srv/x");
     cr_expect_eq(cfg.status_socket_mode, 0660);
     cr_expect_eq(cfg.queue_kind, SL_QUEUE_RCULFQ);
     cr_expect_eq(cfg.writer_threads, 3);
+    cr_expect_eq(cfg.reader_threads, 2);
+    cr_expect_eq(cfg.reader_inline_max, 65536);
     cr_expect_eq(cfg.optimistic_write, false);
     cr_expect_eq(cfg.cache_validity_ns, 250000000ull);
     cr_expect_eq(cfg.keepalive_timeout_ns, 120000000000ull);
     cr_expect_eq(cfg.max_header_size, 32768);
     /* untouched keys keep their defaults */
-    cr_expect_eq(cfg.reader_threads, 1);
+    cr_expect_eq(cfg.acceptor_threads, 1);
+    cr_expect_eq(cfg.cache_small_file_max, 16384);
     sl_config_free(&cfg);
 }
 
@@ -149,10 +156,10 @@ Test(config, errors_name_file_line_and_key)
         cr_expect_eq(rc, SL_ERR, "case %zu accepted: %s", i, bad[i].text);
         char prefix[128];
         snprintf(prefix, sizeof(prefix), "%s:%d: ", path, bad[i].line);
-        cr_expect(strncmp(err, prefix, strlen(prefix)) == 0, "case %zu: '%s' lacks '%s'", i,
-                  err, prefix);
-        cr_expect(strstr(err, bad[i].key) != NULL, "case %zu: '%s' lacks key '%s'", i, err,
-                  bad[i].key);
+        cr_expect(strncmp(err, prefix, strlen(prefix)) == 0, "case %zu: '%s' lacks '%s'",
+                  i, err, prefix);
+        cr_expect(strstr(err, bad[i].key) != NULL, "case %zu: '%s' lacks key '%s'", i,
+                  err, bad[i].key);
         cr_expect(strstr(err, bad[i].reason) != NULL, "case %zu: '%s' lacks '%s'", i, err,
                   bad[i].reason);
         sl_config_free(&cfg);

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from helpers import RawConn, request, sha256
+from helpers import RawConn, request, sha256, stats_json, wait_until
 
 # Besides the stages: the main thread and liburcu's call_rcu helper
 # ("sluice"), the status socket thread and the access-log thread.
@@ -63,17 +63,23 @@ def serve_some(server):
 
 
 def test_default_thread_counts(sluice):
-    """The session server runs the defaults: 1 acceptor, 1 reader, and
-    [writer] threads = auto: one writer per CPU the process may run on."""
+    """The session server runs the defaults: 1 acceptor, and [reader] and
+    [writer] threads = auto: one reader and one writer per CPU the process
+    may run on."""
     cpus = len(os.sched_getaffinity(0))
-    check_threads(sluice, 1, 1, cpus)
+    check_threads(sluice, 1, cpus, cpus)
     serve_some(sluice)
-    check_threads(sluice, 1, 1, cpus)
+    check_threads(sluice, 1, cpus, cpus)
 
 
 def test_writer_threads_auto_and_number(sluice_factory):
-    server = sluice_factory(writer_threads="auto")
+    server = sluice_factory(writer_threads="auto", reader_threads=1)
     check_threads(server, 1, 1, len(os.sched_getaffinity(0)))
+
+
+def test_reader_threads_auto(sluice_factory):
+    server = sluice_factory(reader_threads="auto", writer_threads=3)
+    check_threads(server, 1, len(os.sched_getaffinity(0)), 3)
 
 
 @pytest.mark.parametrize("acceptors,readers,writers", [(2, 2, 5), (3, 4, 1), (1, 1, 8),
@@ -84,3 +90,30 @@ def test_configured_thread_counts(sluice_factory, acceptors, readers, writers):
     check_threads(server, acceptors, readers, writers)
     serve_some(server)
     check_threads(server, acceptors, readers, writers)
+
+
+def test_new_connections_spread_over_readers(sluice_factory):
+    """The acceptor gives a new connection to the reader with the fewest, or
+    to an awake one with at most half as many again plus 64; stats json
+    shows each reader's open connections (connections.per_reader)."""
+    server = sluice_factory(reader_threads=3)
+    conns = []
+    try:
+        for _ in range(240):
+            c = RawConn(server.port)
+            c.send(request("GET", "/dir00000/class0_1"))
+            assert c.read_response().status == 200
+            conns.append(c)
+        st = wait_until(lambda: (lambda s: s if s["connections"]["current"] == 240 else None)(
+            stats_json(server.status_socket)), what="240 open connections")
+        per = st["connections"]["per_reader"]
+        assert len(per) == 3 and sum(per) == 240, per
+        least = min(per)
+        assert least > 0, per
+        assert max(per) <= least + least // 2 + 64 + 1, per
+    finally:
+        for c in conns:
+            c.close()
+    st = wait_until(lambda: (lambda s: s if s["connections"]["current"] == 0 else None)(
+        stats_json(server.status_socket)), what="all connections closed")
+    assert st["connections"]["per_reader"] == [0, 0, 0]

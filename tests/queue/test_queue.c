@@ -275,9 +275,12 @@ BOTH_KINDS(eventfd_single_thread)
     cr_assert_eq(sl_queue_pop_batch(&q, out, 4), 1);
 
     /* Empty: sleep_begin says sleep; two pushes make one eventfd write. */
+    cr_assert_not(sl_queue_sleeping(&q));
     cr_assert(sl_queue_sleep_begin(&q));
+    cr_assert(sl_queue_sleeping(&q), "announced: the acceptor sees a sleeper");
     cr_assert_eq(poll(&pfd, 1, 0), 0);
     sl_queue_push(&q, &it[1].qn);
+    cr_assert_not(sl_queue_sleeping(&q), "woken: counted as awake at once");
     sl_queue_push(&q, &it[2].qn);
     cr_assert_eq(poll(&pfd, 1, 0), 1);
     cr_assert_eq(eventfd_read(pfd.fd, &v), 0);
@@ -471,8 +474,8 @@ static void race_run(enum sl_queue_kind kind, int nprod, int ncons, long per_pro
     cr_assert_eq(r->disorder, 0, "%ld per-producer order violations", r->disorder);
     if (!joined)
         cr_assert_eq(r->timeouts, 0,
-                     "%ld of %ld waits slept their whole timeout (lost wakeup)", r->timeouts,
-                     r->waits);
+                     "%ld of %ld waits slept their whole timeout (lost wakeup)",
+                     r->timeouts, r->waits);
     else /* a consumer may sleep out its timeout while another one is awake
             and does the work; no item may wait for a timeout, though */
         cr_assert_lt(after.stage[st].q_wait.max, (uint64_t)WAIT_MS / 2 * 1000000,
@@ -791,9 +794,9 @@ BOTH_KINDS(eventfd_wake_all)
 
 struct lone {
     struct sl_queue *q;
-    long got;         /* atomic: items this consumer took */
-    long want;        /* stop once this many were taken */
-    uint64_t got_ns;  /* when the last one was taken */
+    long got;        /* atomic: items this consumer took */
+    long want;       /* stop once this many were taken */
+    uint64_t got_ns; /* when the last one was taken */
 };
 
 static void *lone_consumer(void *p)
@@ -823,7 +826,8 @@ static void until_sleeping(struct sl_queue *q, int consumers)
     uint64_t deadline = sl_now_ns() + 2000000000ull;
     while (uatomic_read(&q->sleepers) < consumers && sl_now_ns() < deadline)
         pause_us(200);
-    cr_assert_eq(uatomic_read(&q->sleepers), consumers, "the consumer never went to sleep");
+    cr_assert_eq(uatomic_read(&q->sleepers), consumers,
+                 "the consumer never went to sleep");
     pause_us(20000); /* from the announcement into FUTEX_WAIT */
 }
 
@@ -842,7 +846,8 @@ BOTH_KINDS(leaving_consumer_wakes_a_sleeper)
     until_sleeping(&q, 1);
     sl_queue_push(&q, &it.qn);
     pause_us(100000);
-    cr_expect_eq(uatomic_read(&l.got), 0, "a sleeper was woken while a consumer is awake");
+    cr_expect_eq(uatomic_read(&l.got), 0,
+                 "a sleeper was woken while a consumer is awake");
     uint64_t t0 = sl_now_ns();
     sl_queue_consumer_leave(&q);
     pthread_join(th, NULL);
@@ -883,8 +888,8 @@ BOTH_KINDS(deep_queue_wakes_a_sleeper)
             sl_queue_defer_end();
         pthread_join(th, NULL);
         cr_assert_eq(l.got, SL_QUEUE_WAKE_DEPTH + 1);
-        cr_expect_lt(l.got_ns - t0, 1000000000ull, "deferred %d: taken %.0f ms late", deferred,
-                     (double)(l.got_ns - t0) / 1e6);
+        cr_expect_lt(l.got_ns - t0, 1000000000ull, "deferred %d: taken %.0f ms late",
+                     deferred, (double)(l.got_ns - t0) / 1e6);
         sl_queue_consumer_leave(&q);
         sl_queue_destroy(&q);
     }
