@@ -28,7 +28,7 @@ struct sl_parts {
     off_t end[SL_MAX_RANGES];   /* exclusive */
     uint16_t text_len[SL_MAX_RANGES + 1];
     char *text[SL_MAX_RANGES + 1]; /* [n] = closing boundary */
-    char buf[];                 /* the texts, back to back */
+    char buf[];                    /* the texts, back to back */
 };
 
 /* What the stage receiving the connection should do with it. */
@@ -41,31 +41,35 @@ enum sl_conn_phase {
 struct sl_conn {
     struct sl_qnode qnode; /* queue link, while the connection is in a queue */
     int fd;
-    uint16_t reader;       /* the reader whose epoll set holds fd */
-    uint8_t phase;         /* enum sl_conn_phase */
-    bool in_reader_epoll;  /* fd added to the reader's epoll set */
+    uint16_t reader;      /* the reader whose epoll set holds fd */
+    uint8_t phase;        /* enum sl_conn_phase */
+    bool in_reader_epoll; /* fd registered in the reader's epoll set (edge-
+                             triggered, kept across requests while the
+                             reader holds the connection) */
+    bool drained;         /* the reader's last read left the socket empty
+                             (EAGAIN, or fewer bytes than asked for) */
     bool in_detector_epoll;
-    bool keepalive;        /* keep the connection after this response */
-    bool client_close;     /* the client asked to close after this response
-                              (Connection: close, HTTP/1.0): no lingering
-                              needed when nothing else was sent */
-    bool new_conn;         /* not read from yet */
-    bool refuse;           /* accepted past max_connections: answer 503 */
-    bool on_idle;          /* on the reader's idle (keep-alive) list */
-    uint32_t requests;     /* responses started on this connection */
+    bool keepalive;    /* keep the connection after this response */
+    bool client_close; /* the client asked to close after this response
+                          (Connection: close, HTTP/1.0): no lingering
+                          needed when nothing else was sent */
+    bool new_conn;     /* not read from yet */
+    bool refuse;       /* accepted past max_connections: answer 503 */
+    bool on_idle;      /* on the reader's idle (keep-alive) list */
+    uint32_t requests; /* responses started on this connection */
 
     /* Input: a request head being read, and pipelined bytes after it. */
-    char *buf;             /* allocated on demand, cap = limits.max_header_size */
+    char *buf; /* allocated on demand, cap = limits.max_header_size */
     uint32_t buf_len;
     uint32_t buf_cap;
-    uint64_t discard;      /* request body bytes still to read and drop */
+    uint64_t discard; /* request body bytes still to read and drop */
 
     /* The response being sent. */
     struct sl_cache_entry *entry; /* referenced while the body is sent */
     off_t body_start, body_off, body_end;
-    struct sl_logrec *logrec;     /* access log line for it, if logging */
-    struct sl_parts *parts;       /* multipart/byteranges body, else NULL */
-    uint64_t body_sent;           /* body bytes of this response sent so far */
+    struct sl_logrec *logrec; /* access log line for it, if logging */
+    struct sl_parts *parts;   /* multipart/byteranges body, else NULL */
+    uint64_t body_sent;       /* body bytes of this response sent so far */
     uint32_t hdr_len, hdr_off;
     int status;
     char hdr[SL_CONN_HDR_CAP];
@@ -74,9 +78,9 @@ struct sl_conn {
     struct cds_list_head timer_link; /* on a reader or detector timeout list */
     uint64_t deadline_ns;
     uint64_t req_start_ns;
-    uint64_t rx_ns;        /* when the bytes last read arrived (kernel
-                              timestamp, on sl_now_ns()'s clock), if admission
-                              control is on; else 0 */
+    uint64_t rx_ns; /* when the bytes last read arrived (kernel
+                       timestamp, on sl_now_ns()'s clock), if admission
+                       control is on; else 0 */
     union {
         struct sockaddr sa;
         struct sockaddr_in in;

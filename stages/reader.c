@@ -1,11 +1,13 @@
 /* reader.c: stage 2. Each reader thread owns an epoll set and an input queue.
  * It takes connections from its queue (new ones from the acceptor, kept-alive
  * ones back from the writers), reads and parses the next request head,
- * prepares the response through the cache, and hands the connection to the
- * writers. A connection waiting for input sits in the epoll set (one-shot, so
- * it fires once and then belongs to this thread again) and on one of two
- * timeout lists kept in deadline order: heads being received (header timeout)
- * and idle keep-alive connections (keep-alive timeout). */
+ * prepares the response through the cache, and sends it itself when that
+ * cannot wait for the disk (inline_max), else hands the connection to the
+ * writers. A connection waiting for input sits in the epoll set (edge-
+ * triggered, registered while this thread holds it; see wait_input) and on
+ * one of three timeout lists: heads being received (header timeout), idle
+ * keep-alive connections (keep-alive timeout, in deadline order) and
+ * lingering closes. */
 #include "core/http.h"
 #include "core/log.h"
 #include "core/response.h"
@@ -62,19 +64,27 @@ static void close_conn(struct sl_conn *c)
     sl_conn_close(c);
 }
 
-/* Waits for more input on C: re-arms the one-shot registration and puts C on
- * the timeout list that fits its state. */
+/* Waits for more input on C, which has nothing unread (c->drained) or has
+ * just come back from another stage: registers it in the epoll set if it is
+ * not there, and puts it on the timeout list that fits its state.
+ *
+ * Registrations are edge-triggered and stay while this reader holds the
+ * connection, so a response sent inline costs no epoll_ctl at all. An edge
+ * comes with every arrival after the read that drained the socket; adding a
+ * registration reports bytes that arrived before it at once. A connection
+ * leaves the set (leave()) before it goes to another stage, so no event ever
+ * names a connection another thread owns or has freed. */
 static void wait_input(struct reader *r, struct sl_conn *c)
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT,
-                             .data.ptr = c};
-    int op = c->in_reader_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl(r->epfd, op, c->fd, &ev) != 0) {
-        sl_log(SL_LOG_ERROR, "reader: epoll_ctl: %s", strerror(errno));
-        close_conn(c);
-        return;
+    if (!c->in_reader_epoll) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+        if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+            sl_log(SL_LOG_ERROR, "reader: epoll_ctl: %s", strerror(errno));
+            close_conn(c);
+            return;
+        }
+        c->in_reader_epoll = true;
     }
-    c->in_reader_epoll = true;
     struct cds_list_head *list;
     if (c->phase == SL_PHASE_LINGER) {
         list = &r->lingering;
@@ -96,6 +106,17 @@ static void wait_input(struct reader *r, struct sl_conn *c)
         c->buf_cap = 0;
     }
     cds_list_add_tail(&c->timer_link, list);
+}
+
+/* C goes to another stage (or back to this reader's queue): out of the epoll
+ * set first, so no event for it arrives while it is away. */
+static void leave(struct reader *r, struct sl_conn *c)
+{
+    if (c->in_reader_epoll) {
+        if (epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd, NULL) != 0)
+            sl_log(SL_LOG_ERROR, "reader: epoll_ctl(DEL): %s", strerror(errno));
+        c->in_reader_epoll = false;
+    }
 }
 
 /* Takes C off its timeout list. */
@@ -202,6 +223,7 @@ static enum outcome respond(struct reader *r, struct sl_conn *c)
 {
     c->phase = SL_PHASE_WRITE;
     if (!inline_ok(r, c)) {
+        leave(r, c);
         sl_to_send(c);
         return GONE;
     }
@@ -209,9 +231,11 @@ static enum outcome respond(struct reader *r, struct sl_conn *c)
     case SL_SENT_ALL:
         break;
     case SL_SENT_AGAIN:
+        leave(r, c);
         sl_to_detector(c);
         return GONE;
     case SL_SENT_TURN:
+        leave(r, c);
         sl_to_writer(c);
         return GONE;
     case SL_SENT_ERR:
@@ -229,10 +253,10 @@ static enum outcome respond(struct reader *r, struct sl_conn *c)
     case SL_NEXT_READ:
         break;
     }
-    if (c->buf_len == 0 && c->discard == 0 &&
+    if (c->buf_len == 0 && c->discard == 0 && c->drained &&
         !__atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED)) {
-        /* As in take(): the client has rarely sent its next request yet;
-           re-arming reports bytes already there at once. */
+        /* The last read emptied the socket, so whatever the client sends next
+           comes with a new edge: wait, no read, no epoll_ctl. */
         wait_input(r, c);
         return GONE;
     }
@@ -336,6 +360,7 @@ static void serve_input(struct reader *r, struct sl_conn *c)
                 return;
             if (o == SERVED && ++sent >= INLINE_RUN_MAX) {
                 /* A client pipelining many requests: the others' turn. */
+                leave(r, c);
                 sl_to_reader(c);
                 return;
             }
@@ -352,14 +377,17 @@ static void serve_input(struct reader *r, struct sl_conn *c)
                 return;
             continue;
         }
+        size_t room = c->buf_cap - c->buf_len;
         ssize_t n = read_input(r, c);
         if (n > 0) {
             c->buf_len += (uint32_t)n;
+            c->drained = (size_t)n < room;
             continue;
         }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN) {
+            c->drained = true;
             if (__atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED) && c->buf_len == 0 &&
                 c->discard == 0 && c->requests > 0) {
                 close_conn(c); /* draining: idle keep-alive connections go now */
@@ -405,16 +433,16 @@ static void take(struct reader *r, struct sl_conn *c)
     if (c->requests > 0 && c->buf_len == 0 && c->discard == 0 &&
         !__atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED)) {
         /* Back from a writer with nothing buffered: the client has rarely sent
-           its next request yet, so skip the read that would say EAGAIN. Re-arming
-           the one-shot registration re-checks readiness, so bytes already
-           there are reported at once. */
+           its next request yet, so skip the read that would say EAGAIN. Adding
+           the registration checks readiness, so bytes already there are
+           reported at once. */
         wait_input(r, c);
         return;
     }
     serve_input(r, c);
 }
 
-/* A connection whose one-shot registration fired. */
+/* A connection of the epoll set with new input (or a hang-up). */
 static void readable(struct reader *r, struct sl_conn *c)
 {
     if (c->phase == SL_PHASE_LINGER)

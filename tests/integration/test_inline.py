@@ -534,6 +534,57 @@ def test_forty_pipelined_small_requests_in_order(sluice_factory, test_root):
         f"reader queue enqueued {now.reader_enqueued - base.reader_enqueued} times")
 
 
+def test_pipelined_burst_larger_than_the_read_buffer(sluice_factory, test_root):
+    """500 pipelined GETs (more than the 16 KiB a read takes at once), sent
+    as one burst on a kept-alive connection that already waits in the epoll
+    set: the reader must keep reading what a full read left in the socket
+    (an edge-triggered registration reports no second edge for it)."""
+    server = sluice_factory(name="pipe500", reader_threads=1)
+    base = quiet(server)
+    paths = [TINY[i % len(TINY)] for i in range(500)]
+    burst = b"".join(request("GET", p) for p in paths)
+    assert len(burst) > 16 * KIB
+    with RawConn(server.port, rcvbuf=1 << 20, timeout=30) as c:
+        get_all(c, ["/one.bin"], test_root)  # waiting in epoll, socket drained
+        c.send(burst)
+        for i, p in enumerate(paths):
+            r = c.read_response()
+            assert r.status == 200, f"response {i} ({p}): {r.status}"
+            check_body(test_root, p, r.body)
+        # Still usable afterwards, one request at a time.
+        get_all(c, ["/one.bin", TINY[0]], test_root)
+    d, _ = counted(server, base, 503)
+    assert d["total"] == 503 and d["inline"] + d["writer"] == 503, d
+
+
+def test_pipelined_requests_ending_exactly_at_a_full_read(sluice_factory, test_root):
+    """Requests padded to exactly 2 KiB: a 16 KiB read holds exactly 8, so
+    the buffer runs empty right after a response while the socket still
+    holds the rest of the burst. The reader must read on (the last read was
+    full, so no new edge will come) rather than wait in epoll."""
+    server = sluice_factory(name="exact2k", reader_threads=1, limits_max_header_size="16k")
+    base = quiet(server)
+
+    def padded(path):
+        head = request("GET", path, headers={"X-Pad": ""})
+        pad = 2048 - len(head)
+        assert pad > 0
+        return request("GET", path, headers={"X-Pad": "p" * pad})
+
+    paths = [TINY[i % len(TINY)] for i in range(40)]
+    reqs = [padded(p) for p in paths]
+    assert all(len(r) == 2048 for r in reqs)
+    with RawConn(server.port, rcvbuf=1 << 20, timeout=10) as c:
+        get_all(c, ["/one.bin"], test_root)
+        c.send(b"".join(reqs))
+        for i, p in enumerate(paths):
+            r = c.read_response()
+            assert r.status == 200, f"response {i} ({p}): {r.status}"
+            check_body(test_root, p, r.body)
+    d, _ = counted(server, base, 41)
+    assert d["total"] == 41, d
+
+
 def test_pipelined_mix_with_a_large_file_keeps_order(sluice_factory, test_root):
     server = sluice_factory(name="pipemix")
     base = quiet(server)
