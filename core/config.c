@@ -119,7 +119,7 @@ void sl_config_defaults(struct sl_config *cfg)
     cfg->detector_threads = 1;
     cfg->writer_threads = sl_config_cpus();
     cfg->optimistic_write = true;
-    cfg->reader_inline_max = 256 * 1024;
+    cfg->reader_inline_max = 1024 * 1024;
     cfg->cache_max_entries = 10000;
     cfg->cache_validity_ns = 1 * SEC;
     cfg->cache_negative_ns = 1 * SEC;

@@ -46,7 +46,7 @@ Test(config, shipped_file_is_valid)
     cr_expect_eq(cfg.writer_threads, sl_config_cpus()); /* threads = auto */
     cr_expect_geq(cfg.writer_threads, 1);
     cr_expect_eq(cfg.reader_threads, sl_config_cpus()); /* threads = auto */
-    cr_expect_eq(cfg.reader_inline_max, 256 * 1024);
+    cr_expect_eq(cfg.reader_inline_max, 1024 * 1024);
     cr_expect_eq(cfg.queue_kind, SL_QUEUE_WFCQ);
     cr_expect_eq(cfg.cache_validity_ns, 1000000000ull);
     cr_expect_eq(cfg.max_header_size, 16384);

@@ -4,7 +4,7 @@ A reader sends a prepared response itself, instead of handing it to the
 writer pool, when sending cannot wait for the disk: responses without a file
 body (errors, redirects, 304, HEAD), bodies the cache holds in memory (files
 up to [cache] small_file_max, 16k by default), and files of at most
-inline_max bytes (256k by default) that are wholly in the page cache, which
+inline_max bytes (1m by default) that are wholly in the page cache, which
 the cache asks the kernel with cachestat(2) (Linux 6.5; without it such files
 always go to the writers). inline_max = 0 and [writer] optimistic = no turn it
 off; it is reloadable live. After 16 pipelined responses in a row on one
@@ -37,7 +37,7 @@ from helpers import RawConn, request, sha256
 
 KIB = 1024
 SMALL_FILE_MAX = 16 * KIB  # [cache] small_file_max default
-INLINE_MAX = 256 * KIB     # [reader] inline_max default
+INLINE_MAX = 1024 * KIB    # [reader] inline_max default (1m)
 PAGE = os.sysconf("SC_PAGESIZE")
 
 # In-memory files of the shared test root (<= small_file_max, not empty).
@@ -45,7 +45,9 @@ SMALL = ["/1k.bin", "/one.bin", "/page.html", "/style.css", "/dir00000/class0_1"
          "/dir00000/class0_5", "/dir00000/class0_9", "/dir00000/class1_4",
          "/dir00000/class1_9"]
 TINY = [f"/dir00000/class0_{k}" for k in range(1, 10)] + ["/page.html", "/one.bin"]
-BIG = "/1m.bin"  # > inline_max: always a writer's
+BIG = "/5m.bin"  # 5 MiB > inline_max (1m): always a writer's
+BIG_SIZE = helpers.EXTRA_FILES[BIG.lstrip("/")]
+assert BIG_SIZE > INLINE_MAX, "BIG must be larger than the default inline_max"
 
 
 # --------------------------------------------------------------- cachestat(2)
@@ -268,7 +270,7 @@ def test_heads_errors_and_redirects_are_sent_inline(sluice_factory, test_root):
         ("GET", "/withindex", None, 301),
         ("GET", "/noindex/", None, 403),
         ("GET", "/empty.bin", None, 200),
-        ("GET", BIG, {"Range": "bytes=2000000-"}, 416),
+        ("GET", BIG, {"Range": "bytes=6000000-"}, 416),  # starts past the 5 MiB
         ("OPTIONS", "*", None, 204),
         ("DELETE", "/1k.bin", None, 405),
     ]
@@ -278,7 +280,7 @@ def test_heads_errors_and_redirects_are_sent_inline(sluice_factory, test_root):
             r = c.read_response(method)
             assert r.status == want, f"{method} {path}: {r.status}, expected {want}"
     d, _ = counted(server, base, 1 + len(reqs))
-    # The first GET of the 1 MiB file was a writer's.
+    # The first GET of the 5 MiB file (> inline_max) was a writer's.
     assert d == {"total": 1 + len(reqs), "inline": len(reqs), "writer": 1}, d
 
 
@@ -312,7 +314,7 @@ def comparison_requests(etag_small, etag_big):
         ("GET", BIG, {"Range": "bytes=1000-2999"}),
         ("GET", BIG, {"Range": "bytes=-500"}),
         ("GET", "/1k.bin", {"Range": "bytes=0-9,100-199,1000-"}),
-        ("GET", BIG, {"Range": "bytes=0-99,500000-500099,1048000-"}),
+        ("GET", BIG, {"Range": "bytes=0-99,2500000-2500099,5242000-"}),
         ("GET", "/1k.bin", {"Range": "bytes=5000-6000"}),
         ("GET", "/withindex", None),
         ("OPTIONS", "*", None),
@@ -355,14 +357,17 @@ def test_inline_off_gives_identical_bytes_through_the_writers(sluice_factory, te
     assert got_on[9].body == test_root.data("/1k.bin")[10:100]
     assert got_on[10].body == test_root.data(BIG)[1000:3000]
     assert got_on[11].body == test_root.data(BIG)[-500:]
-    assert len(got_on[13].body) > 300 and test_root.data(BIG)[500000:500100] in got_on[13].body
+    big = test_root.data(BIG)
+    assert len(big) == BIG_SIZE == 5242880
+    assert len(got_on[13].body) > 300 and big[2500000:2500100] in got_on[13].body
+    assert big[:100] in got_on[13].body and big[5242000:] in got_on[13].body
 
     n = len(reqs) + 1
     d, _ = counted(off, base_off, n)
     assert d == {"total": n, "inline": 0, "writer": n}, d
-    # On the default server only file bodies of the 1 MiB file went to a
-    # writer (GET, two single ranges, one multipart), and the 50 KiB file
-    # where cachestat cannot tell that it is in the page cache.
+    # On the default server only file bodies of the 5 MiB file (> inline_max)
+    # went to a writer (GET, two single ranges, one multipart), and the 50 KiB
+    # file where cachestat cannot tell that it is in the page cache.
     big_bodies = 4 if HAVE_CACHESTAT else 5
     d, _ = counted(on, base_on, n)
     assert d == {"total": n, "inline": n - big_bodies, "writer": big_bodies}, d
@@ -472,6 +477,7 @@ def test_no_answer_is_asked_again(sluice_factory, evicting_root):
     """A no is not remembered: evicted, served by a writer, served by a
     writer again after another eviction, then inline once resident."""
     size = 120 * KIB
+    assert SMALL_FILE_MAX < size <= INLINE_MAX
     path = evicting_root / "f120k.bin"
     data = blob("f120k", size)
     server = sluice_factory(root=evicting_root, name="askagain", cache_validity="60s")
@@ -599,8 +605,9 @@ def test_pipelined_mix_with_a_large_file_keeps_order(sluice_factory, test_root):
             assert r.status == 200, f"response {i} ({p}): {r.status}"
             check_body(test_root, p, r.body)
     d, _ = counted(server, base, len(paths))
-    # The large bodies are the writers'; the rest may go inline or, after a
-    # full socket (EAGAIN), by way of the detector to a writer.
+    # The 5 MiB bodies (> inline_max) are the writers'; the rest may go
+    # inline or, after a full socket (EAGAIN), by way of the detector to a
+    # writer.
     assert d["writer"] >= n_big and d["inline"] <= len(paths) - n_big, d
     assert d["inline"] > 0, d
 
@@ -630,7 +637,7 @@ def test_live_reload_turns_inline_off_and_on(sluice_factory, test_root):
     with RawConn(server.port) as c:
         get_all(c, paths, test_root)
         d, base = counted(server, base, n)
-        assert d == {"total": n, "inline": n, "writer": 0}, f"default config: {d}"
+        assert d == {"total": n, "inline": n, "writer": 0}, f"default config (1m): {d}"
 
         reload(server, "reader", "inline_max", "0")
         # A new connection first: the reader takes it at the start of a round,
@@ -644,6 +651,7 @@ def test_live_reload_turns_inline_off_and_on(sluice_factory, test_root):
         d, base = counted(server, base, n)
         assert d == {"total": n, "inline": 0, "writer": n}, f"after inline_max = 0: {d}"
 
+        # On again with an explicit value other than the default (1m).
         reload(server, "reader", "inline_max", "256k")
         with RawConn(server.port) as c2:
             get_all(c2, paths, test_root)
@@ -658,7 +666,8 @@ def test_reload_applies_to_the_next_request_of_a_kept_alive_connection(
         sluice_factory, test_root):
     """Once a reload is done (`generation` counted it), the very next request
     obeys the new inline_max, also on a keep-alive connection that waited in
-    the reader's epoll set through the reload. Switched off and on a few
+    the reader's epoll set through the reload. Switched off (from the
+    default, 1m, the first time) and on again with an explicit 256k a few
     times, each time with the next request at once."""
     server = sluice_factory(name="reload_next", reader_threads=1)
     base = quiet(server)
@@ -667,12 +676,14 @@ def test_reload_applies_to_the_next_request_of_a_kept_alive_connection(
         get_all(c, ["/1k.bin"], test_root)
         d, base = counted(server, base, 1)
         assert d["inline"] == 1, d
-        for before, after in [("256k", "0"), ("0", "256k")] * 3:
+        before = "1m"  # the default
+        for after in ["0", "256k"] * 3:
             reload(server, "reader", "inline_max", after, step=0.002)
             get_all(c, ["/1k.bin"], test_root)
             d, base = counted(server, base, 1)
             if d["inline"] != (0 if after == "0" else 1):
                 stale.append(f"{before} -> {after}: {d}")
+            before = after
     assert not stale, ("the first request after a reload was sent as if inline_max had "
                        "its old value: " + "; ".join(stale))
 
