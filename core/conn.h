@@ -38,16 +38,23 @@ enum sl_conn_phase {
     SL_PHASE_LINGER,   /* reader: our side is shut; drain input until EOF, then close */
 };
 
+/* A connection's registration in its reader's epoll set. */
+enum sl_reg {
+    SL_REG_NONE,    /* not in the set */
+    SL_REG_ONESHOT, /* one-shot: disarmed once it fired, re-armed per request */
+    SL_REG_EDGE,    /* edge-triggered, armed while the reader holds the connection */
+};
+
 struct sl_conn {
     struct sl_qnode qnode; /* queue link, while the connection is in a queue */
     int fd;
-    uint16_t reader;      /* the reader whose epoll set holds fd */
-    uint8_t phase;        /* enum sl_conn_phase */
-    bool in_reader_epoll; /* fd registered in the reader's epoll set (edge-
-                             triggered, kept across requests while the
-                             reader holds the connection) */
-    bool drained;         /* the reader's last read left the socket empty
-                             (EAGAIN, or fewer bytes than asked for) */
+    uint16_t reader; /* the reader whose epoll set holds fd */
+    uint8_t phase;   /* enum sl_conn_phase */
+    uint8_t reg;     /* how fd is in the reader's epoll set: enum sl_reg (edge-
+                        triggered, kept across requests while the
+                        reader holds the connection) */
+    bool drained;    /* the reader's last read left the socket empty
+                        (EAGAIN, or fewer bytes than asked for) */
     bool in_detector_epoll;
     bool keepalive;    /* keep the connection after this response */
     bool client_close; /* the client asked to close after this response

@@ -64,26 +64,34 @@ static void close_conn(struct sl_conn *c)
     sl_conn_close(c);
 }
 
-/* Waits for more input on C, which has nothing unread (c->drained) or has
- * just come back from another stage: registers it in the epoll set if it is
- * not there, and puts it on the timeout list that fits its state.
+/* Waits for more input on C, which has nothing unread (c->drained), or is
+ * not registered edge-triggered: registers or re-arms it as needed, and puts
+ * it on the timeout list that fits its state.
  *
- * Registrations are edge-triggered and stay while this reader holds the
- * connection, so a response sent inline costs no epoll_ctl at all. An edge
- * comes with every arrival after the read that drained the socket; adding a
- * registration reports bytes that arrived before it at once. A connection
- * leaves the set (leave()) before it goes to another stage, so no event ever
- * names a connection another thread owns or has freed. */
+ * Two kinds of registration. While readers send responses themselves
+ * (inline_max > 0), it is edge-triggered and stays while this reader holds
+ * the connection, so a response sent inline costs no epoll_ctl at all: an
+ * edge comes with every arrival after the read that drained the socket, and
+ * adding or modifying a registration reports bytes already there at once. A
+ * connection leaves the set (leave(): EPOLL_CTL_DEL) before it goes to
+ * another stage, so no event ever names a connection another thread owns or
+ * has freed. In the full pipeline (inline_max = 0), where every response goes
+ * to the writers, it is one-shot: the event disarms it, so a hand-off needs
+ * no epoll_ctl, and one MOD re-arms it per request. */
 static void wait_input(struct reader *r, struct sl_conn *c)
 {
-    if (!c->in_reader_epoll) {
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = c};
-        if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+    bool edge = r->inline_max > 0;
+    if (c->reg != (edge ? SL_REG_EDGE : SL_REG_ONESHOT) || !edge) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP |
+                                           (edge ? EPOLLET : EPOLLONESHOT),
+                                 .data.ptr = c};
+        int op = c->reg == SL_REG_NONE ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+        if (epoll_ctl(r->epfd, op, c->fd, &ev) != 0) {
             sl_log(SL_LOG_ERROR, "reader: epoll_ctl: %s", strerror(errno));
             close_conn(c);
             return;
         }
-        c->in_reader_epoll = true;
+        c->reg = edge ? SL_REG_EDGE : SL_REG_ONESHOT;
     }
     struct cds_list_head *list;
     if (c->phase == SL_PHASE_LINGER) {
@@ -112,10 +120,10 @@ static void wait_input(struct reader *r, struct sl_conn *c)
  * set first, so no event for it arrives while it is away. */
 static void leave(struct reader *r, struct sl_conn *c)
 {
-    if (c->in_reader_epoll) {
+    if (c->reg == SL_REG_EDGE) { /* a fired one-shot one is disarmed already */
         if (epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd, NULL) != 0)
             sl_log(SL_LOG_ERROR, "reader: epoll_ctl(DEL): %s", strerror(errno));
-        c->in_reader_epoll = false;
+        c->reg = SL_REG_NONE;
     }
 }
 
@@ -253,10 +261,11 @@ static enum outcome respond(struct reader *r, struct sl_conn *c)
     case SL_NEXT_READ:
         break;
     }
-    if (c->buf_len == 0 && c->discard == 0 && c->drained &&
+    if (c->buf_len == 0 && c->discard == 0 && (c->drained || c->reg != SL_REG_EDGE) &&
         !__atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED)) {
         /* The last read emptied the socket, so whatever the client sends next
-           comes with a new edge: wait, no read, no epoll_ctl. */
+           comes with a new edge: wait, no read, no epoll_ctl. (A registration
+           that is not edge-triggered yet is armed now, which checks.) */
         wait_input(r, c);
         return GONE;
     }

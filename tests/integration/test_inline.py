@@ -612,6 +612,29 @@ def test_pipelined_mix_with_a_large_file_keeps_order(sluice_factory, test_root):
     assert d["inline"] > 0, d
 
 
+@pytest.mark.parametrize("readers", [1, 2])
+def test_full_pipeline_keeps_alive_and_pipelines(sluice_factory, test_root, readers):
+    """inline_max = 0: every response goes through the writers and the
+    reader's registrations are one-shot, re-armed per request. Keep-alive
+    one at a time, then a pipelined burst larger than a read, all answered
+    in order, none inline."""
+    server = sluice_factory(name=f"fullpipe{readers}", reader_inline_max="0",
+                            reader_threads=readers)
+    base = quiet(server)
+    paths = [TINY[i % len(TINY)] for i in range(300)] + [BIG, "/1k.bin"]
+    with RawConn(server.port, rcvbuf=1 << 20, timeout=30) as c:
+        get_all(c, SMALL + [BIG], test_root)
+        c.send(b"".join(request("GET", p) for p in paths))
+        for i, p in enumerate(paths):
+            r = c.read_response()
+            assert r.status == 200, f"response {i} ({p}): {r.status}"
+            check_body(test_root, p, r.body)
+        get_all(c, SMALL, test_root)
+    n = 2 * len(SMALL) + 1 + len(paths)
+    d, _ = counted(server, base, n)
+    assert d == {"total": n, "inline": 0, "writer": n}, d
+
+
 # --------------------------------------------------------------- switched off
 
 
