@@ -529,10 +529,11 @@ static void top_frame(FILE *f, const struct jv *cur, const struct jv *prev, bool
         snprintf(key, sizeof(key), "requests.%dxx", i);
         cls[i] = jnum(cur, key) - jnum(prev, key);
     }
+    double dinl = jnum(cur, "requests.inline") - jnum(prev, "requests.inline");
     fprintf(f,
-            "requests %.1f/s  2xx %.1f%%  3xx %.1f%%  4xx %.1f%%  5xx %.1f%%  sent %.2f "
-            "MB/s\n",
-            req, dreq > 0 ? 100 * cls[2] / dreq : 0, dreq > 0 ? 100 * cls[3] / dreq : 0,
+            "requests %.1f/s  inline %.1f%%  2xx %.1f%%  3xx %.1f%%  4xx %.1f%%  5xx %.1f%%  "
+            "sent %.2f MB/s\n",
+            req, dreq > 0 ? 100 * dinl / dreq : 0, dreq > 0 ? 100 * cls[2] / dreq : 0, dreq > 0 ? 100 * cls[3] / dreq : 0,
             dreq > 0 ? 100 * cls[4] / dreq : 0, dreq > 0 ? 100 * cls[5] / dreq : 0,
             rate(jnum(cur, "bytes_sent"), jnum(prev, "bytes_sent"), dt) / 1e6);
     double hits = jnum(cur, "cache.hits") - jnum(prev, "cache.hits");

@@ -826,8 +826,10 @@ def test_sluicectl_top_piped_is_plain(srv):
             assert re.search(rf"^{st}\s", b, re.M), b
         assert "requests" in b and "WAITp50us" in b and "BUSY%" in b
     # The first block averages since start, so it shows the load's requests.
-    m = re.search(r"requests ([0-9.]+)/s", blocks[0])
+    m = re.search(r"requests ([0-9.]+)/s  inline ([0-9.]+)%", blocks[0])
     assert m and float(m.group(1)) > 0
+    # The load's files are small: the reader sent (nearly) all of them.
+    assert 50 < float(m.group(2)) <= 100, blocks[0]
 
 
 def test_sluicectl_top_on_a_terminal_redraws(srv):
