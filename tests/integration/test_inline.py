@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -113,15 +114,48 @@ def evict(path):
         os.close(fd)
 
 
+def flush_deferred_skb_frees():
+    """A socket buffer that held pages sent with sendfile is freed on the CPU
+    that allocated it, deferred until that CPU next handles network receive
+    work; on an idle machine that can take arbitrarily long, and until then
+    the pages cannot be evicted. A short loopback exchange on every CPU runs
+    that work."""
+    old = os.sched_getaffinity(0)
+    try:
+        for cpu in sorted(old):
+            os.sched_setaffinity(0, {cpu})
+            with socket.create_server(("127.0.0.1", 0)) as lsn:
+                a = socket.create_connection(lsn.getsockname(), timeout=5)
+                b, _ = lsn.accept()
+                with a, b:
+                    b.settimeout(5)
+                    for _ in range(8):
+                        a.sendall(b"x" * 64)
+                        b.recv(64)
+                        b.sendall(b"y" * 64)
+                        a.recv(64)
+    finally:
+        os.sched_setaffinity(0, old)
+
+
 def evict_fully(path, timeout=5.0):
     """Evicts the file at PATH until cachestat says it is no longer wholly in
-    the page cache (what sluice asks). Not every page can always be dropped:
-    on this 6.18 kernel the 8 pages of one large folio sometimes stay, even
-    with no socket or process holding the file, so this retries and is
-    content with any page gone."""
+    the page cache (what sluice asks). Pages a socket buffer still holds
+    cannot be dropped: this flushes deferred socket buffer frees between
+    tries. Any page gone is enough (on this 6.18 kernel the 8 pages of one
+    large folio sometimes stay)."""
     want = pages(os.path.getsize(path))
-    helpers.wait_until(lambda: evict(path) or cached_pages(path) < want, timeout=timeout,
-                       step=0.02, what=f"{path} evicted from the page cache")
+
+    def gone():
+        evict(path)
+        if cached_pages(path) < want:
+            return True
+        flush_deferred_skb_frees()
+        evict(path)
+        return cached_pages(path) < want
+
+    helpers.wait_until(gone, timeout=timeout, step=0.02,
+                       what=f"{path} evicted from the page cache")
 
 
 def write_synced(path, data):
