@@ -410,6 +410,30 @@ def test_inline_off_gives_identical_bytes_through_the_writers(sluice_factory, te
 # --------------------------------------------------------------- page cache
 
 
+def test_default_inline_max_is_one_mebibyte(sluice_factory, tmp_path):
+    """With the shipped default (1m): a page-cached file of exactly 1 MiB is
+    sent inline, one byte more goes to a writer. The test asks for 100 bytes
+    of each (the decision is by file size), so a full socket cannot send
+    either response on by way of the detector."""
+    root = tmp_path / "www"
+    root.mkdir()
+    files = {"at.bin": blob("at1m", INLINE_MAX), "over.bin": blob("over1m", INLINE_MAX + 1)}
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+        make_resident(root / name)
+    server = sluice_factory(root=root, name="default1m")
+    base = quiet(server)
+    with RawConn(server.port) as c:
+        for name, want in (("over.bin", {"total": 1, "inline": 0, "writer": 1}),
+                           ("at.bin", {"total": 1, "inline": 1, "writer": 0}
+                            if HAVE_CACHESTAT else {"total": 1, "inline": 0, "writer": 1})):
+            c.send(request("GET", "/" + name, headers={"Range": "bytes=1000-1099"}))
+            r = c.read_response()
+            assert r.status == 206 and r.body == files[name][1000:1100], (name, r.status)
+            d, base = counted(server, base, 1)
+            assert d == want, f"{name} ({len(files[name])} bytes): {d}"
+
+
 def test_file_over_inline_max_goes_to_a_writer(sluice_factory, tmp_path):
     limit = 64 * KIB
     root = tmp_path / "www"
