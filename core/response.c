@@ -233,15 +233,41 @@ static void done_entry(struct sl_conn *c, struct sl_cache_entry *e)
     c->body_start = c->body_off = c->body_end = 0;
 }
 
-/* 206 with one range, or multipart/byteranges with several. */
-static void put_partial(struct sl_conn *c, const struct sl_request *req,
-                        struct sl_cache_entry *e, int n, const off_t *start, const off_t *end)
+/* The representation of a file that answers a request: the file itself, or
+ * with [http] precompressed on a sibling FILE.br / FILE.gz the client
+ * accepts. Validators, length and ranges are the selected bytes' own; the
+ * Content-Type is the plain file's. */
+struct rep {
+    struct sl_cache_entry *e; /* the bytes sent, referenced */
+    const char *type;         /* Content-Type */
+    const char *coding;       /* Content-Encoding, or NULL for the file itself */
+    bool vary;                /* the choice depends on Accept-Encoding */
+};
+
+/* Content-Encoding and Vary lines for R. */
+static size_t put_rep_lines(char *h, size_t off, const struct rep *r)
 {
+    if (r->coding != NULL) {
+        off = PUT_LIT(h, off, "Content-Encoding: ");
+        off = put_str(h, off, r->coding, strlen(r->coding));
+        off = PUT_LIT(h, off, "\r\n");
+    }
+    if (r->vary)
+        off = PUT_LIT(h, off, "Vary: Accept-Encoding\r\n");
+    return off;
+}
+
+/* 206 with one range, or multipart/byteranges with several. */
+static void put_partial(struct sl_conn *c, const struct sl_request *req, const struct rep *r,
+                        int n, const off_t *start, const off_t *end)
+{
+    struct sl_cache_entry *e = r->e;
     char *h = c->hdr;
     char line[160];
     size_t off = put_head_start(h, 206);
     off = PUT_LIT(h, off, "Accept-Ranges: bytes\r\n");
     off = put_validators(h, off, e);
+    off = put_rep_lines(h, off, r);
     if (n == 1) {
         int k = snprintf(line, sizeof(line),
                          "Content-Range: bytes %lld-%lld/%lld\r\nContent-Length: %lld\r\n",
@@ -249,7 +275,7 @@ static void put_partial(struct sl_conn *c, const struct sl_request *req,
                          (long long)(end[0] - start[0]));
         off = put_str(h, off, line, (size_t)k);
         off = PUT_LIT(h, off, "Content-Type: ");
-        off = put_str(h, off, e->content_type, strlen(e->content_type));
+        off = put_str(h, off, r->type, strlen(r->type));
         off = PUT_LIT(h, off, "\r\n");
         c->body_start = c->body_off = start[0];
         c->body_end = end[0];
@@ -259,7 +285,7 @@ static void put_partial(struct sl_conn *c, const struct sl_request *req,
         char boundary[40];
         snprintf(boundary, sizeof(boundary), "sluice%016llx",
                  (unsigned long long)(sl_now_ns() ^ ((uint64_t)c->fd << 40)));
-        size_t tlen = strlen(e->content_type);
+        size_t tlen = strlen(r->type);
         size_t per = 2 + 2 + strlen(boundary) + 2 + 14 + tlen + 2 + 80 + 4;
         struct sl_parts *p = sl_calloc(1, sizeof(*p) + per * (size_t)(n + 1));
         p->n = n;
@@ -272,7 +298,7 @@ static void put_partial(struct sl_conn *c, const struct sl_request *req,
                 k = snprintf(w, per,
                              "%s--%s\r\nContent-Type: %s\r\nContent-Range: bytes "
                              "%lld-%lld/%lld\r\n\r\n",
-                             i ? "\r\n" : "", boundary, e->content_type,
+                             i ? "\r\n" : "", boundary, r->type,
                              (long long)start[i], (long long)end[i] - 1, (long long)e->size);
             else
                 k = snprintf(w, per, "\r\n--%s--\r\n", boundary);
@@ -343,13 +369,21 @@ static bool accepts(struct sl_str v, const char *coding)
     return false;
 }
 
-/* With [http] precompressed on, a sibling PATH.br or PATH.gz the client
- * accepts replaces the file: same Content-Type, its own length and
- * validators, and Content-Encoding. Returns true if C was prepared. */
-static bool put_precompressed(struct sl_conn *c, const struct sl_request *req,
-                              struct sl_cache_entry *e, const char *path)
+/* Chooses the representation of the file E (at PATH) for REQ, before any
+ * precondition is looked at: validators belong to what is sent (RFC 9110
+ * 13.1: preconditions apply to the selected representation). With [http]
+ * precompressed on, the first sibling PATH.br, PATH.gz that the client
+ * accepts and that is a regular file replaces E, which is released then.
+ * R->e is the chosen entry, referenced; R->type stays valid while it is (the
+ * MIME table outlives every entry). Cannot fail. */
+static void select_rep(const struct sl_request *req, struct sl_cache_entry *e,
+                       const char *path, struct rep *r)
 {
     static const char *const codings[][2] = {{"br", ".br"}, {"gzip", ".gz"}};
+    *r = (struct rep){.e = e, .type = e->content_type, .coding = NULL,
+                      .vary = __atomic_load_n(&sl_srv.precompressed, __ATOMIC_RELAXED)};
+    if (!r->vary || req->accept_encoding.n == 0)
+        return;
     char alt[4096 + 8];
     for (size_t i = 0; i < SL_ARRAY_LEN(codings); i++) {
         if (!accepts(req->accept_encoding, codings[i][0]))
@@ -360,42 +394,28 @@ static bool put_precompressed(struct sl_conn *c, const struct sl_request *req,
             sl_cache_release(sl_srv.cache, z);
             continue;
         }
-        char *h = c->hdr;
-        char line[128];
-        size_t off = put_head_start(h, 200);
-        off = PUT_LIT(h, off, "Content-Type: ");
-        off = put_str(h, off, e->content_type, strlen(e->content_type));
-        int k = snprintf(line, sizeof(line),
-                         "\r\nContent-Encoding: %s\r\nVary: Accept-Encoding\r\n"
-                         "Content-Length: %lld\r\n",
-                         codings[i][0], (long long)z->size);
-        off = put_str(h, off, line, (size_t)k);
-        off = put_validators(h, off, z);
-        off = put_connection(h, off, c->keepalive);
         sl_cache_release(sl_srv.cache, e);
-        c->hdr_len = (uint32_t)SL_MIN(off, SL_CONN_HDR_CAP);
-        c->status = 200;
-        c->body_start = c->body_off = 0;
-        if (req->method == SL_METHOD_HEAD || z->size == 0) {
-            done_entry(c, z);
-        } else {
-            c->body_end = z->size;
-            c->entry = z;
-        }
-        return true;
+        r->e = z;
+        r->coding = codings[i][0];
+        return;
     }
-    return false;
 }
 
 static void put_file(struct sl_conn *c, const struct sl_request *req, struct sl_cache_entry *e,
                      const char *path)
 {
-    bool vary = __atomic_load_n(&sl_srv.precompressed, __ATOMIC_RELAXED);
+    struct rep r;
+    select_rep(req, e, path, &r);
+    e = r.e;
     char *h = c->hdr;
+    const char *vary = r.vary ? "Vary: Accept-Encoding\r\n" : NULL;
     int pre = preconditions(req, e);
     if (pre == 304) {
+        /* RFC 9110 15.4.5: the ETag and Vary a 200 would have had. */
         size_t off = put_head_start(h, 304);
         off = put_validators(h, off, e);
+        if (vary)
+            off = PUT_LIT(h, off, "Vary: Accept-Encoding\r\n");
         off = put_connection(h, off, c->keepalive);
         done_entry(c, e);
         c->hdr_len = (uint32_t)off;
@@ -404,32 +424,39 @@ static void put_file(struct sl_conn *c, const struct sl_request *req, struct sl_
     }
     if (pre == 412) {
         done_entry(c, e);
-        put_error(c, 412, req->method == SL_METHOD_HEAD, NULL);
+        put_error(c, 412, req->method == SL_METHOD_HEAD, vary);
         return;
     }
-    if (vary && req->accept_encoding.n > 0 && put_precompressed(c, req, e, path))
-        return;
     if (req->range.n > 0 && req->method == SL_METHOD_GET && if_range_ok(req, e)) {
         off_t start[SL_MAX_RANGES], end[SL_MAX_RANGES];
         int n = parse_ranges(req->range, e->size, start, end);
         if (n == 0) {
-            char extra[96];
-            snprintf(extra, sizeof(extra), "Content-Range: bytes */%lld\r\n",
-                     (long long)e->size);
+            char extra[128];
+            snprintf(extra, sizeof(extra), "Content-Range: bytes */%lld\r\n%s",
+                     (long long)e->size, vary ? vary : "");
             done_entry(c, e);
             put_error(c, 416, false, extra);
             return;
         }
         if (n > 0) {
-            put_partial(c, req, e, n, start, end);
+            put_partial(c, req, &r, n, start, end);
             return;
         }
     }
     size_t off = put_head_start(h, 200);
-    off = put_str(h, off, e->hdr, e->hdr_len);
+    if (r.coding == NULL) {
+        off = put_str(h, off, e->hdr, e->hdr_len);
+    } else {
+        char line[64];
+        off = PUT_LIT(h, off, "Content-Type: ");
+        off = put_str(h, off, r.type, strlen(r.type));
+        int k = snprintf(line, sizeof(line), "\r\nContent-Length: %lld\r\n",
+                         (long long)e->size);
+        off = put_str(h, off, line, (size_t)k);
+        off = put_validators(h, off, e);
+    }
     off = PUT_LIT(h, off, "Accept-Ranges: bytes\r\n");
-    if (vary)
-        off = PUT_LIT(h, off, "Vary: Accept-Encoding\r\n");
+    off = put_rep_lines(h, off, &r);
     off = put_connection(h, off, c->keepalive);
     if (off > SL_CONN_HDR_CAP) { /* an absurd Content-Type could do this */
         sl_log(SL_LOG_ERROR, "response head too large for %.*s", (int)req->target.n,
