@@ -4,6 +4,7 @@
  * RFC 9110 5.5): request smuggling needs exactly such a disagreement. */
 #include "core/http.h"
 
+#include <arpa/inet.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,15 +13,15 @@
 #define C_TCHAR 1 /* token character (RFC 9110 5.6.2): methods, field names */
 #define C_VCHAR 2 /* visible ASCII 0x21-0x7e: request-target */
 #define C_FVAL 4  /* field value byte: SP, HTAB, VCHAR, obs-text (0x80-0xff) */
-#define C_HOST 8  /* uri-host / port bytes (RFC 3986 3.2.2): Host values */
+#define C_HOST 8  /* reg-name bytes but '%': unreserved, sub-delims (RFC 3986 3.2.2) */
 
 static const unsigned char cls[256] = {
     0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0,  0,  0,  0,  0,  0,  /* 0x00 */
     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 0x10 */
-    4,  15, 6,  7,  15, 15, 15, 15, 14, 14, 15, 15, 14, 15, 15, 6,  /* 0x20 */
-    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 14, 14, 6,  14, 6,  6,  /* 0x30 */
+    4,  15, 6,  7,  15, 7,  15, 15, 14, 14, 15, 15, 14, 15, 15, 6,  /* 0x20 */
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6,  14, 6,  14, 6,  6,  /* 0x30 */
     6,  15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, /* 0x40 */
-    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 14, 6,  14, 7,  15, /* 0x50 */
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6,  6,  6,  7,  15, /* 0x50 */
     7,  15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, /* 0x60 */
     15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6,  7,  6,  15, 0,  /* 0x70 */
     4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0x80 */
@@ -38,6 +39,16 @@ static const unsigned char cls[256] = {
 static inline unsigned char lower(unsigned char c)
 {
     return (unsigned char)((unsigned)(c - 'A') < 26u ? c | 0x20 : c);
+}
+
+static inline int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = lower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
 }
 
 /* Does P[0..N) equal the lowercase literal LIT[0..N), ignoring case? */
@@ -155,6 +166,105 @@ static void connection_tokens(struct sl_str v, bool *close, bool *keep)
     }
 }
 
+/* pct-encoded = "%" HEXDIG HEXDIG, at P (before END)? */
+static bool pct_at(const char *p, const char *end)
+{
+    return end - p >= 3 && p[0] == '%' && hexval((unsigned char)p[1]) >= 0 &&
+           hexval((unsigned char)p[2]) >= 0;
+}
+
+static bool unreserved(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/* The inside of an IP-literal, P[0..END) between the brackets: IPv6address,
+ * IPv6addrz (RFC 6874: IPv6address "%25" ZoneID) or IPvFuture. */
+static bool ip_literal_ok(const char *p, const char *end)
+{
+    if (p < end && (*p == 'v' || *p == 'V')) {
+        /* IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ) */
+        const char *h = ++p;
+        while (p < end && hexval((unsigned char)*p) >= 0)
+            p++;
+        if (p == h || p == end || *p != '.' || ++p == end)
+            return false;
+        for (; p < end; p++)
+            if (!IS(*p, C_HOST) && *p != ':')
+                return false;
+        return true;
+    }
+    const char *zone = memchr(p, '%', (size_t)(end - p));
+    const char *a_end = zone ? zone : end;
+    char a[48]; /* the longest IPv6address has 45 characters */
+    size_t n = (size_t)(a_end - p);
+    struct in6_addr ip6;
+    if (n == 0 || n >= sizeof(a))
+        return false;
+    memcpy(a, p, n);
+    a[n] = '\0';
+    if (inet_pton(AF_INET6, a, &ip6) != 1)
+        return false;
+    if (zone == NULL)
+        return true;
+    /* ZoneID = 1*( unreserved / pct-encoded ), after the encoded '%' */
+    if (end - zone < 4 || zone[1] != '2' || zone[2] != '5')
+        return false;
+    for (p = zone + 3; p < end;) {
+        if (unreserved((unsigned char)*p))
+            p++;
+        else if (pct_at(p, end))
+            p += 3;
+        else
+            return false;
+    }
+    return true;
+}
+
+/* Is V a valid Host field value (RFC 9112 3.2: uri-host [ ":" port ], RFC
+ * 3986 3.2.2-3.2.3)? uri-host is an IP-literal in brackets or a reg-name,
+ * *( unreserved / pct-encoded / sub-delims ), which IPv4address is a case of;
+ * port is *DIGIT. So at most one ':' outside brackets, digits only after it.
+ * Decisions where the grammar leaves room:
+ * - an empty value is valid: the target has no authority (RFC 9112 3.2);
+ * - an empty host before a port (":80") is not: RFC 9110 4.2.1 makes an
+ *   empty host invalid for "http" URIs;
+ * - an empty port ("h:") is valid, as port = *DIGIT allows (RFC 3986 3.2.3
+ *   says to treat it as the default port); the port is never used here. */
+static bool host_ok(struct sl_str v)
+{
+    const char *p = v.p, *end = v.p + v.n;
+    if (p == end)
+        return true;
+    if (*p == '[') {
+        const char *close = memchr(p, ']', (size_t)(end - p));
+        if (close == NULL || !ip_literal_ok(p + 1, close))
+            return false;
+        p = close + 1;
+    } else {
+        const char *s = p;
+        while (p < end && *p != ':') {
+            if (IS(*p, C_HOST))
+                p++;
+            else if (pct_at(p, end))
+                p += 3;
+            else
+                return false;
+        }
+        if (p == s)
+            return false;
+    }
+    if (p == end)
+        return true;
+    if (*p++ != ':')
+        return false;
+    for (; p < end; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    return true;
+}
+
 #define NAME_IS(h, lit) ((h)->name.n == sizeof(lit) - 1 && ieq_lower((h)->name.p, lit, sizeof(lit) - 1))
 
 /* Interprets one header field into REQ. Returns SL_OK, or SL_ERR for a field
@@ -167,13 +277,9 @@ static int interpret(struct sl_request *req, const struct sl_http_header *h, boo
     switch (h->name.n) {
     case 4:
         if (NAME_IS(h, "host")) {
-            /* RFC 9112 3.2: more than one Host, or an invalid value, is 400.
-               An empty value is valid (a target without authority). */
-            if (req->has_host)
+            /* RFC 9112 3.2: more than one Host, or an invalid value, is 400. */
+            if (req->has_host || !host_ok(v))
                 return SL_ERR;
-            for (size_t i = 0; i < v.n; i++)
-                if (!IS(v.p[i], C_HOST))
-                    return SL_ERR;
             req->has_host = true;
             req->host = v;
         }
@@ -450,16 +556,6 @@ fail:
 }
 
 /* ---- request-target normalization ----------------------------------------- */
-
-static inline int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = lower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
 
 int sl_http_normalize_path(const char *target, size_t n, char *out, size_t outsz,
                            bool *trailing_slash, int *status)

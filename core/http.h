@@ -72,7 +72,10 @@ struct sl_request {
  *       allowed in field values), obs-fold, whitespace before ':', an invalid
  *       or conflicting Content-Length, Content-Length with Transfer-Encoding,
  *       Transfer-Encoding in HTTP/1.0, no Host in HTTP/1.1, more than one
- *       Host, a Host value with bytes no host or port can have;
+ *       Host, a Host value that is not uri-host [":" port] (RFC 3986: a
+ *       reg-name, IPv4 address or bracketed IPv6 / IPvFuture literal, then at
+ *       most one port of digits; empty value and empty port allowed, empty
+ *       host before a port not);
  *   414 request line longer than max_request_line (without its CRLF);
  *   431 head longer than max_header_size, or more than max_headers fields;
  *   505 HTTP major version other than 1 (HTTP/1.x with x > 1 parses as 1.1).

@@ -402,6 +402,43 @@ Test(http_parse, host_values)
     }
 }
 
+/* RFC 9112 3.2 / RFC 3986 3.2.2: the structure of a Host value, not only its
+ * bytes: reg-name or IP-literal, then at most one ":" port of digits. */
+Test(http_parse, host_structure)
+{
+    const char *good[] = {
+        "x", "x:80", "x:", "x:0", "x:65535", "x:0080", "www.example.com:443",
+        "192.0.2.1", "192.0.2.1:8080", "999.1.1.1", /* not an IPv4address: a reg-name */
+        "a%20b", "%41:1", "x.", "-", "[::]", "[::1]", "[::1]:", "[::1]:8080",
+        "[2001:db8::1]", "[2001:DB8:0:0:8:800:200C:417A]", "[::ffff:192.0.2.1]:1",
+        "[1:2:3:4:5:6:7:8]", "[fe80::1%25en0]:80", "[fe80::a%25%41b]", "[v1.x]",
+        "[vF.a:b!]", "[V7.abc]:99",
+    };
+    const char *bad[] = {
+        "x:8o", "x:80:80", "x::80", "x:-1", "x: 80", "x:+80", ":80", ":",
+        "[::1", "[::1]]", "::1", "[::1]x", "[::1]:80:80", "[::1]:8o", "[]", "[:]",
+        "[::1]]:80", "[[::1]]", "x]", "x[", "[x]", "[1.2.3.4]", "[1:2:3:4:5:6:7:8:9]",
+        "[1::2::3]", "[12345::]", "[::1%]", "[::1%25]", "[::1%eth0]", "[::1%25a b]",
+        "[v.x]", "[v1.]", "[v1x]", "[vg.x]", "[v1.x/y]", "a%2", "a%zz", "%", "a%2:80",
+        "x%41%", "[fe80::1%25en0", "x@y:80",
+    };
+    char raw[256];
+    struct sl_request req;
+    int status;
+    for (size_t i = 0; i < SL_ARRAY_LEN(good); i++) {
+        snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", good[i]);
+        cr_expect_eq(parse(raw, &req, &status), (int)strlen(raw), "\"%s\": status %d", good[i],
+                     status);
+        cr_expect(str_is(req.host, good[i]), "\"%s\"", good[i]);
+    }
+    for (size_t i = 0; i < SL_ARRAY_LEN(bad); i++) {
+        snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", bad[i]);
+        status = 0;
+        cr_expect_eq(parse(raw, &req, &status), SL_ERR, "\"%s\" accepted", bad[i]);
+        cr_expect_eq(status, 400, "\"%s\": status %d", bad[i], status);
+    }
+}
+
 Test(http_parse, head_ends_at_the_first_empty_line)
 {
     /* A bare LF empty line ends the head like CRLF does: what follows is the

@@ -29,6 +29,29 @@ static bool inside(struct sl_str s, const char *buf, size_t len)
     return s.p >= buf && s.p <= buf + len && s.n <= (size_t)(buf + len - s.p);
 }
 
+/* A rough, independent view of an accepted Host value: outside one leading
+ * bracketed literal, at most one ':' and only digits after it. */
+static bool host_shape_ok(struct sl_str h)
+{
+    size_t i = 0;
+    if (h.n > 0 && h.p[0] == '[') {
+        while (i < h.n && h.p[i] != ']')
+            i++;
+        if (i == h.n)
+            return false; /* the bracket never closes */
+        i++;
+        if (i < h.n && h.p[i] != ':')
+            return false;
+    }
+    const char *colon = memchr(h.p + i, ':', h.n - i);
+    if (colon == NULL)
+        return true;
+    for (const char *q = colon + 1; q < h.p + h.n; q++)
+        if (*q < '0' || *q > '9')
+            return false;
+    return true;
+}
+
 /* Parses BUF[0..LEN) under LIM and checks every promise of the contract.
  * Returns the parser's result, and the status in *STATUS. */
 static int parse_checked(const char *buf, size_t len, const struct sl_http_limits *lim,
@@ -73,6 +96,7 @@ static int parse_checked(const char *buf, size_t len, const struct sl_http_limit
         }
     }
     CHECK(inside(req->host, buf, (size_t)rc));
+    CHECK(req->host.n == 0 || host_shape_ok(req->host));
     CHECK(req->version == 10 || req->has_host);
     CHECK(req->content_length >= -1);
     CHECK(!(req->has_transfer_encoding && req->content_length >= 0));

@@ -438,6 +438,12 @@ CLOSING_ERRORS = {
                           b"\r\n\r\n0\r\n\r\n", 501),
     "body-too-large": (b"GET /one.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000"
                        b"\r\n\r\n", 413),
+    # RFC 9112 3.2: Host = uri-host [":" port], checked for structure
+    "host-letter-in-port": (b"GET /one.bin HTTP/1.1\r\nHost: x:8o\r\n\r\n", 400),
+    "host-two-ports": (b"GET /one.bin HTTP/1.1\r\nHost: x:80:80\r\n\r\n", 400),
+    "host-open-bracket": (b"GET /one.bin HTTP/1.1\r\nHost: [::1\r\n\r\n", 400),
+    "host-no-name": (b"GET /one.bin HTTP/1.1\r\nHost: :80\r\n\r\n", 400),
+    "host-bad-ipv6": (b"GET /one.bin HTTP/1.1\r\nHost: [1::2::3]:80\r\n\r\n", 400),
 }
 
 
@@ -456,6 +462,15 @@ def test_exactly_max_headers_accepted(sluice):
     extra = "".join(f"X-H{i}: {i}\r\n" for i in range(99))  # + Host = 100
     r = exchange(sluice.port, ("GET /one.bin HTTP/1.1\r\nHost: x\r\n" + extra + "\r\n").encode())
     assert r.status == 200
+    check_body(sluice.root, "/one.bin", r.body)
+
+
+@pytest.mark.parametrize("host", ["example.com", "example.com:8080", "x:", "192.0.2.1:80",
+                                  "[::1]", "[::1]:8080", "[fe80::1%25eth0]:80", "[v1.x]",
+                                  "a%41b"])
+def test_well_formed_hosts_accepted(sluice, host):
+    r = exchange(sluice.port, f"GET /one.bin HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    assert r.status == 200, host
     check_body(sluice.root, "/one.bin", r.body)
 
 
