@@ -272,6 +272,18 @@ static enum outcome respond(struct reader *r, struct sl_conn *c)
     return SERVED;
 }
 
+/* A response to C is being decided (REQ: its parsed head, or NULL): the
+ * bookkeeping every response gets exactly once, whichever path decides it,
+ * so it is logged and counted like any other. */
+static void begin_response(struct reader *r, struct sl_conn *c, const struct sl_request *req)
+{
+    c->deadline_ns = 0;
+    c->req_start_ns = r->now;
+    if (sl_accesslog_enabled())
+        c->logrec = sl_accesslog_record(req, c->buf, c->buf_len, &c->peer.sa);
+    SL_COUNTER_ADD(&r->st->stage[SL_STAGE_READER].processed, 1);
+}
+
 /* Parses what is buffered and responds to a complete head. */
 static enum outcome try_parse(struct reader *r, struct sl_conn *c)
 {
@@ -280,12 +292,7 @@ static enum outcome try_parse(struct reader *r, struct sl_conn *c)
     int rc = sl_http_parse_request(c->buf, c->buf_len, &sl_srv.limits, &req, &status);
     if (rc == SL_AGAIN)
         return NEED_INPUT;
-    c->deadline_ns = 0;
-    c->req_start_ns = r->now;
-    if (sl_accesslog_enabled())
-        c->logrec = sl_accesslog_record(rc == SL_ERR ? NULL : &req, c->buf, c->buf_len,
-                                        &c->peer.sa);
-    SL_COUNTER_ADD(&r->st->stage[SL_STAGE_READER].processed, 1);
+    begin_response(r, c, rc == SL_ERR ? NULL : &req);
     uint64_t wait = c->rx_ns != 0 && r->now > c->rx_ns ? r->now - c->rx_ns : 0;
     if (rc == SL_ERR) {
         c->requests++;
@@ -380,8 +387,21 @@ static void serve_input(struct reader *r, struct sl_conn *c)
             c->buf_cap = (uint32_t)sl_srv.limits.max_header_size;
             c->buf = sl_malloc(c->buf_cap);
         }
-        if (c->buf_len >= c->buf_cap) { /* the parser reports 431/414 first */
+        if (c->buf_len >= c->buf_cap) {
+            /* A full buffer the parser still waits on. If a reload raised
+               max_header_size since it was allocated, the head gets the new
+               room; else it cannot fit: 431, logged and counted like any
+               response (the parser reports 414 and other 431s first). */
+            size_t want = sl_srv.limits.max_header_size;
+            if (want > c->buf_cap) {
+                c->buf_cap = (uint32_t)want;
+                c->buf = sl_realloc(c->buf, c->buf_cap);
+                continue;
+            }
+            begin_response(r, c, NULL);
+            c->requests++;
             sl_response_error(c, 431);
+            c->buf_len = 0;
             if (respond(r, c) == GONE)
                 return;
             continue;
@@ -471,6 +491,8 @@ static void time_out(struct sl_conn *c, bool send_408)
             struct sl_tstats *st = sl_tstats_self();
             SL_COUNTER_ADD(&st->ev.requests, 1);
             SL_COUNTER_ADD(&st->ev.status_class[4], 1);
+            SL_COUNTER_ADD(&st->ev.sent_inline, 1); /* sent here, by the reader */
+            SL_COUNTER_ADD(&st->stage[SL_STAGE_READER].processed, 1);
         }
         if (w > 0)
             SL_COUNTER_ADD(&sl_tstats_self()->ev.bytes_sent, (uint64_t)w);
