@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/response.h"
 #include "core/server.h"
+#include "stages/loop.h"
 #include "stages/send.h"
 #include "stages/stages.h"
 
@@ -43,7 +44,7 @@ struct codel {
 
 struct reader {
     struct sl_thread *t;
-    int epfd;
+    struct sl_loop loop; /* epoll set (with the queue's eventfd), sweep clock */
     struct sl_queue *q;
     struct cds_list_head heads; /* receiving a request head; header timeout */
     struct cds_list_head idle;  /* between requests; keep-alive timeout */
@@ -86,7 +87,7 @@ static void wait_input(struct reader *r, struct sl_conn *c)
                                            (edge ? EPOLLET : EPOLLONESHOT),
                                  .data.ptr = c};
         int op = c->reg == SL_REG_NONE ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-        if (epoll_ctl(r->epfd, op, c->fd, &ev) != 0) {
+        if (epoll_ctl(r->loop.epfd, op, c->fd, &ev) != 0) {
             sl_log(SL_LOG_ERROR, "reader: epoll_ctl: %s", strerror(errno));
             close_conn(c);
             return;
@@ -121,7 +122,7 @@ static void wait_input(struct reader *r, struct sl_conn *c)
 static void leave(struct reader *r, struct sl_conn *c)
 {
     if (c->reg == SL_REG_EDGE) { /* a fired one-shot one is disarmed already */
-        if (epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd, NULL) != 0)
+        if (epoll_ctl(r->loop.epfd, EPOLL_CTL_DEL, c->fd, NULL) != 0)
             sl_log(SL_LOG_ERROR, "reader: epoll_ctl(DEL): %s", strerror(errno));
         c->reg = SL_REG_NONE;
     }
@@ -489,12 +490,14 @@ static void sweep(struct reader *r)
 {
     struct sl_conn *c, *tmp;
     bool draining = __atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED) != 0;
+    long idle = 0, heads = 0, lingering = 0;
     cds_list_for_each_entry_safe(c, tmp, &r->idle, timer_link)
     {
         if (!draining && c->deadline_ns > r->now)
             break;
         unlist(r, c);
         close_conn(c);
+        idle++;
     }
     /* Heads keep the deadline of their first byte while they move to the tail,
        so this list is not in deadline order: look at all of it. */
@@ -504,6 +507,7 @@ static void sweep(struct reader *r)
             continue;
         cds_list_del(&c->timer_link);
         time_out(c, c->buf_len > 0);
+        heads++;
     }
     cds_list_for_each_entry_safe(c, tmp, &r->lingering, timer_link)
     {
@@ -511,7 +515,11 @@ static void sweep(struct reader *r)
             break;
         cds_list_del(&c->timer_link);
         close_conn(c);
+        lingering++;
     }
+    if (idle + heads + lingering > 0)
+        sl_log(SL_LOG_DEBUG, "reader-%d: timed out: %ld keep-alive, %ld request, %ld lingering",
+               r->t->index, idle, heads, lingering);
 }
 
 /* The acceptor let connections in past max_connections because idle ones
@@ -585,17 +593,13 @@ void *sl_reader_main(void *arg)
     CDS_INIT_LIST_HEAD(&r.heads);
     CDS_INIT_LIST_HEAD(&r.idle);
     CDS_INIT_LIST_HEAD(&r.lingering);
-    r.epfd = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event wake = {.events = EPOLLIN, .data.ptr = NULL};
-    if (r.epfd < 0 ||
-        epoll_ctl(r.epfd, EPOLL_CTL_ADD, sl_queue_eventfd(r.q), &wake) != 0) {
+    if (sl_loop_init(&r.loop, r.q, SWEEP_NS) != SL_OK) {
         sl_log(SL_LOG_CRIT, "reader-%d: epoll: %s", t->index, strerror(errno));
         abort();
     }
     struct sl_stage_counters *sc = &r.st->stage[SL_STAGE_READER];
     struct epoll_event evs[MAX_EVENTS];
     struct sl_qnode *batch[4096];
-    uint64_t next_sweep = 0;
     while (__atomic_load_n(&sl_srv.stopping, __ATOMIC_ACQUIRE) < 2) {
         uint64_t t0 = sl_now_ns();
         r.now = t0;
@@ -608,24 +612,13 @@ void *sl_reader_main(void *arg)
         for (size_t i = 0; i < n; i++)
             take(&r, sl_conn_of(batch[i]));
         sl_queue_defer_end();
-        if (r.now >= next_sweep) {
+        if (sl_loop_sweep(&r.loop, r.now))
             sweep(&r);
-            next_sweep = r.now + SWEEP_NS;
-        }
         uint64_t t1 = sl_now_ns();
         SL_COUNTER_ADD(&sc->busy_ns, t1 - t0);
 
-        int timeout = (int)((next_sweep - t1) / 1000000) + 1;
-        bool slept = false;
-        if (n == max)
-            timeout = 0; /* more may be queued */
-        else if (sl_queue_sleep_begin(r.q))
-            slept = true;
-        else
-            timeout = 0;
-        int nev = epoll_wait(r.epfd, evs, MAX_EVENTS, timeout);
-        if (slept)
-            sl_queue_sleep_end(r.q);
+        /* n == max: more may be queued. */
+        int nev = sl_loop_wait(&r.loop, evs, MAX_EVENTS, n == max, t1);
         uint64_t t2 = sl_now_ns();
         r.now = t2;
         admission_round(&r);
@@ -649,7 +642,7 @@ void *sl_reader_main(void *arg)
     close_list(&r.heads);
     close_list(&r.idle);
     close_list(&r.lingering);
-    close(r.epfd);
+    sl_loop_close(&r.loop);
     rcu_unregister_thread();
     return NULL;
 }
