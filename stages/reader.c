@@ -48,7 +48,7 @@ struct reader {
     struct sl_queue *q;
     struct cds_list_head heads; /* receiving a request head; header timeout */
     struct cds_list_head idle;  /* between requests; keep-alive timeout */
-    struct cds_list_head lingering;
+    struct cds_list_head lingering; /* draining a closed one; LINGER_NS */
     struct sl_tstats *st;
     uint64_t now;
     int64_t rt_off;  /* CLOCK_REALTIME - sl_now_ns() clock, this round */
@@ -94,17 +94,19 @@ static void wait_input(struct reader *r, struct sl_conn *c)
         }
         c->reg = edge ? SL_REG_EDGE : SL_REG_ONESHOT;
     }
-    struct cds_list_head *list;
     if (c->phase == SL_PHASE_LINGER) {
-        list = &r->lingering;
-        /* deadline set when lingering began */
+        /* Deadline set when lingering began; a connection back from a read
+           keeps it, so the list is kept in deadline order by insertion. */
+        sl_timer_add(&r->lingering, c);
     } else if (c->buf_len > 0 || c->requests == 0 || c->discard > 0) {
-        list = &r->heads;
+        /* A request on its way (head, or a body being dropped): its header
+           timeout runs from the first wait for it, not from the last byte,
+           so trickling cannot extend it (see the event loop). */
         if (c->deadline_ns == 0)
             c->deadline_ns =
                 r->now + __atomic_load_n(&sl_srv.header_timeout_ns, __ATOMIC_RELAXED);
+        cds_list_add_tail(&c->timer_link, &r->heads);
     } else {
-        list = &r->idle;
         c->on_idle = true;
         r->nidle++;
         c->deadline_ns =
@@ -113,8 +115,8 @@ static void wait_input(struct reader *r, struct sl_conn *c)
         free(c->buf);
         c->buf = NULL;
         c->buf_cap = 0;
+        sl_timer_add(&r->idle, c); /* in order even when a reload shortens it */
     }
-    cds_list_add_tail(&c->timer_link, list);
 }
 
 /* C goes to another stage (or back to this reader's queue): out of the epoll
@@ -195,6 +197,8 @@ static void discard_buffered(struct sl_conn *c)
     memmove(c->buf, c->buf + n, c->buf_len - n);
     c->buf_len -= (uint32_t)n;
     c->discard -= n;
+    if (c->discard == 0)
+        c->deadline_ns = 0; /* the request is in whole: the next one's timeout is its own */
 }
 
 /* What became of a connection the reader worked on. */
@@ -281,7 +285,6 @@ static enum outcome try_parse(struct reader *r, struct sl_conn *c)
     int rc = sl_http_parse_request(c->buf, c->buf_len, &sl_srv.limits, &req, &status);
     if (rc == SL_AGAIN)
         return NEED_INPUT;
-    c->deadline_ns = 0;
     c->req_start_ns = r->now;
     if (sl_accesslog_enabled())
         c->logrec = sl_accesslog_record(rc == SL_ERR ? NULL : &req, c->buf, c->buf_len,
@@ -308,6 +311,11 @@ static enum outcome try_parse(struct reader *r, struct sl_conn *c)
         memmove(c->buf, c->buf + used, c->buf_len - used);
         c->buf_len -= (uint32_t)used;
     }
+    /* The head is in. A body to drop still counts against this request's
+       header timeout (one bound for head and body: trickling cannot extend
+       it); else the next request's timeout is its own. */
+    if (c->discard == 0)
+        c->deadline_ns = 0;
     if (c->buf_len == 0 && c->discard == 0) {
         free(c->buf);
         c->buf = NULL;
@@ -494,13 +502,13 @@ static void sweep(struct reader *r)
     cds_list_for_each_entry_safe(c, tmp, &r->idle, timer_link)
     {
         if (!draining && c->deadline_ns > r->now)
-            break;
+            break; /* in deadline order (sl_timer_add) */
         unlist(r, c);
         close_conn(c);
         idle++;
     }
-    /* Heads keep the deadline of their first byte while they move to the tail,
-       so this list is not in deadline order: look at all of it. */
+    /* Heads keep the deadline of their first wait while they move to the
+       tail, so this list is not in deadline order: look at all of it. */
     cds_list_for_each_entry_safe(c, tmp, &r->heads, timer_link)
     {
         if (c->deadline_ns > r->now)
@@ -512,7 +520,7 @@ static void sweep(struct reader *r)
     cds_list_for_each_entry_safe(c, tmp, &r->lingering, timer_link)
     {
         if (c->deadline_ns > r->now)
-            break;
+            break; /* in deadline order (sl_timer_add) */
         cds_list_del(&c->timer_link);
         close_conn(c);
         lingering++;
@@ -627,9 +635,13 @@ void *sl_reader_main(void *arg)
             struct sl_conn *c = evs[i].data.ptr;
             if (c == NULL)
                 continue; /* the queue's eventfd: drained above next round */
+            bool was_idle = c->on_idle;
             unlist(&r, c);
-            if (c->buf_len == 0 && c->phase == SL_PHASE_READ)
-                c->deadline_ns = 0; /* was idle: the header timeout starts now */
+            /* The keep-alive wait is over: the next request's header timeout
+               starts now. Only then: a head or body on its way keeps the
+               deadline of its first wait, whatever arrives. */
+            if (was_idle)
+                c->deadline_ns = 0;
             readable(&r, c);
         }
         sl_queue_defer_end();
