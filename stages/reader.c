@@ -530,30 +530,59 @@ static void sweep(struct reader *r)
                r->t->index, idle, heads, lingering);
 }
 
-/* The acceptor let connections in past max_connections because idle ones
- * could make room: close the longest-idle keep-alive connections (the head of
- * the idle list) until the count is back under the limit. */
+/* Held by the one reader serving the acceptor's requests for room (a
+ * try-lock among readers): two readers looking at the same request at once
+ * would each close a connection for it. */
+static int idle_closer;
+
+/* The acceptor asks for room (sl_srv.idle_close_wanted: how many idle
+ * connections to close; one per connection it let in past max_connections,
+ * or one for a client waiting with on_full = wait): close the longest-idle
+ * keep-alive connections (the head of the idle list), one per request, while
+ * the count is still over the limit. A reader with no idle connection leaves
+ * the requests to one that has some. */
 static void close_idle_for_room(struct reader *r)
 {
-    if (!__atomic_load_n(&sl_srv.idle_close_wanted, __ATOMIC_RELAXED))
+    if (cds_list_empty(&r->idle) ||
+        __atomic_load_n(&sl_srv.idle_close_wanted, __ATOMIC_RELAXED) <= 0)
         return;
-    long over = uatomic_read(&sl_srv.conns) -
-                __atomic_load_n(&sl_srv.max_connections, __ATOMIC_RELAXED);
+    int unlocked = 0;
+    /* Acquire: what the previous holder did (closes, the count) is seen. */
+    if (!__atomic_compare_exchange_n(&idle_closer, &unlocked, 1, false, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED))
+        return; /* another reader serves the requests; ours wait for our next round */
+    long max = __atomic_load_n(&sl_srv.max_connections, __ATOMIC_RELAXED);
     if (__atomic_load_n(&sl_srv.adm_on_full, __ATOMIC_RELAXED) == SL_FULL_WAIT)
-        over++; /* the acceptor waits for one free slot below the limit */
+        max--; /* the acceptor waits for one free slot below the limit */
     int closed = 0;
-    while (over > 0 && closed < IDLE_CLOSE_MAX && !cds_list_empty(&r->idle)) {
+    for (int tries = 0; tries < 2 * IDLE_CLOSE_MAX && closed < IDLE_CLOSE_MAX &&
+                        !cds_list_empty(&r->idle);
+         tries++) {
+        /* Acquire: pairs with the acceptor's release add, so the count read
+           next includes the connection the request is for. */
+        int want = __atomic_load_n(&sl_srv.idle_close_wanted, __ATOMIC_ACQUIRE);
+        if (want <= 0)
+            break;
+        if (uatomic_read(&sl_srv.conns) <= max) {
+            /* Under the limit already (clients left by themselves): the
+               requests are stale. Only the acceptor adds meanwhile; if it
+               did, look again. */
+            if (__atomic_compare_exchange_n(&sl_srv.idle_close_wanted, &want, 0, false,
+                                            __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+                break;
+            continue;
+        }
         struct sl_conn *c = cds_list_first_entry(&r->idle, struct sl_conn, timer_link);
         unlist(r, c);
         close_conn(c);
-        over--;
         closed++;
+        /* Release, after the close: an acceptor that sees the request done
+           sees the count it freed (it asks again only then). */
+        __atomic_sub_fetch(&sl_srv.idle_close_wanted, 1, __ATOMIC_RELEASE);
     }
+    __atomic_store_n(&idle_closer, 0, __ATOMIC_RELEASE); /* pairs with the acquire above */
     if (closed > 0)
         SL_COUNTER_ADD(&r->st->ev.closed_idle, (uint64_t)closed);
-    if (over <= 0 || cds_list_empty(&r->idle))
-        /* Release: the acceptor that sees the request done sees our closes. */
-        __atomic_store_n(&sl_srv.idle_close_wanted, 0, __ATOMIC_RELEASE);
 }
 
 /* Per round (before the queue, and again after epoll_wait, so a reload
