@@ -13,7 +13,6 @@ test reads again: that sweep round lasts as long as the test wants.
 Run: SLUICE_BUILD=build /usr/bin/python3 -m pytest -q tests/integration/test_review_loop.py
 """
 
-import errno
 import fcntl
 import os
 import platform
@@ -355,14 +354,12 @@ def trickle(socks, started, pace, until, payload=None):
 
 
 def connect(server):
-    s = socket.create_connection((server.host, server.port), timeout=5)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
+    c = RawConn(server.port, timeout=5)
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one byte, one segment
+    return c
 
 
-def read_response(s):
-    c = RawConn.__new__(RawConn)
-    c.sock, c.buf, c.eof = s, b"", False
+def read_response(c):
     r = c.read_response()
     assert not c.buf, c.buf[:200]
     return r
@@ -375,22 +372,23 @@ def test_trickled_body_is_cut_within_the_header_timeout(sluice_factory):
     which read as "idle"): they were never cut. Now the body counts against
     the request's header timeout (1 s)."""
     server = sluice_factory(timeouts_header="1s", timeouts_keepalive="5s")
-    socks, started = [], {}
+    conns, started = [], {}
     try:
         for _ in range(20):
-            s = connect(server)
-            s.sendall(BODY_HEAD)
-            r = read_response(s)
+            c = connect(server)
+            conns.append(c)
+            c.send(BODY_HEAD)
+            r = read_response(c)
             assert r.status == 200, r
-            started[s] = time.monotonic()
-            socks.append(s)
+            started[c.sock] = time.monotonic()
+        socks = [c.sock for c in conns]
         closed = trickle(socks, started, 0.2, time.monotonic() + 8)
         late = {i: closed[s] for i, s in enumerate(socks) if closed[s] is None or closed[s] > 3}
         assert not late, f"trickling clients not cut within 3 s (header = 1s): {late}"
         assert all(closed[s] > 0.7 for s in socks), sorted(closed.values())
     finally:
-        for s in socks:
-            s.close()
+        for c in conns:
+            c.close()
     server.ensure_serving()
 
 
@@ -399,19 +397,21 @@ def test_trickled_head_is_cut_within_the_header_timeout(sluice_factory):
     connection's start are cut (408 or close) about 1 s in."""
     server = sluice_factory(timeouts_header="1s", timeouts_keepalive="5s")
     head = b"GET /one.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200
-    socks, started = [], {}
+    conns, started = [], {}
     try:
         for _ in range(20):
-            s = connect(server)
-            started[s] = time.monotonic()
-            socks.append(s)
+            c = connect(server)
+            conns.append(c)
+            started[c.sock] = time.monotonic()
+        socks = [c.sock for c in conns]
         closed = trickle(socks, started, 0.2, time.monotonic() + 8, payload=head)
         late = {i: closed[s] for i, s in enumerate(socks) if closed[s] is None or closed[s] > 3}
         assert not late, f"trickled heads not cut within 3 s (header = 1s): {late}"
         assert all(closed[s] > 0.7 for s in socks), sorted(closed.values())
     finally:
-        for s in socks:
-            s.close()
+        for c in conns:
+            c.close()
+    server.ensure_serving()
 
 
 def test_trickled_head_then_body_share_one_timeout(sluice_factory):
@@ -419,23 +419,21 @@ def test_trickled_head_then_body_share_one_timeout(sluice_factory):
     request (2 s from the first byte), not one for the head and a fresh one
     for the body."""
     server = sluice_factory(timeouts_header="2s", timeouts_keepalive="5s")
-    s = connect(server)
-    try:
+    c = connect(server)
+    with c:
         t0 = time.monotonic()
         # The head minus its last byte, 1.6 s in eight steps.
         head = BODY_HEAD
         step = len(head) // 8
         for i in range(8):
-            s.sendall(head[i * step:(i + 1) * step] if i < 7 else head[7 * step:-1])
+            c.send(head[i * step:(i + 1) * step] if i < 7 else head[7 * step:-1])
             time.sleep(0.2)
-        s.sendall(head[-1:])
-        r = read_response(s)
+        c.send(head[-1:])
+        r = read_response(c)
         assert r.status == 200, r
-        closed = trickle([s], {s: t0}, 0.2, t0 + 8)[s]
+        closed = trickle([c.sock], {c.sock: t0}, 0.2, t0 + 8)[c.sock]
         assert closed is not None, "head + trickled body never cut"
         assert 1.8 < closed < 3.3, f"cut {closed:.2f}s after the first byte; header = 2s"
-    finally:
-        s.close()
 
 
 def test_a_whole_body_sent_at_once_is_served_and_kept_alive(sluice_factory):
