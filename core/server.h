@@ -70,8 +70,8 @@ struct sl_server {
     int adm_on_full;
     bool adm_close_idle;
     int adm_dropping;                  /* readers shedding now (atomic count) */
-    int idle_close_wanted;             /* the acceptor asks readers to close idle
-                                          keep-alive connections (atomic flag) */
+    int idle_close_wanted;             /* idle keep-alive connections the acceptor
+                                          asks readers to close (atomic count) */
     long reader_idle[SL_MAX_THREADS];  /* each reader's idle keep-alive connections
                                           (stored by that reader, read by the
                                           acceptor) */

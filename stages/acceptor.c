@@ -38,9 +38,10 @@ static long idle_conns(void)
 }
 
 /* on_full = wait found max_connections open. With close_idle and a
- * connection waiting in the backlog, asks the readers for one slot (once: a request still
- * pending is not repeated, or two idle connections could go for one new one). Returns
- * true if a slot is free after all (a reader made room since the caller looked). */
+ * connection waiting in the backlog, asks the readers for one slot (once: a
+ * request still pending, or being served, is not repeated, or two idle
+ * connections could go for one new one). Returns true if a slot is free after
+ * all (a reader made room since the caller looked). */
 static bool room_from_idle(long max)
 {
     if (!__atomic_load_n(&sl_srv.adm_close_idle, __ATOMIC_RELAXED) || idle_conns() == 0)
@@ -48,13 +49,18 @@ static bool room_from_idle(long max)
     struct pollfd p = {.fd = sl_srv.listen_fd, .events = POLLIN};
     if (poll(&p, 1, 0) <= 0)
         return false; /* nobody is waiting: close nothing */
-    /* Acquire: pairs with the reader's release store after its close, so the
-       count read below includes that close. */
-    if (__atomic_load_n(&sl_srv.idle_close_wanted, __ATOMIC_ACQUIRE) != 0)
+    /* Acquire: pairs with the reader's release decrement after its close, so
+       the count read below includes that close. */
+    int none = __atomic_load_n(&sl_srv.idle_close_wanted, __ATOMIC_ACQUIRE);
+    if (none != 0)
         return false;
     if (uatomic_read(&sl_srv.conns) < max)
         return true;
-    __atomic_store_n(&sl_srv.idle_close_wanted, 1, __ATOMIC_RELAXED);
+    /* 0 -> 1: another acceptor may ask at the same time; one request only.
+       Release: pairs with the reader's acquire load before it reads the
+       count. */
+    __atomic_compare_exchange_n(&sl_srv.idle_close_wanted, &none, 1, false, __ATOMIC_RELEASE,
+                                __ATOMIC_RELAXED);
     return false;
 }
 
@@ -66,8 +72,10 @@ static bool admit_full(int fd, long now_open, long max, bool *refuse,
     bool room = now_open <= max + over_limit_slack(max);
     if (room && __atomic_load_n(&sl_srv.adm_close_idle, __ATOMIC_RELAXED) &&
         idle_conns() > 0) {
-        /* Served like any other; a reader closes its longest-idle one. */
-        __atomic_store_n(&sl_srv.idle_close_wanted, 1, __ATOMIC_RELAXED);
+        /* Served like any other; a reader closes its longest-idle one: one
+           request per connection let in. Release: a reader that sees the
+           request sees the count that includes this connection. */
+        __atomic_add_fetch(&sl_srv.idle_close_wanted, 1, __ATOMIC_RELEASE);
         return true;
     }
     if (room &&

@@ -5,6 +5,7 @@
  * [timeouts] send is closed. */
 #include "core/log.h"
 #include "core/server.h"
+#include "stages/loop.h"
 #include "stages/stages.h"
 
 #include <errno.h>
@@ -17,9 +18,9 @@
 #define SWEEP_NS 250000000ull
 
 struct detector {
-    int epfd;
+    struct sl_loop loop; /* epoll set (with the queue's eventfd), sweep clock */
     struct sl_queue *q;
-    struct cds_list_head waiting; /* deadline order (constant timeout) */
+    struct cds_list_head waiting; /* deadline order (sl_timer_add) */
     struct sl_tstats *st;
 };
 
@@ -27,14 +28,15 @@ static void watch(struct detector *d, struct sl_conn *c, uint64_t now)
 {
     struct epoll_event ev = {.events = EPOLLOUT | EPOLLONESHOT, .data.ptr = c};
     int op = c->in_detector_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl(d->epfd, op, c->fd, &ev) != 0) {
+    if (epoll_ctl(d->loop.epfd, op, c->fd, &ev) != 0) {
         sl_log(SL_LOG_ERROR, "detector: epoll_ctl: %s", strerror(errno));
         sl_conn_close(c);
         return;
     }
     c->in_detector_epoll = true;
     c->deadline_ns = now + __atomic_load_n(&sl_srv.send_timeout_ns, __ATOMIC_RELAXED);
-    cds_list_add_tail(&c->timer_link, &d->waiting);
+    /* In order even when a reload shortens the timeout. */
+    sl_timer_add(&d->waiting, c);
 }
 
 static void sweep(struct detector *d, uint64_t now, bool all)
@@ -59,9 +61,7 @@ void *sl_detector_main(void *arg)
     rcu_register_thread();
     d.st = sl_tstats_self();
     CDS_INIT_LIST_HEAD(&d.waiting);
-    d.epfd = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event wake = {.events = EPOLLIN, .data.ptr = NULL};
-    if (d.epfd < 0 || epoll_ctl(d.epfd, EPOLL_CTL_ADD, sl_queue_eventfd(d.q), &wake) != 0) {
+    if (sl_loop_init(&d.loop, d.q, SWEEP_NS) != SL_OK) {
         sl_log(SL_LOG_CRIT, "detector: epoll: %s", strerror(errno));
         abort();
     }
@@ -69,30 +69,18 @@ void *sl_detector_main(void *arg)
     struct sl_stage_counters *sc = &d.st->stage[SL_STAGE_DETECTOR];
     struct epoll_event evs[MAX_EVENTS];
     struct sl_qnode *batch[4096];
-    uint64_t next_sweep = 0;
     while (__atomic_load_n(&sl_srv.stopping, __ATOMIC_ACQUIRE) < 2) {
         uint64_t t0 = sl_now_ns();
         size_t max = (size_t)__atomic_load_n(&sl_srv.queue_batch, __ATOMIC_RELAXED);
         size_t n = sl_queue_pop_batch(d.q, batch, max);
         for (size_t i = 0; i < n; i++)
             watch(&d, sl_conn_of(batch[i]), t0);
-        if (t0 >= next_sweep) {
+        if (sl_loop_sweep(&d.loop, t0))
             sweep(&d, t0, false);
-            next_sweep = t0 + SWEEP_NS;
-        }
         uint64_t t1 = sl_now_ns();
         SL_COUNTER_ADD(&sc->busy_ns, t1 - t0);
-        int timeout = (int)((next_sweep - t1) / 1000000) + 1;
-        bool slept = false;
-        if (n == max)
-            timeout = 0;
-        else if (sl_queue_sleep_begin(d.q))
-            slept = true;
-        else
-            timeout = 0;
-        int nev = epoll_wait(d.epfd, evs, MAX_EVENTS, timeout);
-        if (slept)
-            sl_queue_sleep_end(d.q);
+        /* n == max: more may be queued. */
+        int nev = sl_loop_wait(&d.loop, evs, MAX_EVENTS, n == max, t1);
         uint64_t t2 = sl_now_ns();
         sl_queue_defer_begin();
         for (int i = 0; i < nev; i++) {
@@ -107,7 +95,7 @@ void *sl_detector_main(void *arg)
         SL_COUNTER_ADD(&sc->busy_ns, sl_now_ns() - t2);
     }
     sweep(&d, 0, true);
-    close(d.epfd);
+    sl_loop_close(&d.loop);
     rcu_unregister_thread();
     return NULL;
 }

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/response.h"
 #include "core/server.h"
+#include "stages/loop.h"
 #include "stages/send.h"
 #include "stages/stages.h"
 
@@ -43,11 +44,11 @@ struct codel {
 
 struct reader {
     struct sl_thread *t;
-    int epfd;
+    struct sl_loop loop; /* epoll set (with the queue's eventfd), sweep clock */
     struct sl_queue *q;
     struct cds_list_head heads; /* receiving a request head; header timeout */
     struct cds_list_head idle;  /* between requests; keep-alive timeout */
-    struct cds_list_head lingering;
+    struct cds_list_head lingering; /* draining a closed one; LINGER_NS */
     struct sl_tstats *st;
     uint64_t now;
     int64_t rt_off;  /* CLOCK_REALTIME - sl_now_ns() clock, this round */
@@ -86,24 +87,26 @@ static void wait_input(struct reader *r, struct sl_conn *c)
                                            (edge ? EPOLLET : EPOLLONESHOT),
                                  .data.ptr = c};
         int op = c->reg == SL_REG_NONE ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-        if (epoll_ctl(r->epfd, op, c->fd, &ev) != 0) {
+        if (epoll_ctl(r->loop.epfd, op, c->fd, &ev) != 0) {
             sl_log(SL_LOG_ERROR, "reader: epoll_ctl: %s", strerror(errno));
             close_conn(c);
             return;
         }
         c->reg = edge ? SL_REG_EDGE : SL_REG_ONESHOT;
     }
-    struct cds_list_head *list;
     if (c->phase == SL_PHASE_LINGER) {
-        list = &r->lingering;
-        /* deadline set when lingering began */
+        /* Deadline set when lingering began; a connection back from a read
+           keeps it, so the list is kept in deadline order by insertion. */
+        sl_timer_add(&r->lingering, c);
     } else if (c->buf_len > 0 || c->requests == 0 || c->discard > 0) {
-        list = &r->heads;
+        /* A request on its way (head, or a body being dropped): its header
+           timeout runs from the first wait for it, not from the last byte,
+           so trickling cannot extend it (see the event loop). */
         if (c->deadline_ns == 0)
             c->deadline_ns =
                 r->now + __atomic_load_n(&sl_srv.header_timeout_ns, __ATOMIC_RELAXED);
+        cds_list_add_tail(&c->timer_link, &r->heads);
     } else {
-        list = &r->idle;
         c->on_idle = true;
         r->nidle++;
         c->deadline_ns =
@@ -112,8 +115,8 @@ static void wait_input(struct reader *r, struct sl_conn *c)
         free(c->buf);
         c->buf = NULL;
         c->buf_cap = 0;
+        sl_timer_add(&r->idle, c); /* in order even when a reload shortens it */
     }
-    cds_list_add_tail(&c->timer_link, list);
 }
 
 /* C goes to another stage (or back to this reader's queue): out of the epoll
@@ -121,7 +124,7 @@ static void wait_input(struct reader *r, struct sl_conn *c)
 static void leave(struct reader *r, struct sl_conn *c)
 {
     if (c->reg == SL_REG_EDGE) { /* a fired one-shot one is disarmed already */
-        if (epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd, NULL) != 0)
+        if (epoll_ctl(r->loop.epfd, EPOLL_CTL_DEL, c->fd, NULL) != 0)
             sl_log(SL_LOG_ERROR, "reader: epoll_ctl(DEL): %s", strerror(errno));
         c->reg = SL_REG_NONE;
     }
@@ -194,6 +197,8 @@ static void discard_buffered(struct sl_conn *c)
     memmove(c->buf, c->buf + n, c->buf_len - n);
     c->buf_len -= (uint32_t)n;
     c->discard -= n;
+    if (c->discard == 0)
+        c->deadline_ns = 0; /* the request is in whole: the next one's timeout is its own */
 }
 
 /* What became of a connection the reader worked on. */
@@ -277,7 +282,6 @@ static enum outcome respond(struct reader *r, struct sl_conn *c)
  * so it is logged and counted like any other. */
 static void begin_response(struct reader *r, struct sl_conn *c, const struct sl_request *req)
 {
-    c->deadline_ns = 0;
     c->req_start_ns = r->now;
     if (sl_accesslog_enabled())
         c->logrec = sl_accesslog_record(req, c->buf, c->buf_len, &c->peer.sa);
@@ -314,6 +318,11 @@ static enum outcome try_parse(struct reader *r, struct sl_conn *c)
         memmove(c->buf, c->buf + used, c->buf_len - used);
         c->buf_len -= (uint32_t)used;
     }
+    /* The head is in. A body to drop still counts against this request's
+       header timeout (one bound for head and body: trickling cannot extend
+       it); else the next request's timeout is its own. */
+    if (c->discard == 0)
+        c->deadline_ns = 0;
     if (c->buf_len == 0 && c->discard == 0) {
         free(c->buf);
         c->buf = NULL;
@@ -511,55 +520,91 @@ static void sweep(struct reader *r)
 {
     struct sl_conn *c, *tmp;
     bool draining = __atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED) != 0;
+    long idle = 0, heads = 0, lingering = 0;
     cds_list_for_each_entry_safe(c, tmp, &r->idle, timer_link)
     {
         if (!draining && c->deadline_ns > r->now)
-            break;
+            break; /* in deadline order (sl_timer_add) */
         unlist(r, c);
         close_conn(c);
+        idle++;
     }
-    /* Heads keep the deadline of their first byte while they move to the tail,
-       so this list is not in deadline order: look at all of it. */
+    /* Heads keep the deadline of their first wait while they move to the
+       tail, so this list is not in deadline order: look at all of it. */
     cds_list_for_each_entry_safe(c, tmp, &r->heads, timer_link)
     {
         if (c->deadline_ns > r->now)
             continue;
         cds_list_del(&c->timer_link);
         time_out(c, c->buf_len > 0);
+        heads++;
     }
     cds_list_for_each_entry_safe(c, tmp, &r->lingering, timer_link)
     {
         if (c->deadline_ns > r->now)
-            break;
+            break; /* in deadline order (sl_timer_add) */
         cds_list_del(&c->timer_link);
         close_conn(c);
+        lingering++;
     }
+    if (idle + heads + lingering > 0)
+        sl_log(SL_LOG_DEBUG, "reader-%d: timed out: %ld keep-alive, %ld request, %ld lingering",
+               r->t->index, idle, heads, lingering);
 }
 
-/* The acceptor let connections in past max_connections because idle ones
- * could make room: close the longest-idle keep-alive connections (the head of
- * the idle list) until the count is back under the limit. */
+/* Held by the one reader serving the acceptor's requests for room (a
+ * try-lock among readers): two readers looking at the same request at once
+ * would each close a connection for it. */
+static int idle_closer;
+
+/* The acceptor asks for room (sl_srv.idle_close_wanted: how many idle
+ * connections to close; one per connection it let in past max_connections,
+ * or one for a client waiting with on_full = wait): close the longest-idle
+ * keep-alive connections (the head of the idle list), one per request, while
+ * the count is still over the limit. A reader with no idle connection leaves
+ * the requests to one that has some. */
 static void close_idle_for_room(struct reader *r)
 {
-    if (!__atomic_load_n(&sl_srv.idle_close_wanted, __ATOMIC_RELAXED))
+    if (cds_list_empty(&r->idle) ||
+        __atomic_load_n(&sl_srv.idle_close_wanted, __ATOMIC_RELAXED) <= 0)
         return;
-    long over = uatomic_read(&sl_srv.conns) -
-                __atomic_load_n(&sl_srv.max_connections, __ATOMIC_RELAXED);
+    int unlocked = 0;
+    /* Acquire: what the previous holder did (closes, the count) is seen. */
+    if (!__atomic_compare_exchange_n(&idle_closer, &unlocked, 1, false, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED))
+        return; /* another reader serves the requests; ours wait for our next round */
+    long max = __atomic_load_n(&sl_srv.max_connections, __ATOMIC_RELAXED);
     if (__atomic_load_n(&sl_srv.adm_on_full, __ATOMIC_RELAXED) == SL_FULL_WAIT)
-        over++; /* the acceptor waits for one free slot below the limit */
+        max--; /* the acceptor waits for one free slot below the limit */
     int closed = 0;
-    while (over > 0 && closed < IDLE_CLOSE_MAX && !cds_list_empty(&r->idle)) {
+    for (int tries = 0; tries < 2 * IDLE_CLOSE_MAX && closed < IDLE_CLOSE_MAX &&
+                        !cds_list_empty(&r->idle);
+         tries++) {
+        /* Acquire: pairs with the acceptor's release add, so the count read
+           next includes the connection the request is for. */
+        int want = __atomic_load_n(&sl_srv.idle_close_wanted, __ATOMIC_ACQUIRE);
+        if (want <= 0)
+            break;
+        if (uatomic_read(&sl_srv.conns) <= max) {
+            /* Under the limit already (clients left by themselves): the
+               requests are stale. Only the acceptor adds meanwhile; if it
+               did, look again. */
+            if (__atomic_compare_exchange_n(&sl_srv.idle_close_wanted, &want, 0, false,
+                                            __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+                break;
+            continue;
+        }
         struct sl_conn *c = cds_list_first_entry(&r->idle, struct sl_conn, timer_link);
         unlist(r, c);
         close_conn(c);
-        over--;
         closed++;
+        /* Release, after the close: an acceptor that sees the request done
+           sees the count it freed (it asks again only then). */
+        __atomic_sub_fetch(&sl_srv.idle_close_wanted, 1, __ATOMIC_RELEASE);
     }
+    __atomic_store_n(&idle_closer, 0, __ATOMIC_RELEASE); /* pairs with the acquire above */
     if (closed > 0)
         SL_COUNTER_ADD(&r->st->ev.closed_idle, (uint64_t)closed);
-    if (over <= 0 || cds_list_empty(&r->idle))
-        /* Release: the acceptor that sees the request done sees our closes. */
-        __atomic_store_n(&sl_srv.idle_close_wanted, 0, __ATOMIC_RELEASE);
 }
 
 /* Per round (before the queue, and again after epoll_wait, so a reload
@@ -607,17 +652,13 @@ void *sl_reader_main(void *arg)
     CDS_INIT_LIST_HEAD(&r.heads);
     CDS_INIT_LIST_HEAD(&r.idle);
     CDS_INIT_LIST_HEAD(&r.lingering);
-    r.epfd = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event wake = {.events = EPOLLIN, .data.ptr = NULL};
-    if (r.epfd < 0 ||
-        epoll_ctl(r.epfd, EPOLL_CTL_ADD, sl_queue_eventfd(r.q), &wake) != 0) {
+    if (sl_loop_init(&r.loop, r.q, SWEEP_NS) != SL_OK) {
         sl_log(SL_LOG_CRIT, "reader-%d: epoll: %s", t->index, strerror(errno));
         abort();
     }
     struct sl_stage_counters *sc = &r.st->stage[SL_STAGE_READER];
     struct epoll_event evs[MAX_EVENTS];
     struct sl_qnode *batch[4096];
-    uint64_t next_sweep = 0;
     while (__atomic_load_n(&sl_srv.stopping, __ATOMIC_ACQUIRE) < 2) {
         uint64_t t0 = sl_now_ns();
         r.now = t0;
@@ -630,24 +671,13 @@ void *sl_reader_main(void *arg)
         for (size_t i = 0; i < n; i++)
             take(&r, sl_conn_of(batch[i]));
         sl_queue_defer_end();
-        if (r.now >= next_sweep) {
+        if (sl_loop_sweep(&r.loop, r.now))
             sweep(&r);
-            next_sweep = r.now + SWEEP_NS;
-        }
         uint64_t t1 = sl_now_ns();
         SL_COUNTER_ADD(&sc->busy_ns, t1 - t0);
 
-        int timeout = (int)((next_sweep - t1) / 1000000) + 1;
-        bool slept = false;
-        if (n == max)
-            timeout = 0; /* more may be queued */
-        else if (sl_queue_sleep_begin(r.q))
-            slept = true;
-        else
-            timeout = 0;
-        int nev = epoll_wait(r.epfd, evs, MAX_EVENTS, timeout);
-        if (slept)
-            sl_queue_sleep_end(r.q);
+        /* n == max: more may be queued. */
+        int nev = sl_loop_wait(&r.loop, evs, MAX_EVENTS, n == max, t1);
         uint64_t t2 = sl_now_ns();
         r.now = t2;
         admission_round(&r);
@@ -656,9 +686,13 @@ void *sl_reader_main(void *arg)
             struct sl_conn *c = evs[i].data.ptr;
             if (c == NULL)
                 continue; /* the queue's eventfd: drained above next round */
+            bool was_idle = c->on_idle;
             unlist(&r, c);
-            if (c->buf_len == 0 && c->phase == SL_PHASE_READ)
-                c->deadline_ns = 0; /* was idle: the header timeout starts now */
+            /* The keep-alive wait is over: the next request's header timeout
+               starts now. Only then: a head or body on its way keeps the
+               deadline of its first wait, whatever arrives. */
+            if (was_idle)
+                c->deadline_ns = 0;
             readable(&r, c);
         }
         sl_queue_defer_end();
@@ -671,7 +705,7 @@ void *sl_reader_main(void *arg)
     close_list(&r.heads);
     close_list(&r.idle);
     close_list(&r.lingering);
-    close(r.epfd);
+    sl_loop_close(&r.loop);
     rcu_unregister_thread();
     return NULL;
 }

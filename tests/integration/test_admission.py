@@ -23,9 +23,11 @@ import glob
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -479,6 +481,200 @@ def test_close_idle_no_refuses_and_keeps_idle_connections(factory):
         assert delta(st, base, "requests", "2xx") == 8
     finally:
         close_all(idle)
+
+
+def gone(conn):
+    """Has the server closed CONN (EOF or reset)? Looks without waiting and
+    without consuming anything."""
+    r, _, _ = select.select([conn.sock], [], [], 0)
+    if not r:
+        return False
+    try:
+        data = conn.sock.recv(1, socket.MSG_PEEK)
+    except ConnectionResetError:
+        return True
+    assert data == b"", f"unexpected bytes from the server: {data!r}"
+    return True
+
+
+def reader_threads(server):
+    names = []
+    for tid in os.listdir(f"/proc/{server.pid}/task"):
+        try:
+            with open(f"/proc/{server.pid}/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass
+    return sorted(n for n in names if n.startswith("reader-"))
+
+
+class Busy:
+    """Keeps the reader of one keep-alive connection awake: pipelined
+    requests sent and their responses read by two threads until stop().
+    The acceptor prefers an awake reader for new connections."""
+
+    CHUNK = request("GET", "/one.bin") * 500
+
+    def __init__(self, server):
+        self.conn = RawConn(server.port)
+        self.conn.send(request("GET", "/one.bin"))
+        r = self.conn.read_response()
+        assert r.status == 200, r
+        self.size = len(r.head) + len(r.body)  # every response is this long
+        self.sent = 0
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._send, daemon=True),
+                        threading.Thread(target=self._read, daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _send(self):
+        for _ in range(2000):  # at most 1,000,000 requests
+            if self.stopping.is_set():
+                break
+            self.conn.sock.sendall(self.CHUNK)
+            self.sent += 500
+        self.stopping.set()
+
+    def _read(self):
+        got = 0
+        while not (self.stopping.is_set() and got >= self.sent * self.size):
+            data = self.conn.sock.recv(1 << 20)
+            if not data:
+                break
+            got += len(data)
+        self.got = got
+
+    def stop(self):
+        """Stops sending, reads every response; the connection is then idle."""
+        self.stopping.set()
+        for t in self.threads:
+            t.join(30)
+        assert not any(t.is_alive() for t in self.threads)
+        assert self.got == self.sent * self.size, (self.got, self.sent, self.size)
+
+
+def idle_on_one_reader(server, n):
+    """N idle keep-alive connections, all held by one reader, the other
+    readers holding none. New connections go to the reader with the fewest,
+    except that an awake one is preferred: one connection kept busy (Busy)
+    keeps its reader awake while new ones are tried; those another reader
+    takes are closed (connections.per_reader in `stats json` tells which
+    reader took each). Oldest first."""
+    busy = Busy(server)
+    mine = []
+    try:
+        per = stats(server)["connections"]["per_reader"]
+        assert sum(per) == 1, per
+        reader = per.index(1)
+        for _ in range(100):
+            if len(mine) == n - 1:
+                break
+            before = stats(server)["connections"]["per_reader"]
+            c = keepalive(server, 1)[0]
+            after = stats(server)["connections"]["per_reader"]
+            took = [i for i, (a, b) in enumerate(zip(before, after)) if b == a + 1]
+            assert len(took) == 1, (before, after)
+            if took[0] == reader:
+                mine.append(c)
+            else:
+                c.close()
+                helpers.wait_until(lambda: stats(server)["connections"]["per_reader"] == before,
+                                   timeout=5, what="a connection on another reader closed")
+        assert len(mine) == n - 1, "new connections never went to the busy reader"
+    finally:
+        busy.stop()
+    per = stats(server)["connections"]["per_reader"]
+    assert per[reader] == n and sum(per) == n, per
+    return [busy.conn] + mine
+
+
+@pytest.mark.parametrize("on_full", ["wait", "refuse", "close"])
+def test_close_idle_with_default_readers_closes_one_per_new_client(factory, on_full):
+    """close_idle with the default reader count (one per CPU; two or more
+    here). max_connections = 4 idle keep-alive connections, all on one
+    reader; then four new clients come one by one and each stays open (and
+    idle, after its response). Each must be served, and exactly one
+    connection closed for it: a reader with no idle connection (the first
+    new client goes to it: it holds the fewest) must not drop the request
+    (none closed), and two readers must not both close one for the same
+    request (two closed)."""
+    server = factory(server_max_connections=4, admission_on_full=on_full,
+                     admission_close_idle=True, **NO_CODEL)
+    if len(reader_threads(server)) < 2:
+        pytest.skip("one CPU: the default is one reader")
+    quiet(server)
+    conns = idle_on_one_reader(server, 4)
+    base = stats(server)
+    try:
+        for i in range(1, 5):
+            time.sleep(0.5)  # readers publish their idle counts each round (<= ~100 ms)
+            c = RawConn(server.port)
+            conns.append(c)
+            c.send(request("GET", "/1k.bin"))
+            c.sock.settimeout(5)
+            r = c.read_response()
+            assert r.status == 200, f"client {i} at max_connections with idle ones: {r}"
+            helpers.wait_until(lambda: sum(map(gone, conns)) >= i, timeout=5,
+                               what=f"{i} idle connections closed for {i} new clients")
+            time.sleep(0.3)  # a second close for the same client would come now
+            closed = [k for k, x in enumerate(conns) if gone(x)]
+            assert len(closed) == i, \
+                f"{len(closed)} connections closed for {i} new clients: {closed}"
+            st = stats(server)
+            assert delta(st, base, "admission", "closed_idle") == i, st["admission"]
+            assert st["connections"]["current"] == 4, st["connections"]
+        st = stats(server)
+        assert delta(st, base, "connections", "accepted") == 4, st["connections"]
+        assert delta(st, base, "connections", "rejected") == 0, st["connections"]
+        assert delta(st, base, "requests", "2xx") == 4
+        assert st["admission"]["refused_full"] == 0
+        for c in conns:  # the ones still open still work
+            if not gone(c):
+                get_ok(c, server)
+    finally:
+        close_all(conns)
+
+
+@pytest.mark.parametrize("on_full", ["wait", "refuse", "close"])
+def test_close_idle_with_default_readers_burst_of_new_clients(factory, on_full):
+    """Default readers: three new clients at once while max_connections = 6
+    connections are idle, spread over the readers. Exactly three idle ones
+    are closed, whichever readers hold them (before the fix each reader
+    closed as many as the count was over the limit: six)."""
+    server = factory(server_max_connections=6, admission_on_full=on_full,
+                     admission_close_idle=True, **NO_CODEL)
+    if len(reader_threads(server)) < 2:
+        pytest.skip("one CPU: the default is one reader")
+    quiet(server)
+    idle = keepalive(server, 6)
+    new = []
+    try:
+        time.sleep(0.5)
+        # All three reach the kernel while sluice is frozen, so the acceptor
+        # takes them in one burst and the readers look at once.
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            helpers.wait_until(lambda: all_stopped(server.pid), timeout=5, step=0.005,
+                               what="every sluice thread stopped")
+            for _ in range(3):
+                c = RawConn(server.port)
+                c.send(request("GET", "/1k.bin"))
+                new.append(c)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        for c in new:
+            assert c.read_response().status == 200
+        helpers.wait_until(lambda: sum(map(gone, idle)) >= 3, timeout=5,
+                           what="3 idle connections closed for 3 new clients")
+        time.sleep(0.5)
+        assert sum(map(gone, idle)) == 3
+        assert not any(map(gone, new))
+        st = stats(server)
+        assert st["admission"]["closed_idle"] == 3, st["admission"]
+        assert st["connections"]["current"] == 6, st["connections"]
+    finally:
+        close_all(idle + new)
 
 
 # --------------------------------------------------------------- queue wait (CoDel)
