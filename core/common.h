@@ -30,6 +30,18 @@ void *sl_malloc(size_t n);
 void *sl_calloc(size_t nmemb, size_t n);
 void *sl_realloc(void *p, size_t n);
 char *sl_strdup(const char *s);
+/* Zeroed memory for N bytes aligned to ALIGN (a power of two, at least
+ * sizeof(void *)): for types declared over-aligned (per-thread counters and
+ * queues are cache-line aligned), which malloc/calloc do not honour past 16
+ * bytes. Freed with free(). Same OOM policy. */
+void *sl_aligned_calloc(size_t align, size_t n);
+/* The alignment a type asks for, for sl_aligned_calloc(). */
+#define SL_ALLOC_ALIGN(type) (_Alignof(type) > sizeof(void *) ? _Alignof(type) : sizeof(void *))
+/* A zeroed array of NMEMB objects of TYPE, aligned as TYPE declares. */
+#define SL_NEW_ARRAY(type, nmemb) \
+    ((type *)sl_aligned_calloc(SL_ALLOC_ALIGN(type), sl_array_bytes((nmemb), sizeof(type))))
+/* NMEMB * SIZE, aborting on overflow (same policy as out of memory). */
+size_t sl_array_bytes(size_t nmemb, size_t size);
 
 /* CLOCK_MONOTONIC in nanoseconds (vDSO, no syscall). Cannot fail. */
 static inline uint64_t sl_now_ns(void)
