@@ -390,7 +390,7 @@ static bool put_precompressed(struct sl_conn *c, const struct sl_request *req,
 static void put_file(struct sl_conn *c, const struct sl_request *req, struct sl_cache_entry *e,
                      const char *path)
 {
-    bool vary = __atomic_load_n(&sl_srv.precompressed, __ATOMIC_RELAXED);
+    bool vary = sl_set.precompressed;
     char *h = c->hdr;
     int pre = preconditions(req, e);
     if (pre == 304) {
@@ -500,7 +500,7 @@ static int status_for_errno(int err, const char *path)
 void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
 {
     bool head_only = req->method == SL_METHOD_HEAD;
-    long maxreq = __atomic_load_n(&sl_srv.max_requests_per_connection, __ATOMIC_RELAXED);
+    long maxreq = sl_set.max_requests_per_connection;
     c->requests++;
     c->keepalive = req->keepalive && !__atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED) &&
                    (maxreq == 0 || c->requests < (uint64_t)maxreq);
@@ -519,7 +519,7 @@ void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
     }
     if (req->content_length > 0) {
         if (req->content_length >
-            __atomic_load_n(&sl_srv.max_body_discard, __ATOMIC_RELAXED)) {
+            sl_set.max_body_discard) {
             sl_response_error(c, 413);
             return;
         }
