@@ -510,7 +510,10 @@ int sl_server_reload(struct sl_config *next, char *err, size_t errsz)
 
     /* 1. Prepare everything that can fail; nothing a client or an operator
        sees changes until step 2. */
+    /* A log file this step creates is removed again if the reload fails. */
     bool new_elog = strcmp(next->error_log, cur->error_log) != 0;
+    bool elog_made = new_elog && strcmp(next->error_log, "stderr") != 0 &&
+                     access(next->error_log, F_OK) != 0;
     int elog_fd = -1;
     if (new_elog && (elog_fd = sl_log_open_target(next->error_log)) < 0) {
         snprintf(err, errsz, "%s:%d: server.error_log: cannot open '%s': %s", next->path,
@@ -519,6 +522,8 @@ int sl_server_reload(struct sl_config *next, char *err, size_t errsz)
         return SL_ERR;
     }
     bool new_alog = strcmp(next->access_log, cur->access_log) != 0;
+    bool alog_made = new_alog && next->access_log[0] != '\0' &&
+                     access(next->access_log, F_OK) != 0;
     int alog_fd = new_alog ? open_access_log(next->access_log) : -1;
     if (alog_fd == -2) {
         snprintf(err, errsz, "%s:%d: server.access_log: cannot open '%s': %s", next->path,
@@ -573,10 +578,16 @@ fail_threads:
     pthread_mutex_unlock(&sl_srv.resize_lock);
     free(set);
 fail_logs:
-    if (alog_fd >= 0)
+    if (alog_fd >= 0) {
         close(alog_fd);
-    if (elog_fd > 2)
+        if (alog_made)
+            unlink(next->access_log);
+    }
+    if (elog_fd > 2) {
         close(elog_fd);
+        if (elog_made)
+            unlink(next->error_log);
+    }
     return SL_ERR;
 }
 
