@@ -66,6 +66,21 @@ static inline uint64_t sl_thread_cpu_ns(void)
                      __ATOMIC_RELAXED)
 #define SL_COUNTER_GET(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 
+/* Happens-before edges for ThreadSanitizer (make tsan) where the ordering
+ * comes from liburcu code TSan does not see (uninstrumented, inline asm
+ * atomics): a queue hand-off, a reference count's last put, call_rcu. The
+ * releasing thread marks P before the hand-off, the receiving one after it.
+ * Nothing in other builds. */
+#if defined(SLUICE_TSAN)
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define SL_TSAN_RELEASE(p) __tsan_release((void *)(p))
+#define SL_TSAN_ACQUIRE(p) __tsan_acquire((void *)(p))
+#else
+#define SL_TSAN_RELEASE(p) ((void)(p))
+#define SL_TSAN_ACQUIRE(p) ((void)(p))
+#endif
+
 /* Names the calling thread (truncated to 15 bytes) for top -H and /proc. */
 void sl_set_thread_name(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
