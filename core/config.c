@@ -567,7 +567,8 @@ static int check_all(struct sl_config *cfg, char *err, size_t errsz)
                  find_key_line(p, "server", "root"));
         return SL_ERR;
     }
-    if (cfg->index[0] == '\0' || strchr(cfg->index, '/') != NULL) {
+    if (cfg->index[0] == '\0' || strchr(cfg->index, '/') != NULL ||
+        strlen(cfg->index) > SL_INDEX_MAX) {
         snprintf(err, errsz, "%d: http.index: '%s' must be a plain file name",
                  find_key_line(p, "http", "index"), cfg->index);
         return SL_ERR;

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #define SL_MAX_THREADS 256
+#define SL_INDEX_MAX 255 /* [http] index: a file name (NAME_MAX) */
 
 enum sl_access_format { SL_ACCESS_COMBINED = 0, SL_ACCESS_JSON = 1 };
 

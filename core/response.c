@@ -568,9 +568,7 @@ void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
     }
     size_t plen = strlen(path);
     if (slash) {
-        rcu_read_lock(); /* the config may be swapped by a reload */
-        snprintf(path + plen, sizeof(path) - plen, "%s", rcu_dereference(sl_srv.cfg)->index);
-        rcu_read_unlock();
+        snprintf(path + plen, sizeof(path) - plen, "%s", sl_set.index);
     }
     struct sl_cache_entry *e = sl_cache_get(sl_srv.cache, path);
     if (e->err == 0 && !e->is_dir) {

@@ -23,14 +23,22 @@
 struct sl_server sl_srv;
 __thread struct sl_settings sl_set;
 
+/* For ThreadSanitizer only: stands for the grace period. RCU readers of
+ * sl_srv.settings and sl_srv.cfg mark it before rcu_read_unlock(); the main
+ * thread after synchronize_rcu(), before it frees what they read. TSan cannot
+ * see liburcu's own ordering (tests/tsan.supp). */
+static char rcu_gp_token;
+
 void sl_settings_read(struct sl_settings *out)
 {
     rcu_read_lock();
     /* rcu_dereference pairs with rcu_assign_pointer/rcu_xchg_pointer in
        publish(): the snapshot's fields are seen as initialised. */
     const struct sl_settings *s = rcu_dereference(sl_srv.settings);
+    SL_TSAN_ACQUIRE(s); /* pairs with publish() */
     if (s != NULL)
         *out = *s;
+    SL_TSAN_RELEASE(&rcu_gp_token);
     rcu_read_unlock();
 }
 
@@ -216,6 +224,7 @@ static struct sl_settings *settings_new(const struct sl_config *cfg)
     n->adm_retry_after = cfg->adm_retry_after;
     n->adm_on_full = cfg->adm_on_full;
     n->adm_close_idle = cfg->adm_close_idle;
+    snprintf(n->index, sizeof(n->index), "%s", cfg->index); /* length checked at load */
     return n;
 }
 
@@ -226,6 +235,7 @@ static struct sl_settings *publish(struct sl_settings *next)
     /* rcu_xchg_pointer has release semantics: NEXT's fields are written
        before any reader can load the pointer (pairs with rcu_dereference in
        sl_settings_read). */
+    SL_TSAN_RELEASE(next);
     return rcu_xchg_pointer(&sl_srv.settings, next);
 }
 
@@ -566,8 +576,10 @@ int sl_server_reload(struct sl_config *next, char *err, size_t errsz)
     struct sl_settings *old_set = publish(set);
     /* Readers may be looking at the old config (index name) under
        rcu_read_lock(); free both only after they are done. */
+    SL_TSAN_RELEASE(next);
     struct sl_config *old = rcu_xchg_pointer(&sl_srv.cfg, next);
     synchronize_rcu();
+    SL_TSAN_ACQUIRE(&rcu_gp_token); /* every reader of OLD and OLD_SET is done */
     free(old_set);
     sl_config_free(old);
     free(old);
@@ -624,6 +636,7 @@ size_t sl_server_config_json(char *out, size_t cap)
     sl_settings_read(&v);
     rcu_read_lock();
     const struct sl_config *cfg = rcu_dereference(sl_srv.cfg);
+    SL_TSAN_ACQUIRE(cfg); /* pairs with the release in sl_server_reload() */
     JSON_PUT("{\"generation\":%lu,\"listen\":", uatomic_read(&sl_srv.generation));
     json_str(out, cap, &len, cfg ? cfg->listen : "");
     JSON_PUT(",\"root\":");
@@ -637,6 +650,7 @@ size_t sl_server_config_json(char *out, size_t cap)
     JSON_PUT(",\"access_log_format\":\"%s\",\"log_level\":%d",
              cfg && cfg->access_log_format == SL_ACCESS_JSON ? "json" : "combined",
              cfg ? cfg->log_level : -1);
+    SL_TSAN_RELEASE(&rcu_gp_token);
     rcu_read_unlock();
     JSON_PUT(",\"threads\":{\"acceptor\":%d,\"reader\":%d,\"detector\":1,\"writer\":%d}",
              sl_server_threads(SL_STAGE_ACCEPTOR), sl_server_threads(SL_STAGE_READER),
@@ -740,6 +754,6 @@ void sl_server_stop(uint64_t timeout_ns)
     sl_mime_free(s->mime);
     s->mime = NULL;
     close(s->root_fd);
-    /* Every thread that read the settings is joined. */
+    /* Every thread that read the settings is joined (the status thread too). */
     free(rcu_xchg_pointer(&s->settings, NULL));
 }

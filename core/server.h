@@ -41,6 +41,7 @@ struct sl_settings {
     int adm_retry_after;
     int adm_on_full;
     bool adm_close_idle;
+    char index[SL_INDEX_MAX + 1]; /* [http] index */
 };
 
 /* This thread's copy of the live settings, taken by sl_settings_refresh().
