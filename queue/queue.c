@@ -148,6 +148,7 @@ static bool lfq_empty(struct cds_lfq_queue_rcu *lfq)
 {
     rcu_read_lock();
     struct cds_lfq_node_rcu *head = rcu_dereference(lfq->head);
+    SL_TSAN_ACQUIRE(head); /* a wrap's node is its first member: pairs with the push */
     bool empty = head->dummy && rcu_dereference(head->next) == NULL;
     rcu_read_unlock();
     return empty;
