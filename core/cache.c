@@ -388,6 +388,7 @@ static void sweep(struct sl_cache *c, long target, struct sl_tstats *ts)
     long visits = 4 * count + 16;        /* hard stop against replace storms */
     while (n != NULL && visits-- > 0 && uatomic_read(&c->count) > target) {
         struct entry *e = caa_container_of(n, struct entry, node);
+        SL_TSAN_ACQUIRE(e); /* found in the table: pairs with its publication */
         if (second_chances-- > 0 && CMM_LOAD_SHARED(e->accessed))
             CMM_STORE_SHARED(e->accessed, 0);
         else if (unlink_entry(c, e))
@@ -400,6 +401,7 @@ static void sweep(struct sl_cache *c, long target, struct sl_tstats *ts)
     c->hand = NULL;
     if (n != NULL) {
         struct entry *e = caa_container_of(n, struct entry, node);
+        SL_TSAN_ACQUIRE(e);
         c->hand = sl_strdup(e->key);
         c->hand_hash = e->hash;
     }

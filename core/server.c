@@ -339,19 +339,6 @@ fail:
     return SL_ERR;
 }
 
-int sl_server_accept(void)
-{
-    struct sl_server *s = &sl_srv;
-    for (int i = 0; i < s->cfg->acceptor_threads; i++) {
-        if (spawn(&s->acceptors[i], i, sl_acceptor_main) != SL_OK) {
-            s->nacceptors = i;
-            return SL_ERR;
-        }
-    }
-    s->nacceptors = s->cfg->acceptor_threads;
-    return SL_OK;
-}
-
 /* ---- live resizing ---- */
 
 /* One resizable pool: its slots, how many are started, and the target its
@@ -415,6 +402,16 @@ static int resize(struct pool p, int n)
 {
     shrink(p, n);
     return grow(p, n);
+}
+
+int sl_server_accept(void)
+{
+    /* Under the resize lock: the status socket is already up, and a `set
+       acceptor.threads` may run at the same time (TSan found the race). */
+    pthread_mutex_lock(&sl_srv.resize_lock);
+    int rc = grow(pool_of("acceptor"), sl_srv.cfg->acceptor_threads);
+    pthread_mutex_unlock(&sl_srv.resize_lock);
+    return rc;
 }
 
 int sl_server_set_threads(const char *stage, int n, char *err, size_t errsz)
