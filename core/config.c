@@ -411,7 +411,11 @@ static int find_key_line(const char *path, const char *section, const char *key)
 
 int sl_config_line(const struct sl_config *cfg, const char *section, const char *key)
 {
-    return cfg->path ? find_key_line(cfg->path, section, key) : 0;
+    /* Keeps errno: callers pass strerror(errno) in the same argument list. */
+    int saved = errno;
+    int line = cfg->path ? find_key_line(cfg->path, section, key) : 0;
+    errno = saved;
+    return line;
 }
 
 /* Only digits and dots: meant as an IPv4 address, never looked up as a name. */

@@ -102,7 +102,7 @@ int sl_config_load(struct sl_config *cfg, const char *path, char *err, size_t er
 
 /* The line of CFG's file where SECTION.KEY is set, or 0 if it is not (the
  * default is in effect). For errors found after parsing, which must still
- * name FILE:LINE. Cannot fail. */
+ * name FILE:LINE. Leaves errno as it was. Cannot fail. */
 int sl_config_line(const struct sl_config *cfg, const char *section, const char *key);
 
 /* Splits a [server] listen value, "HOST:PORT", "[V6]:PORT" or ":PORT" (any
