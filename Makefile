@@ -2,12 +2,13 @@
 # README.md; .ci/run calls `make test`.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc)
 PYTHON     ?= /usr/bin/python3
 CONF       ?= sluice.conf
 
-.PHONY: all deps build asan fuzz-build run test unit integration test-asan fuzz fuzz-smoke bench clean
+.PHONY: all deps build asan tsan fuzz-build run test unit integration test-asan fuzz fuzz-smoke bench clean
 
 all: build
 
@@ -26,17 +27,26 @@ $(ASAN_BUILD)/Makefile:
 asan: $(ASAN_BUILD)/Makefile
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
+$(TSAN_BUILD)/Makefile:
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_TSAN=ON
+
+tsan: $(TSAN_BUILD)/Makefile
+	cmake --build $(TSAN_BUILD) -j $(JOBS)
+
 # Serve the sample site on 127.0.0.1:8080 with the shipped config.
 run: deps build
 	./$(BUILD)/sluice -c $(CONF)
 
 # Everything CI runs: unit and integration tests on the normal build, then
-# again under ASan+UBSan, then a short bounded fuzz run.
+# again under ASan+UBSan, then under ThreadSanitizer, then a short bounded
+# fuzz run.
 test: deps
 	$(MAKE) build
 	$(MAKE) unit integration
 	$(MAKE) asan
 	$(MAKE) unit integration BUILD=$(ASAN_BUILD)
+	$(MAKE) tsan
+	$(MAKE) unit integration BUILD=$(TSAN_BUILD)
 	$(MAKE) fuzz-smoke
 	@echo "make test: all suites passed"
 
@@ -65,4 +75,4 @@ bench: deps build
 	./tools/sluice-bench
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

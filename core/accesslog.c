@@ -294,9 +294,19 @@ int sl_accesslog_start(const char *path, int format, enum sl_queue_kind kind)
     return SL_OK;
 }
 
-int sl_accesslog_configure(const char *path, int format)
+int sl_accesslog_open_file(const char *path)
+{
+    return open_log(path);
+}
+
+void sl_accesslog_set_format(int format)
 {
     __atomic_store_n(&lg.format, format, __ATOMIC_RELAXED);
+}
+
+int sl_accesslog_configure(const char *path, int format)
+{
+    sl_accesslog_set_format(format);
     pthread_mutex_lock(&lg.lock);
     bool same = lg.path && strcmp(lg.path, path) == 0;
     pthread_mutex_unlock(&lg.lock);
@@ -305,6 +315,12 @@ int sl_accesslog_configure(const char *path, int format)
     int fd = -1;
     if (path[0] != '\0' && (fd = open_log(path)) < 0)
         return SL_ERR;
+    sl_accesslog_switch(path, fd);
+    return SL_OK;
+}
+
+void sl_accesslog_switch(const char *path, int fd)
+{
     pthread_mutex_lock(&lg.lock);
     free(lg.path);
     lg.path = sl_strdup(path);
@@ -315,7 +331,6 @@ int sl_accesslog_configure(const char *path, int format)
     pthread_mutex_unlock(&lg.lock);
     __atomic_store_n(&lg.enabled, fd >= 0, __ATOMIC_RELEASE);
     sl_queue_wake_all(&lg.q);
-    return SL_OK;
 }
 
 void sl_accesslog_reopen(void)

@@ -39,6 +39,14 @@ int sl_accesslog_start(const char *path, int format, enum sl_queue_kind kind);
  * old file stays). Main thread only. */
 int sl_accesslog_configure(const char *path, int format);
 
+/* The steps of sl_accesslog_configure(), for a reload that switches nothing
+ * until every step has succeeded: open_file opens PATH for appending (fd, or
+ * -1 with errno); switch makes FD (-1: off) the file for PATH, taking FD;
+ * set_format changes the format. Main thread only; the last two cannot fail. */
+int sl_accesslog_open_file(const char *path);
+void sl_accesslog_switch(const char *path, int fd);
+void sl_accesslog_set_format(int format);
+
 /* Asks the logger to reopen its file (SIGUSR1). Any thread. */
 void sl_accesslog_reopen(void);
 

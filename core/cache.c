@@ -132,12 +132,15 @@ static bool transient(int err)
 
 static void free_rcu(struct rcu_head *head)
 {
-    free(caa_container_of(head, struct entry, rcu));
+    struct entry *e = caa_container_of(head, struct entry, rcu);
+    SL_TSAN_ACQUIRE(e); /* pairs with release(): call_rcu's ordering, for TSan */
+    free(e);
 }
 
 static void release(struct urcu_ref *ref)
 {
     struct entry *e = caa_container_of(ref, struct entry, ref);
+    SL_TSAN_ACQUIRE(e); /* pairs with put(): the last decrement, for TSan */
     struct sl_cache *c = e->cache;
     /* The count is zero, so no thread holds or can take a reference: the fd is
        unused. The memory may still be read by RCU readers: free it later. */
@@ -146,8 +149,10 @@ static void release(struct urcu_ref *ref)
         uatomic_dec(&c->open_fds); /* statistics only: no ordering needed */
     }
     uatomic_dec(&c->live); /* read by destroy after rcu_barrier() */
-    if (e->published)
+    if (e->published) {
+        SL_TSAN_RELEASE(e);
         call_rcu(&e->rcu, free_rcu);
+    }
     else
         free(e); /* never reachable from the table */
 }
@@ -156,6 +161,7 @@ static void put(struct entry *e)
 {
     /* urcu_ref_put's atomic decrement is a full barrier: every use of the
        entry by this thread happens before release() runs in another. */
+    SL_TSAN_RELEASE(e); /* pairs with release() */
     urcu_ref_put(&e->ref, release);
 }
 
@@ -336,6 +342,7 @@ static bool swap_in(struct sl_cache *c, struct entry *old, struct entry *fresh)
     struct cds_lfht_iter iter;
     int rc = -ENOENT;
     fresh->published = true;
+    SL_TSAN_RELEASE(fresh); /* the replace's barrier, for TSan: pairs with lookups */
     rcu_read_lock();
     cds_lfht_lookup(c->ht, old->hash, match, old->key, &iter);
     if (cds_lfht_iter_get_node(&iter) == &old->node)
@@ -381,6 +388,7 @@ static void sweep(struct sl_cache *c, long target, struct sl_tstats *ts)
     long visits = 4 * count + 16;        /* hard stop against replace storms */
     while (n != NULL && visits-- > 0 && uatomic_read(&c->count) > target) {
         struct entry *e = caa_container_of(n, struct entry, node);
+        SL_TSAN_ACQUIRE(e); /* found in the table: pairs with its publication */
         if (second_chances-- > 0 && CMM_LOAD_SHARED(e->accessed))
             CMM_STORE_SHARED(e->accessed, 0);
         else if (unlink_entry(c, e))
@@ -393,6 +401,7 @@ static void sweep(struct sl_cache *c, long target, struct sl_tstats *ts)
     c->hand = NULL;
     if (n != NULL) {
         struct entry *e = caa_container_of(n, struct entry, node);
+        SL_TSAN_ACQUIRE(e);
         c->hand = sl_strdup(e->key);
         c->hand_hash = e->hash;
     }
@@ -442,6 +451,7 @@ static struct entry *publish(struct sl_cache *c, struct entry *fresh,
             return make_private(fresh); /* a sweep lags behind a flood */
     }
     fresh->published = true;
+    SL_TSAN_RELEASE(fresh); /* the insert's barrier, for TSan: pairs with lookups */
     for (;;) {
         rcu_read_lock();
         struct cds_lfht_node *n =
@@ -456,6 +466,7 @@ static struct entry *publish(struct sl_cache *c, struct entry *fresh,
             return fresh;
         }
         struct entry *other = caa_container_of(n, struct entry, node);
+        SL_TSAN_ACQUIRE(other); /* found in the table: pairs with its publication */
         bool got = urcu_ref_get_unless_zero(&other->ref);
         rcu_read_unlock();
         if (!got)
@@ -538,6 +549,7 @@ struct sl_cache_entry *sl_cache_get(struct sl_cache *c, const char *path)
         /* The read lock keeps FOUND's memory alive for this attempt; the
            cmpxchg inside is a full barrier, ordering our later reads of the
            entry after we own a reference. */
+        SL_TSAN_ACQUIRE(found); /* found in the table: pairs with its publication */
         if (urcu_ref_get_unless_zero(&found->ref))
             e = found;
     }

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,25 @@ void *sl_realloc(void *old, size_t n)
     if (SL_UNLIKELY(p == NULL))
         oom(n);
     return p;
+}
+
+void *sl_aligned_calloc(size_t align, size_t n)
+{
+    void *p = NULL;
+    /* posix_memalign, not aligned_alloc: C11 wants N to be a multiple of
+       ALIGN there, and a struct's size need not be. */
+    if (SL_UNLIKELY(posix_memalign(&p, align, n ? n : 1) != 0))
+        oom(n);
+    memset(p, 0, n);
+    return p;
+}
+
+size_t sl_array_bytes(size_t nmemb, size_t size)
+{
+    size_t n;
+    if (SL_UNLIKELY(__builtin_mul_overflow(nmemb, size, &n)))
+        oom(SIZE_MAX);
+    return n;
 }
 
 char *sl_strdup(const char *s)

@@ -30,6 +30,18 @@ void *sl_malloc(size_t n);
 void *sl_calloc(size_t nmemb, size_t n);
 void *sl_realloc(void *p, size_t n);
 char *sl_strdup(const char *s);
+/* Zeroed memory for N bytes aligned to ALIGN (a power of two, at least
+ * sizeof(void *)): for types declared over-aligned (per-thread counters and
+ * queues are cache-line aligned), which malloc/calloc do not honour past 16
+ * bytes. Freed with free(). Same OOM policy. */
+void *sl_aligned_calloc(size_t align, size_t n);
+/* The alignment a type asks for, for sl_aligned_calloc(). */
+#define SL_ALLOC_ALIGN(type) (_Alignof(type) > sizeof(void *) ? _Alignof(type) : sizeof(void *))
+/* A zeroed array of NMEMB objects of TYPE, aligned as TYPE declares. */
+#define SL_NEW_ARRAY(type, nmemb) \
+    ((type *)sl_aligned_calloc(SL_ALLOC_ALIGN(type), sl_array_bytes((nmemb), sizeof(type))))
+/* NMEMB * SIZE, aborting on overflow (same policy as out of memory). */
+size_t sl_array_bytes(size_t nmemb, size_t size);
 
 /* CLOCK_MONOTONIC in nanoseconds (vDSO, no syscall). Cannot fail. */
 static inline uint64_t sl_now_ns(void)
@@ -53,6 +65,21 @@ static inline uint64_t sl_thread_cpu_ns(void)
     __atomic_store_n((p), __atomic_load_n((p), __ATOMIC_RELAXED) + (v),            \
                      __ATOMIC_RELAXED)
 #define SL_COUNTER_GET(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+
+/* Happens-before edges for ThreadSanitizer (make tsan) where the ordering
+ * comes from liburcu code TSan does not see (uninstrumented, inline asm
+ * atomics): a queue hand-off, a reference count's last put, call_rcu. The
+ * releasing thread marks P before the hand-off, the receiving one after it.
+ * Nothing in other builds. */
+#if defined(SLUICE_TSAN)
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define SL_TSAN_RELEASE(p) __tsan_release((void *)(p))
+#define SL_TSAN_ACQUIRE(p) __tsan_acquire((void *)(p))
+#else
+#define SL_TSAN_RELEASE(p) ((void)(p))
+#define SL_TSAN_ACQUIRE(p) ((void)(p))
+#endif
 
 /* Names the calling thread (truncated to 15 bytes) for top -H and /proc. */
 void sl_set_thread_name(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -3,7 +3,14 @@
 #include "core/config.h"
 #include "core/log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <netdb.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sched.h>
 #include <unistd.h>
 #include <stdarg.h>
@@ -402,13 +409,161 @@ static int find_key_line(const char *path, const char *section, const char *key)
     return found;
 }
 
+int sl_config_line(const struct sl_config *cfg, const char *section, const char *key)
+{
+    /* Keeps errno: callers pass strerror(errno) in the same argument list. */
+    int saved = errno;
+    int line = cfg->path ? find_key_line(cfg->path, section, key) : 0;
+    errno = saved;
+    return line;
+}
+
+/* Only digits and dots: meant as an IPv4 address, never looked up as a name. */
+static bool looks_numeric(const char *h)
+{
+    return h[0] != '\0' && strspn(h, "0123456789.") == strlen(h);
+}
+
+int sl_listen_split(const char *spec, char *host, size_t hostsz, unsigned *port,
+                    char *reason, size_t reasonsz)
+{
+    const char *colon = strrchr(spec, ':');
+    if (colon == NULL || colon[1] == '\0') {
+        snprintf(reason, reasonsz, "'%s' is not HOST:PORT", spec);
+        return SL_ERR;
+    }
+    const char *ps = colon + 1;
+    char *end;
+    errno = 0;
+    unsigned long pn = strtoul(ps, &end, 10);
+    if (*ps < '0' || *ps > '9' || *end != '\0' || errno != 0 || pn < 1 || pn > 65535) {
+        snprintf(reason, reasonsz, "'%s': port '%s' is not a number in 1..65535", spec, ps);
+        return SL_ERR;
+    }
+    size_t hl = (size_t)(colon - spec);
+    const char *h = spec;
+    bool bracketed = hl >= 2 && h[0] == '[' && h[hl - 1] == ']';
+    if (bracketed)
+        h++, hl -= 2;
+    if (hl >= hostsz) {
+        snprintf(reason, reasonsz, "'%s': host too long", spec);
+        return SL_ERR;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    unsigned char addr[16];
+    if (bracketed) {
+        if (inet_pton(AF_INET6, host, addr) != 1) {
+            snprintf(reason, reasonsz, "'%s': '%s' is not an IPv6 address", spec, host);
+            return SL_ERR;
+        }
+    } else if (memchr(host, ':', hl) != NULL || memchr(host, '[', hl) != NULL ||
+               memchr(host, ']', hl) != NULL) {
+        snprintf(reason, reasonsz, "'%s': an IPv6 address needs brackets ([ADDR]:PORT)",
+                 spec);
+        return SL_ERR;
+    } else if (looks_numeric(host) && inet_pton(AF_INET, host, addr) != 1) {
+        snprintf(reason, reasonsz, "'%s': '%s' is not an IPv4 address", spec, host);
+        return SL_ERR;
+    }
+    *port = (unsigned)pn;
+    return SL_OK;
+}
+
+/* Is the directory that would hold PATH there (and a directory)? Returns 0,
+ * or an errno. */
+static int parent_dir_error(const char *path)
+{
+    char *copy = sl_strdup(path);
+    struct stat st;
+    int e = 0;
+    if (stat(dirname(copy), &st) != 0)
+        e = errno;
+    else if (!S_ISDIR(st.st_mode))
+        e = ENOTDIR;
+    free(copy);
+    return e;
+}
+
+/* A log file start will open for appending: the file is writable if it
+ * exists, else its directory exists and is writable. Returns 0 or an errno. */
+static int log_path_error(const char *path)
+{
+    if (access(path, F_OK) == 0)
+        return access(path, W_OK) == 0 ? 0 : errno;
+    int e = parent_dir_error(path);
+    if (e != 0)
+        return e;
+    char *copy = sl_strdup(path);
+    e = access(dirname(copy), W_OK | X_OK) == 0 ? 0 : errno;
+    free(copy);
+    return e;
+}
+
+#define CHECK_FAIL(section, key, ...)                                                     \
+    do {                                                                                  \
+        int n_ = snprintf(err, errsz, "%s:%d: %s.%s: ", cfg->path,                        \
+                          sl_config_line(cfg, section, key), section, key);               \
+        if (n_ > 0 && (size_t)n_ < errsz)                                                 \
+            snprintf(err + n_, errsz - (size_t)n_, __VA_ARGS__);                          \
+        return SL_ERR;                                                                    \
+    } while (0)
+
+int sl_config_check_start(const struct sl_config *cfg, char *err, size_t errsz)
+{
+    char host[256], reason[512];
+    unsigned port;
+    if (sl_listen_split(cfg->listen, host, sizeof(host), &port, reason, sizeof(reason)) !=
+        SL_OK)
+        CHECK_FAIL("server", "listen", "%s", reason);
+    char ps[8];
+    snprintf(ps, sizeof(ps), "%u", port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host[0] ? host : NULL, ps, &hints, &res);
+    if (rc != 0)
+        CHECK_FAIL("server", "listen", "'%s': %s", cfg->listen, gai_strerror(rc));
+    freeaddrinfo(res);
+
+    int fd = open(cfg->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        CHECK_FAIL("server", "root", "cannot open directory '%s': %s", cfg->root,
+                   strerror(errno));
+    close(fd);
+
+    /* Start falls back to built-in types when the file is missing; a file
+       the operator named explicitly must be there. */
+    if (sl_config_line(cfg, "http", "mime_types") > 0 && access(cfg->mime_types, R_OK) != 0)
+        CHECK_FAIL("http", "mime_types", "cannot read '%s': %s", cfg->mime_types,
+                   strerror(errno));
+
+    int e;
+    if (strcmp(cfg->error_log, "stderr") != 0 && (e = log_path_error(cfg->error_log)) != 0)
+        CHECK_FAIL("server", "error_log", "cannot open '%s': %s", cfg->error_log,
+                   strerror(e));
+    if (cfg->access_log[0] != '\0' && (e = log_path_error(cfg->access_log)) != 0)
+        CHECK_FAIL("server", "access_log", "cannot open '%s': %s", cfg->access_log,
+                   strerror(e));
+    if (cfg->status_socket[0] != '\0' && (e = parent_dir_error(cfg->status_socket)) != 0)
+        CHECK_FAIL("server", "status_socket", "no directory for '%s': %s",
+                   cfg->status_socket, strerror(e));
+    if (cfg->user[0] != '\0' && getpwnam(cfg->user) == NULL)
+        CHECK_FAIL("server", "user", "no such user '%s'", cfg->user);
+    return SL_OK;
+}
+
 /* Checks that involve several keys or the whole value: "LINE: key: reason". */
 static int check_all(struct sl_config *cfg, char *err, size_t errsz)
 {
     const char *p = cfg->path;
-    if (cfg->listen[0] == '\0' || strrchr(cfg->listen, ':') == NULL) {
-        snprintf(err, errsz, "%d: server.listen: '%s' is not HOST:PORT",
-                 find_key_line(p, "server", "listen"), cfg->listen);
+    char host[256], reason[400];
+    unsigned port;
+    if (sl_listen_split(cfg->listen, host, sizeof(host), &port, reason, sizeof(reason)) !=
+        SL_OK) {
+        snprintf(err, errsz, "%d: server.listen: %s", find_key_line(p, "server", "listen"),
+                 reason);
         return SL_ERR;
     }
     if (cfg->root[0] == '\0') {
@@ -416,7 +571,8 @@ static int check_all(struct sl_config *cfg, char *err, size_t errsz)
                  find_key_line(p, "server", "root"));
         return SL_ERR;
     }
-    if (cfg->index[0] == '\0' || strchr(cfg->index, '/') != NULL) {
+    if (cfg->index[0] == '\0' || strchr(cfg->index, '/') != NULL ||
+        strlen(cfg->index) > SL_INDEX_MAX) {
         snprintf(err, errsz, "%d: http.index: '%s' must be a plain file name",
                  find_key_line(p, "http", "index"), cfg->index);
         return SL_ERR;

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #define SL_MAX_THREADS 256
+#define SL_INDEX_MAX 255 /* [http] index: a file name (NAME_MAX) */
 
 enum sl_access_format { SL_ACCESS_COMBINED = 0, SL_ACCESS_JSON = 1 };
 
@@ -98,6 +99,28 @@ void sl_config_defaults(struct sl_config *cfg);
  * a file that cannot be read and for checks across keys). CFG must be freed
  * with sl_config_free() either way. */
 int sl_config_load(struct sl_config *cfg, const char *path, char *err, size_t errsz);
+
+/* The line of CFG's file where SECTION.KEY is set, or 0 if it is not (the
+ * default is in effect). For errors found after parsing, which must still
+ * name FILE:LINE. Leaves errno as it was. Cannot fail. */
+int sl_config_line(const struct sl_config *cfg, const char *section, const char *key);
+
+/* Splits a [server] listen value, "HOST:PORT", "[V6]:PORT" or ":PORT" (any
+ * address), into HOST (HOSTSZ bytes; "" for any) and PORT. The host must be a
+ * valid IPv4 or bracketed IPv6 literal, or a name (never a malformed address
+ * such as 999.1.1.1, which would otherwise go out as a DNS query); the port a
+ * number in 1..65535. Returns SL_OK, or SL_ERR with REASON (REASONSZ bytes)
+ * saying why. Pure. */
+int sl_listen_split(const char *spec, char *host, size_t hostsz, unsigned *port,
+                    char *reason, size_t reasonsz);
+
+/* Checks, without side effects, what starting the server with CFG needs
+ * beyond the syntax: the listen address parses and resolves, the root is a
+ * directory that can be opened, an explicitly set MIME file can be read, the
+ * directories of the error log, access log and status socket exist. For
+ * `sluice -t`. Returns SL_OK, or SL_ERR with ERR set to "PATH:LINE: key:
+ * reason". */
+int sl_config_check_start(const struct sl_config *cfg, char *err, size_t errsz);
 
 /* Frees the strings CFG owns. Cannot fail. */
 void sl_config_free(struct sl_config *cfg);

@@ -34,7 +34,7 @@ int sl_log_level_parse(const char *s)
     return -1;
 }
 
-static int open_target(const char *path)
+int sl_log_open_target(const char *path)
 {
     if (path == NULL || strcmp(path, "stderr") == 0)
         return 2;
@@ -43,9 +43,15 @@ static int open_target(const char *path)
 
 int sl_log_open(const char *path)
 {
-    int fd = open_target(path);
+    int fd = sl_log_open_target(path);
     if (fd < 0)
         return SL_ERR;
+    sl_log_use(fd, path);
+    return SL_OK;
+}
+
+void sl_log_use(int fd, const char *path)
+{
     pthread_mutex_lock(&log_lock);
     int old = log_fd;
     log_fd = fd;
@@ -54,7 +60,6 @@ int sl_log_open(const char *path)
     pthread_mutex_unlock(&log_lock);
     if (old > 2)
         close(old);
-    return SL_OK;
 }
 
 int sl_log_reopen(void)

@@ -18,6 +18,13 @@ void sl_log_set_level(enum sl_log_level level);
  * "stderr". Returns SL_OK, or SL_ERR with errno set (the old target is kept). */
 int sl_log_open(const char *path);
 
+/* The two halves of sl_log_open(), for a reload that must not switch
+ * anything before every step has succeeded: sl_log_open_target() opens PATH
+ * (2 for NULL or "stderr"), returning the fd or -1 with errno set;
+ * sl_log_use() makes FD (from it) the log, cannot fail, takes FD. */
+int sl_log_open_target(const char *path);
+void sl_log_use(int fd, const char *path);
+
 /* Reopens the current log file (SIGUSR1, logrotate). Returns SL_OK or SL_ERR. */
 int sl_log_reopen(void);
 

@@ -228,10 +228,10 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
-        struct stat st;
-        if (stat(cfg->root, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            fprintf(stderr, "sluice: %s: server.root: '%s' is not a directory\n", conf,
-                    cfg->root);
+        if (sl_config_check_start(cfg, err, sizeof(err)) != SL_OK) {
+            fprintf(stderr, "sluice: %s\n", err);
+            sl_config_free(cfg);
+            free(cfg);
             return 1;
         }
         printf("sluice: %s: configuration OK\n", conf);
@@ -241,8 +241,8 @@ int main(int argc, char **argv)
     }
     sl_log_set_level((enum sl_log_level)cfg->log_level);
     if (sl_log_open(cfg->error_log) != SL_OK) {
-        fprintf(stderr, "sluice: %s: server.error_log: cannot open '%s': %s\n", conf,
-                cfg->error_log, strerror(errno));
+        fprintf(stderr, "sluice: %s:%d: server.error_log: cannot open '%s': %s\n", conf,
+                sl_config_line(cfg, "server", "error_log"), cfg->error_log, strerror(errno));
         return 1;
     }
     raise_nofile(cfg);

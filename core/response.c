@@ -381,7 +381,7 @@ static void select_rep(const struct sl_request *req, struct sl_cache_entry *e,
 {
     static const char *const codings[][2] = {{"br", ".br"}, {"gzip", ".gz"}};
     *r = (struct rep){.e = e, .type = e->content_type, .coding = NULL,
-                      .vary = __atomic_load_n(&sl_srv.precompressed, __ATOMIC_RELAXED)};
+                      .vary = sl_set.precompressed};
     if (!r->vary || req->accept_encoding.n == 0)
         return;
     char alt[4096 + 8];
@@ -527,7 +527,7 @@ static int status_for_errno(int err, const char *path)
 void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
 {
     bool head_only = req->method == SL_METHOD_HEAD;
-    long maxreq = __atomic_load_n(&sl_srv.max_requests_per_connection, __ATOMIC_RELAXED);
+    long maxreq = sl_set.max_requests_per_connection;
     c->requests++;
     c->keepalive = req->keepalive && !__atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED) &&
                    (maxreq == 0 || c->requests < (uint64_t)maxreq);
@@ -546,7 +546,7 @@ void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
     }
     if (req->content_length > 0) {
         if (req->content_length >
-            __atomic_load_n(&sl_srv.max_body_discard, __ATOMIC_RELAXED)) {
+            sl_set.max_body_discard) {
             sl_response_error(c, 413);
             return;
         }
@@ -595,9 +595,7 @@ void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
     }
     size_t plen = strlen(path);
     if (slash) {
-        rcu_read_lock(); /* the config may be swapped by a reload */
-        snprintf(path + plen, sizeof(path) - plen, "%s", rcu_dereference(sl_srv.cfg)->index);
-        rcu_read_unlock();
+        snprintf(path + plen, sizeof(path) - plen, "%s", sl_set.index);
     }
     struct sl_cache_entry *e = sl_cache_get(sl_srv.cache, path);
     if (e->err == 0 && !e->is_dir) {

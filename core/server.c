@@ -21,6 +21,31 @@
 #include <urcu.h>
 
 struct sl_server sl_srv;
+__thread struct sl_settings sl_set;
+
+/* For ThreadSanitizer only: stands for the grace period. RCU readers of
+ * sl_srv.settings and sl_srv.cfg mark it before rcu_read_unlock(); the main
+ * thread after synchronize_rcu(), before it frees what they read. TSan cannot
+ * see liburcu's own ordering (tests/tsan.supp). */
+static char rcu_gp_token;
+
+void sl_settings_read(struct sl_settings *out)
+{
+    rcu_read_lock();
+    /* rcu_dereference pairs with rcu_assign_pointer/rcu_xchg_pointer in
+       publish(): the snapshot's fields are seen as initialised. */
+    const struct sl_settings *s = rcu_dereference(sl_srv.settings);
+    SL_TSAN_ACQUIRE(s); /* pairs with publish() */
+    if (s != NULL)
+        *out = *s;
+    SL_TSAN_RELEASE(&rcu_gp_token);
+    rcu_read_unlock();
+}
+
+void sl_settings_refresh(void)
+{
+    sl_settings_read(&sl_set);
+}
 
 /* ---- connections and hand-offs ---- */
 
@@ -69,7 +94,7 @@ void sl_to_detector(struct sl_conn *c)
 
 void sl_to_send(struct sl_conn *c)
 {
-    if (__atomic_load_n(&sl_srv.optimistic_write, __ATOMIC_RELAXED))
+    if (sl_set.optimistic_write)
         sl_to_writer(c);
     else
         sl_to_detector(c);
@@ -77,34 +102,29 @@ void sl_to_send(struct sl_conn *c)
 
 /* ---- setup ---- */
 
-/* Splits "HOST:PORT" / "[V6]:PORT" and binds a listening socket. */
-static int open_listener(const char *listen_spec, int backlog)
+/* Binds CFG's listen address ("HOST:PORT" / "[V6]:PORT"). Returns the socket,
+ * or -1 after logging "PATH:LINE: server.listen: reason". */
+static int open_listener(const struct sl_config *cfg)
 {
-    char host[256];
-    const char *port;
-    const char *colon = strrchr(listen_spec, ':');
-    if (colon == NULL || colon[1] == '\0') {
-        sl_log(SL_LOG_CRIT, "server.listen: '%s' is not HOST:PORT", listen_spec);
+    const char *listen_spec = cfg->listen;
+    int line = sl_config_line(cfg, "server", "listen");
+    char host[256], reason[512], port[8];
+    unsigned pn;
+    if (sl_listen_split(listen_spec, host, sizeof(host), &pn, reason, sizeof(reason)) !=
+        SL_OK) {
+        sl_log(SL_LOG_CRIT, "%s:%d: server.listen: %s", cfg->path, line, reason);
         return -1;
     }
-    size_t hl = (size_t)(colon - listen_spec);
-    const char *h = listen_spec;
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']')
-        h++, hl -= 2;
-    if (hl >= sizeof(host)) {
-        sl_log(SL_LOG_CRIT, "server.listen: host too long");
-        return -1;
-    }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    port = colon + 1;
+    snprintf(port, sizeof(port), "%u", pn);
+    size_t hl = strlen(host);
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res;
     int rc = getaddrinfo(hl ? host : NULL, port, &hints, &res);
     if (rc != 0) {
-        sl_log(SL_LOG_CRIT, "server.listen: '%s': %s", listen_spec, gai_strerror(rc));
+        sl_log(SL_LOG_CRIT, "%s:%d: server.listen: '%s': %s", cfg->path, line, listen_spec,
+               gai_strerror(rc));
         return -1;
     }
     int fd = -1;
@@ -117,7 +137,7 @@ static int open_listener(const char *listen_spec, int backlog)
         }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0)
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, cfg->backlog) == 0)
             break;
         err = errno;
         close(fd);
@@ -125,8 +145,8 @@ static int open_listener(const char *listen_spec, int backlog)
     }
     freeaddrinfo(res);
     if (fd < 0)
-        sl_log(SL_LOG_CRIT, "server.listen: cannot listen on %s: %s", listen_spec,
-               strerror(err));
+        sl_log(SL_LOG_CRIT, "%s:%d: server.listen: cannot listen on %s: %s", cfg->path, line,
+               listen_spec, strerror(err));
     return fd;
 }
 
@@ -170,38 +190,53 @@ static long fit_max_connections(const struct sl_config *cfg)
     if (fit >= max)
         return max;
     sl_log(SL_LOG_WARN,
-           "%s: server.max_connections = %ld lowered to %ld: the open-file limit is %llu and "
-           "cache.max_entries = %ld (raise the limit, e.g. LimitNOFILE= in the unit, or "
+           "%s:%d: server.max_connections = %ld lowered to %ld: the open-file limit is %llu "
+           "and cache.max_entries = %ld (raise the limit, e.g. LimitNOFILE= in the unit, or "
            "lower cache.max_entries)",
-           cfg->path, max, fit, (unsigned long long)rl.rlim_cur, cfg->cache_max_entries);
+           cfg->path, sl_config_line(cfg, "server", "max_connections"), max, fit, (unsigned long long)rl.rlim_cur, cfg->cache_max_entries);
     return fit;
 }
 
-/* Copies the values the hot path reads into plain fields of sl_srv. */
-static void apply_limits(const struct sl_config *cfg)
+/* A new settings snapshot from CFG. Not visible to any thread until
+ * published. Cannot fail (allocation follows the OOM policy). */
+static struct sl_settings *settings_new(const struct sl_config *cfg)
 {
-    __atomic_store_n(&sl_srv.max_connections, fit_max_connections(cfg), __ATOMIC_RELAXED);
-    __atomic_store_n(&sl_srv.optimistic_write, cfg->optimistic_write, __ATOMIC_RELAXED);
-    __atomic_store_n(&sl_srv.inline_max, cfg->reader_inline_max, __ATOMIC_RELAXED);
-    __atomic_store_n(&sl_srv.header_timeout_ns, cfg->header_timeout_ns, __ATOMIC_RELAXED);
-    __atomic_store_n(&sl_srv.keepalive_timeout_ns, cfg->keepalive_timeout_ns,
-                     __ATOMIC_RELAXED);
-    __atomic_store_n(&sl_srv.send_timeout_ns, cfg->send_timeout_ns, __ATOMIC_RELAXED);
-    __atomic_store_n(&sl_srv.max_requests_per_connection, cfg->max_requests_per_connection,
-                     __ATOMIC_RELAXED);
-    __atomic_store_n(&sl_srv.max_body_discard, cfg->max_body_discard, __ATOMIC_RELAXED);
-    __atomic_store_n(&sl_srv.queue_batch, cfg->queue_batch, __ATOMIC_RELAXED);
-    __atomic_store_n(&sl_srv.precompressed, cfg->precompressed, __ATOMIC_RELAXED);
-    __atomic_store_n(&sl_srv.adm_target_ns, cfg->adm_target_ns, __ATOMIC_RELAXED);
-    __atomic_store_n(&sl_srv.adm_interval_ns, cfg->adm_interval_ns, __ATOMIC_RELAXED);
-    __atomic_store_n(&sl_srv.adm_retry_after, cfg->adm_retry_after, __ATOMIC_RELAXED);
-    __atomic_store_n(&sl_srv.adm_on_full, cfg->adm_on_full, __ATOMIC_RELAXED);
-    __atomic_store_n(&sl_srv.adm_close_idle, cfg->adm_close_idle, __ATOMIC_RELAXED);
-    if (sl_srv.listen_fd >= 0)
-        tune_listener(cfg);
-    sl_srv.limits.max_request_line = (size_t)cfg->max_request_line;
-    sl_srv.limits.max_header_size = (size_t)cfg->max_header_size;
-    sl_srv.limits.max_headers = (size_t)cfg->max_headers;
+    struct sl_settings *n = sl_calloc(1, sizeof(*n));
+    n->max_connections = fit_max_connections(cfg);
+    n->optimistic_write = cfg->optimistic_write;
+    n->inline_max = cfg->reader_inline_max;
+    n->header_timeout_ns = cfg->header_timeout_ns;
+    n->keepalive_timeout_ns = cfg->keepalive_timeout_ns;
+    n->send_timeout_ns = cfg->send_timeout_ns;
+    n->max_requests_per_connection = cfg->max_requests_per_connection;
+    n->max_body_discard = cfg->max_body_discard;
+    n->queue_batch = cfg->queue_batch;
+    n->precompressed = cfg->precompressed;
+    n->limits.max_request_line = (size_t)cfg->max_request_line;
+    n->limits.max_header_size = (size_t)cfg->max_header_size;
+    n->limits.max_headers = (size_t)cfg->max_headers;
+    n->cache.max_entries = (size_t)cfg->cache_max_entries;
+    n->cache.validity_ns = cfg->cache_validity_ns;
+    n->cache.negative_ns = cfg->cache_negative_ns;
+    n->cache.small_file_max = (size_t)cfg->cache_small_file_max;
+    n->adm_target_ns = cfg->adm_target_ns;
+    n->adm_interval_ns = cfg->adm_interval_ns;
+    n->adm_retry_after = cfg->adm_retry_after;
+    n->adm_on_full = cfg->adm_on_full;
+    n->adm_close_idle = cfg->adm_close_idle;
+    snprintf(n->index, sizeof(n->index), "%s", cfg->index); /* length checked at load */
+    return n;
+}
+
+/* Makes NEXT the live snapshot; returns the one it replaced (to be freed
+ * after a grace period). Main thread only. Cannot fail. */
+static struct sl_settings *publish(struct sl_settings *next)
+{
+    /* rcu_xchg_pointer has release semantics: NEXT's fields are written
+       before any reader can load the pointer (pairs with rcu_dereference in
+       sl_settings_read). */
+    SL_TSAN_RELEASE(next);
+    return rcu_xchg_pointer(&sl_srv.settings, next);
 }
 
 static int spawn(struct sl_thread *t, int index, void *(*fn)(void *))
@@ -236,38 +271,34 @@ int sl_server_start(struct sl_config *cfg)
     s->listen_fd = -1;
     s->start_ns = sl_now_ns();
     pthread_mutex_init(&s->resize_lock, NULL);
-    apply_limits(cfg);
+    publish(settings_new(cfg));
 
     s->root_fd = open(cfg->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->root_fd < 0) {
-        sl_log(SL_LOG_CRIT, "%s: server.root: cannot open directory '%s': %s", cfg->path,
-               cfg->root, strerror(errno));
+        sl_log(SL_LOG_CRIT, "%s:%d: server.root: cannot open directory '%s': %s", cfg->path,
+               sl_config_line(cfg, "server", "root"), cfg->root, strerror(errno));
         return SL_ERR;
     }
     bool warn = false;
     s->mime = sl_mime_load(cfg->mime_types, cfg->default_type, &warn);
     if (warn)
-        sl_log(SL_LOG_WARN, "http.mime_types: cannot read '%s'; using built-in types",
-               cfg->mime_types);
-    struct sl_cache_config cc = {.max_entries = (size_t)cfg->cache_max_entries,
-                                 .validity_ns = cfg->cache_validity_ns,
-                                 .negative_ns = cfg->cache_negative_ns,
-                                 .small_file_max = (size_t)cfg->cache_small_file_max};
-    s->cache = sl_cache_create(s->root_fd, s->mime, &cc);
+        sl_log(SL_LOG_WARN, "%s:%d: http.mime_types: cannot read '%s'; using built-in types",
+               cfg->path, sl_config_line(cfg, "http", "mime_types"), cfg->mime_types);
+    s->cache = sl_cache_create(s->root_fd, s->mime, &s->settings->cache);
 
-    s->listen_fd = open_listener(cfg->listen, cfg->backlog);
+    s->listen_fd = open_listener(cfg);
     if (s->listen_fd < 0)
         goto fail;
     tune_listener(cfg);
     if (sl_accesslog_start(cfg->access_log, cfg->access_log_format, cfg->queue_kind) !=
         SL_OK) {
-        sl_log(SL_LOG_CRIT, "%s: server.access_log: cannot open '%s': %s", cfg->path,
-               cfg->access_log, strerror(errno));
+        sl_log(SL_LOG_CRIT, "%s:%d: server.access_log: cannot open '%s': %s", cfg->path,
+               sl_config_line(cfg, "server", "access_log"), cfg->access_log, strerror(errno));
         goto fail;
     }
 
     s->nreaders = cfg->reader_threads;
-    s->reader_q = sl_calloc((size_t)s->nreaders, sizeof(*s->reader_q));
+    s->reader_q = SL_NEW_ARRAY(struct sl_queue, (size_t)s->nreaders);
     for (int i = 0; i < s->nreaders; i++)
         if (sl_queue_init(&s->reader_q[i], cfg->queue_kind, SL_WAKE_EVENTFD,
                           SL_STAGE_READER) != SL_OK)
@@ -308,45 +339,79 @@ fail:
     return SL_ERR;
 }
 
-int sl_server_accept(void)
+/* ---- live resizing ---- */
+
+/* One resizable pool: its slots, how many are started, and the target its
+ * threads compare their index with (threads at index >= target exit). */
+struct pool {
+    struct sl_thread *slots;
+    int *started;
+    int *target;
+    void *(*fn)(void *);
+};
+
+static struct pool pool_of(const char *stage)
 {
-    struct sl_server *s = &sl_srv;
-    for (int i = 0; i < s->cfg->acceptor_threads; i++) {
-        if (spawn(&s->acceptors[i], i, sl_acceptor_main) != SL_OK) {
-            s->nacceptors = i;
+    if (strcmp(stage, "writer") == 0)
+        return (struct pool){sl_srv.writers, &sl_srv.nwriters, &sl_srv.writer_target,
+                             sl_writer_main};
+    return (struct pool){sl_srv.acceptors, &sl_srv.nacceptors, &sl_srv.acceptor_target,
+                         sl_acceptor_main};
+}
+
+/* Stops and joins the threads at index >= N (no-op if N is not smaller).
+ * Cannot fail. Caller holds resize_lock. */
+static void shrink(struct pool p, int n)
+{
+    if (n >= *p.started)
+        return;
+    __atomic_store_n(p.target, n, __ATOMIC_RELEASE); /* pairs with the stage's acquire load */
+    if (p.fn == sl_writer_main)
+        sl_queue_wake_all(&sl_srv.writer_q);
+    for (int i = n; i < *p.started; i++) {
+        if (p.slots[i].running) {
+            pthread_join(p.slots[i].tid, NULL);
+            p.slots[i].running = false;
+        }
+    }
+    *p.started = n;
+}
+
+/* Starts threads up to N (no-op if N is not larger). Returns SL_OK, or
+ * SL_ERR with the pool as it was (the threads it did start are stopped
+ * again). Caller holds resize_lock. */
+static int grow(struct pool p, int n)
+{
+    int was = *p.started;
+    if (n <= was)
+        return SL_OK;
+    __atomic_store_n(p.target, n, __ATOMIC_RELEASE);
+    for (int i = was; i < n; i++) {
+        if (spawn(&p.slots[i], i, p.fn) != SL_OK) {
+            *p.started = i;
+            shrink(p, was);
+            __atomic_store_n(p.target, was, __ATOMIC_RELEASE);
             return SL_ERR;
         }
     }
-    s->nacceptors = s->cfg->acceptor_threads;
+    *p.started = n;
     return SL_OK;
 }
 
-/* ---- live resizing ---- */
-
-static int resize(struct sl_thread *slots, int *started, int *target, int n,
-                  void *(*fn)(void *))
+static int resize(struct pool p, int n)
 {
-    /* Shrinking: threads with index >= target see it and exit; join them. */
-    __atomic_store_n(target, n, __ATOMIC_RELEASE); /* pairs with the stage's acquire load */
-    if (fn == sl_writer_main)
-        sl_queue_wake_all(&sl_srv.writer_q);
-    for (int i = n; i < *started; i++) {
-        if (slots[i].running) {
-            pthread_join(slots[i].tid, NULL);
-            slots[i].running = false;
-        }
-    }
-    if (*started > n)
-        *started = n;
-    for (int i = *started; i < n; i++) {
-        if (spawn(&slots[i], i, fn) != SL_OK) {
-            __atomic_store_n(target, i, __ATOMIC_RELEASE);
-            *started = i;
-            return SL_ERR;
-        }
-    }
-    *started = n;
-    return SL_OK;
+    shrink(p, n);
+    return grow(p, n);
+}
+
+int sl_server_accept(void)
+{
+    /* Under the resize lock: the status socket is already up, and a `set
+       acceptor.threads` may run at the same time (TSan found the race). */
+    pthread_mutex_lock(&sl_srv.resize_lock);
+    int rc = grow(pool_of("acceptor"), sl_srv.cfg->acceptor_threads);
+    pthread_mutex_unlock(&sl_srv.resize_lock);
+    return rc;
 }
 
 int sl_server_set_threads(const char *stage, int n, char *err, size_t errsz)
@@ -358,11 +423,9 @@ int sl_server_set_threads(const char *stage, int n, char *err, size_t errsz)
     int rc;
     pthread_mutex_lock(&sl_srv.resize_lock);
     if (strcmp(stage, "writer") == 0) {
-        rc = resize(sl_srv.writers, &sl_srv.nwriters, &sl_srv.writer_target, n,
-                    sl_writer_main);
+        rc = resize(pool_of("writer"), n);
     } else if (strcmp(stage, "acceptor") == 0) {
-        rc = resize(sl_srv.acceptors, &sl_srv.nacceptors, &sl_srv.acceptor_target, n,
-                    sl_acceptor_main);
+        rc = resize(pool_of("acceptor"), n);
     } else if (strcmp(stage, "reader") == 0 || strcmp(stage, "detector") == 0) {
         int cur = sl_server_threads(strcmp(stage, "reader") == 0 ? SL_STAGE_READER
                                                                   : SL_STAGE_DETECTOR);
@@ -424,6 +487,16 @@ static void keep_int(int *next, int cur, const char *key)
     }
 }
 
+/* Opens PATH the way the access log does, for a reload to switch to.
+ * Returns the fd, -1 for "" (off), or -2 with errno set. */
+static int open_access_log(const char *path)
+{
+    if (path[0] == '\0')
+        return -1;
+    int fd = sl_accesslog_open_file(path);
+    return fd >= 0 ? fd : -2;
+}
+
 int sl_server_reload(struct sl_config *next, char *err, size_t errsz)
 {
     struct sl_config *cur = sl_srv.cfg;
@@ -442,35 +515,166 @@ int sl_server_reload(struct sl_config *next, char *err, size_t errsz)
     keep_int(&mode, (int)cur->status_socket_mode, "server.status_socket_mode");
     next->status_socket_mode = (mode_t)mode;
 
-    if (strcmp(next->error_log, cur->error_log) != 0 && sl_log_open(next->error_log) != SL_OK) {
-        snprintf(err, errsz, "server.error_log: cannot open '%s': %s", next->error_log,
+    /* 1. Prepare everything that can fail; nothing a client or an operator
+       sees changes until step 2. */
+    /* A log file this step creates is removed again if the reload fails. */
+    bool new_elog = strcmp(next->error_log, cur->error_log) != 0;
+    bool elog_made = new_elog && strcmp(next->error_log, "stderr") != 0 &&
+                     access(next->error_log, F_OK) != 0;
+    int elog_fd = -1;
+    if (new_elog && (elog_fd = sl_log_open_target(next->error_log)) < 0) {
+        snprintf(err, errsz, "%s:%d: server.error_log: cannot open '%s': %s", next->path,
+                 sl_config_line(next, "server", "error_log"), next->error_log,
                  strerror(errno));
         return SL_ERR;
     }
-    if (sl_accesslog_configure(next->access_log, next->access_log_format) != SL_OK) {
-        snprintf(err, errsz, "server.access_log: cannot open '%s': %s", next->access_log,
+    bool new_alog = strcmp(next->access_log, cur->access_log) != 0;
+    bool alog_made = new_alog && next->access_log[0] != '\0' &&
+                     access(next->access_log, F_OK) != 0;
+    int alog_fd = new_alog ? open_access_log(next->access_log) : -1;
+    if (alog_fd == -2) {
+        snprintf(err, errsz, "%s:%d: server.access_log: cannot open '%s': %s", next->path,
+                 sl_config_line(next, "server", "access_log"), next->access_log,
                  strerror(errno));
-        return SL_ERR;
+        goto fail_logs;
     }
-    sl_log_set_level((enum sl_log_level)next->log_level);
-    apply_limits(next);
-    struct sl_cache_config cc = {.max_entries = (size_t)next->cache_max_entries,
-                                 .validity_ns = next->cache_validity_ns,
-                                 .negative_ns = next->cache_negative_ns,
-                                 .small_file_max = (size_t)next->cache_small_file_max};
-    sl_cache_configure(sl_srv.cache, &cc);
-    if (sl_server_set_threads("writer", next->writer_threads, err, errsz) != SL_OK ||
-        sl_server_set_threads("acceptor", next->acceptor_threads, err, errsz) != SL_OK)
-        return SL_ERR;
+    struct sl_settings *set = settings_new(next);
+    /* Threads last: starting one is the only step with a visible effect, and
+       grow() undoes its own partial work; shrinking cannot fail, so it waits
+       for the commit. The lock keeps `set STAGE.threads` out meanwhile. */
+    pthread_mutex_lock(&sl_srv.resize_lock);
+    struct pool wp = pool_of("writer"), ap = pool_of("acceptor");
+    int old_writers = *wp.started;
+    if (grow(wp, next->writer_threads) != SL_OK) {
+        snprintf(err, errsz, "%s:%d: writer.threads: could not start %d threads", next->path,
+                 sl_config_line(next, "writer", "threads"), next->writer_threads);
+        goto fail_threads;
+    }
+    if (grow(ap, next->acceptor_threads) != SL_OK) {
+        shrink(wp, old_writers);
+        snprintf(err, errsz, "%s:%d: acceptor.threads: could not start %d threads",
+                 next->path, sl_config_line(next, "acceptor", "threads"),
+                 next->acceptor_threads);
+        goto fail_threads;
+    }
 
+    /* 2. Commit: nothing below can fail. */
+    shrink(wp, next->writer_threads);
+    shrink(ap, next->acceptor_threads);
+    pthread_mutex_unlock(&sl_srv.resize_lock);
+    if (new_elog)
+        sl_log_use(elog_fd, next->error_log);
+    sl_log_set_level((enum sl_log_level)next->log_level);
+    if (new_alog)
+        sl_accesslog_switch(next->access_log, alog_fd);
+    sl_accesslog_set_format(next->access_log_format);
+    sl_cache_configure(sl_srv.cache, &set->cache);
+    tune_listener(next);
+    struct sl_settings *old_set = publish(set);
     /* Readers may be looking at the old config (index name) under
-       rcu_read_lock(); free it only after they are done. */
+       rcu_read_lock(); free both only after they are done. */
+    SL_TSAN_RELEASE(next);
     struct sl_config *old = rcu_xchg_pointer(&sl_srv.cfg, next);
     synchronize_rcu();
+    SL_TSAN_ACQUIRE(&rcu_gp_token); /* every reader of OLD and OLD_SET is done */
+    free(old_set);
     sl_config_free(old);
     free(old);
     uatomic_inc(&sl_srv.generation);
     return SL_OK;
+
+fail_threads:
+    pthread_mutex_unlock(&sl_srv.resize_lock);
+    free(set);
+fail_logs:
+    if (alog_fd >= 0) {
+        close(alog_fd);
+        if (alog_made)
+            unlink(next->access_log);
+    }
+    if (elog_fd > 2) {
+        close(elog_fd);
+        if (elog_made)
+            unlink(next->error_log);
+    }
+    return SL_ERR;
+}
+
+/* ---- the live configuration, for `stats json` ---- */
+
+/* Appends a JSON string (quotes and escapes) to OUT at *LEN. */
+static void json_str(char *out, size_t cap, size_t *len, const char *v)
+{
+    char tmp[8];
+    *len += (size_t)snprintf(out + SL_MIN(*len, cap), cap - SL_MIN(*len, cap), "\"");
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            snprintf(tmp, sizeof(tmp), "\\%c", *p);
+        else if (*p < 0x20)
+            snprintf(tmp, sizeof(tmp), "\\u%04x", *p);
+        else
+            snprintf(tmp, sizeof(tmp), "%c", *p);
+        *len += (size_t)snprintf(out + SL_MIN(*len, cap), cap - SL_MIN(*len, cap), "%s", tmp);
+    }
+    *len += (size_t)snprintf(out + SL_MIN(*len, cap), cap - SL_MIN(*len, cap), "\"");
+}
+
+#define JSON_PUT(...) \
+    (len += (size_t)snprintf(out + SL_MIN(len, cap), cap - SL_MIN(len, cap), __VA_ARGS__))
+
+size_t sl_server_config_json(char *out, size_t cap)
+{
+    size_t len = 0;
+    if (cap == 0)
+        return 0;
+    out[0] = '\0';
+    struct sl_settings v;
+    memset(&v, 0, sizeof(v));
+    sl_settings_read(&v);
+    rcu_read_lock();
+    const struct sl_config *cfg = rcu_dereference(sl_srv.cfg);
+    SL_TSAN_ACQUIRE(cfg); /* pairs with the release in sl_server_reload() */
+    JSON_PUT("{\"generation\":%lu,\"listen\":", uatomic_read(&sl_srv.generation));
+    json_str(out, cap, &len, cfg ? cfg->listen : "");
+    JSON_PUT(",\"root\":");
+    json_str(out, cap, &len, cfg ? cfg->root : "");
+    JSON_PUT(",\"index\":");
+    json_str(out, cap, &len, cfg ? cfg->index : "");
+    JSON_PUT(",\"error_log\":");
+    json_str(out, cap, &len, cfg ? cfg->error_log : "");
+    JSON_PUT(",\"access_log\":");
+    json_str(out, cap, &len, cfg ? cfg->access_log : "");
+    JSON_PUT(",\"access_log_format\":\"%s\",\"log_level\":%d",
+             cfg && cfg->access_log_format == SL_ACCESS_JSON ? "json" : "combined",
+             cfg ? cfg->log_level : -1);
+    SL_TSAN_RELEASE(&rcu_gp_token);
+    rcu_read_unlock();
+    JSON_PUT(",\"threads\":{\"acceptor\":%d,\"reader\":%d,\"detector\":1,\"writer\":%d}",
+             sl_server_threads(SL_STAGE_ACCEPTOR), sl_server_threads(SL_STAGE_READER),
+             sl_server_threads(SL_STAGE_WRITER));
+    JSON_PUT(",\"max_connections\":%ld,\"optimistic_write\":%s,\"inline_max\":%ld"
+             ",\"queue_batch\":%d,\"precompressed\":%s",
+             v.max_connections, v.optimistic_write ? "true" : "false", v.inline_max,
+             v.queue_batch, v.precompressed ? "true" : "false");
+    JSON_PUT(",\"timeouts_ns\":{\"header\":%llu,\"keepalive\":%llu,\"send\":%llu}",
+             (unsigned long long)v.header_timeout_ns,
+             (unsigned long long)v.keepalive_timeout_ns, (unsigned long long)v.send_timeout_ns);
+    JSON_PUT(",\"limits\":{\"max_request_line\":%zu,\"max_header_size\":%zu"
+             ",\"max_headers\":%zu,\"max_requests_per_connection\":%ld"
+             ",\"max_body_discard\":%ld}",
+             v.limits.max_request_line, v.limits.max_header_size, v.limits.max_headers,
+             v.max_requests_per_connection, v.max_body_discard);
+    JSON_PUT(",\"cache\":{\"max_entries\":%zu,\"validity_ns\":%llu,\"negative_validity_ns\":%llu"
+             ",\"small_file_max\":%zu}",
+             v.cache.max_entries, (unsigned long long)v.cache.validity_ns,
+             (unsigned long long)v.cache.negative_ns, v.cache.small_file_max);
+    JSON_PUT(",\"admission\":{\"queue_wait_target_ns\":%llu,\"queue_wait_interval_ns\":%llu"
+             ",\"retry_after\":%d,\"on_full\":%d,\"close_idle\":%s}}",
+             (unsigned long long)v.adm_target_ns, (unsigned long long)v.adm_interval_ns,
+             v.adm_retry_after, v.adm_on_full, v.adm_close_idle ? "true" : "false");
+    if (len >= cap)
+        out[cap - 1] = '\0';
+    return len;
 }
 
 /* ---- stopping ---- */
@@ -547,4 +751,6 @@ void sl_server_stop(uint64_t timeout_ns)
     sl_mime_free(s->mime);
     s->mime = NULL;
     close(s->root_fd);
+    /* Every thread that read the settings is joined (the status thread too). */
+    free(rcu_xchg_pointer(&s->settings, NULL));
 }

@@ -22,6 +22,46 @@ struct sl_thread {
 
 struct sl_reader; /* stages/reader.c */
 
+/* The settings the stages read while serving, copied out of a config by the
+ * main thread into one immutable snapshot. A reload publishes a new snapshot
+ * through RCU (sl_srv.settings) only once everything that can fail has
+ * succeeded, so a stage sees either every old value or every new one. */
+struct sl_settings {
+    long max_connections; /* [server] max_connections, fitted to RLIMIT_NOFILE */
+    bool optimistic_write;
+    long inline_max;      /* [reader] inline_max; 0: readers never send */
+    uint64_t header_timeout_ns, keepalive_timeout_ns, send_timeout_ns;
+    long max_requests_per_connection;
+    long max_body_discard;
+    int queue_batch;
+    bool precompressed;
+    struct sl_http_limits limits;
+    struct sl_cache_config cache;
+    uint64_t adm_target_ns, adm_interval_ns;
+    int adm_retry_after;
+    int adm_on_full;
+    bool adm_close_idle;
+    char index[SL_INDEX_MAX + 1]; /* [http] index */
+};
+
+/* This thread's copy of the live settings, taken by sl_settings_refresh().
+ * Stage threads refresh once per round and read only this copy during the
+ * round, so one round never mixes two reloads. Zero until the first refresh. */
+extern __thread struct sl_settings sl_set;
+
+/* Copies the live settings into sl_set. Caller: a registered RCU thread,
+ * outside a read-side critical section or inside one. Cannot fail. */
+void sl_settings_refresh(void);
+
+/* Copies the live settings into OUT (same rules). Cannot fail. */
+void sl_settings_read(struct sl_settings *out);
+
+/* Renders the live configuration as one JSON object (every setting in
+ * effect, thread counts as running, log paths) into OUT, always
+ * NUL-terminated. Returns the length that
+ * was needed. Caller: a registered RCU thread. */
+size_t sl_server_config_json(char *out, size_t cap);
+
 struct sl_server {
     struct sl_config *cfg;   /* current config: an RCU pointer, replaced by reload;
                                 stage threads read it under rcu_read_lock() */
@@ -55,20 +95,9 @@ struct sl_server {
     long conns;          /* open connections */
     unsigned rr_reader;  /* round-robin for new connections */
     int stopping;        /* 1: draining (no accept, no keep-alive); 2: stop now */
-    bool optimistic_write;
-    long inline_max;     /* [reader] inline_max; 0: readers never send */
-    long max_connections;
-    uint64_t header_timeout_ns, keepalive_timeout_ns, send_timeout_ns;
-    long max_requests_per_connection;
-    long max_body_discard;
-    int queue_batch;
-    bool precompressed;
-    struct sl_http_limits limits;
-    /* [admission], read on the hot path. */
-    uint64_t adm_target_ns, adm_interval_ns;
-    int adm_retry_after;
-    int adm_on_full;
-    bool adm_close_idle;
+    struct sl_settings *settings; /* the live settings: an RCU pointer, replaced
+                                     whole by a reload; read via sl_settings_*() */
+    /* Admission state. */
     int adm_dropping;                  /* readers shedding now (atomic count) */
     int idle_close_wanted;             /* idle keep-alive connections the acceptor
                                           asks readers to close (atomic count) */
@@ -121,10 +150,15 @@ int sl_server_threads(enum sl_stage_id stage);
 
 #endif
 
-/* Applies NEW (already validated) to the running server: limits, timeouts,
- * cache, logging, writer and acceptor thread counts. Keys that only take
- * effect at start (listen, root, reader threads, queue kind, status socket,
- * user, pidfile, MIME table) keep their running values, with a warning each.
- * Takes ownership of NEW; the old config is freed after a grace period.
- * Main thread only. Returns SL_OK, or SL_ERR (the old config stays). */
+/* Applies NEXT (already validated) to the running server, all or nothing:
+ * first everything that can fail is prepared (new log files opened, new
+ * writer and acceptor threads started), then, once nothing can fail any
+ * more, surplus threads are stopped, the logs switched, and one new settings
+ * snapshot (limits, timeouts, cache sizes, admission) is published through
+ * RCU. Keys that only take effect at start (listen, root, reader threads,
+ * queue kind, status socket, user, pidfile, MIME table) keep their running
+ * values, with a warning each. On success takes ownership of NEXT and frees
+ * the old config after a grace period. Main thread only. Returns SL_OK, or
+ * SL_ERR with "FILE:LINE: key: reason" in ERR and every setting as it was
+ * (NEXT stays the caller's). */
 int sl_server_reload(struct sl_config *next, char *err, size_t errsz);

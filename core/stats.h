@@ -79,9 +79,15 @@ struct sl_tstats {
     bool live;
 } __attribute__((aligned(SL_CACHELINE)));
 
-/* Returns the calling thread's counters, registering them on first use. They
- * stay readable after the thread exits (folded into the totals). Cannot fail. */
+/* Returns the calling thread's counters (cache-line aligned), registering them
+ * on first use. When the thread exits, they are added into one retired block
+ * and freed, so totals are kept and the registry holds one block per live
+ * thread plus one. The pointer is valid until the thread exits. Cannot fail. */
 struct sl_tstats *sl_tstats_self(void);
+
+/* Blocks in the registry now: live threads' plus the retired one. Any
+ * thread; takes the registry lock. Cannot fail. */
+size_t sl_stats_blocks(void);
 
 /* A summed snapshot of every thread's counters, live and exited. */
 struct sl_stats_snapshot {

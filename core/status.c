@@ -148,6 +148,8 @@ struct status_sample {
     enum reload_state reload;
     uint64_t reload_age_ns;
     char reload_msg[256];
+    char config_json[4096]; /* the live configuration (sl_server_config_json) */
+    size_t stats_blocks;    /* the stats registry's size (sl_stats_blocks) */
 };
 
 /* What a client saw at its previous `stats`, for the busy fractions. */
@@ -262,7 +264,7 @@ static void format_json(struct sbuf *b, const struct status_sample *s,
               "],\"connections\":{\"current\":%ld,\"max\":%ld,\"accepted\":%" PRIu64
               ",\"closed\":%" PRIu64 ",\"rejected\":%" PRIu64
               ",\"accept_errors\":%" PRIu64 ",\"per_reader\":[",
-              s->conns, __atomic_load_n(&sl_srv.max_connections, __ATOMIC_RELAXED),
+              s->conns, sl_set.max_connections,
               e->conn_accepted, e->conn_closed, e->conn_rejected, e->accept_errors);
     for (int i = 0; i < sl_srv.nreaders; i++)
         sb_printf(b, "%s%ld", i ? "," : "", uatomic_read(&sl_srv.reader_conns[i]));
@@ -287,6 +289,8 @@ static void format_json(struct sbuf *b, const struct status_sample *s,
               ",\"evictions\":%" PRIu64 "}",
               s->cache.entries, s->cache.open_fds, e->cache_hits, e->cache_misses,
               e->cache_revalidations, e->cache_evictions);
+    sb_printf(b, ",\"config\":%s,\"stats_blocks\":%zu",
+              s->config_json[0] ? s->config_json : "null", s->stats_blocks);
     if (s->reload == RELOAD_NONE) {
         sb_puts(b, ",\"last_reload\":null}");
     } else {
@@ -812,6 +816,7 @@ static void queue_view(struct stage_view *v, const struct sl_queue *q)
 static void gather(struct status_sample *s)
 {
     memset(s, 0, sizeof(*s));
+    sl_settings_refresh();
     for (int i = 0; i < NSTAGES; i++) {
         s->stage[i].threads = sl_server_threads((enum sl_stage_id)i);
         s->stage[i].limit = -1;
@@ -843,12 +848,16 @@ static void gather(struct status_sample *s)
     s->uptime_ns = s->now_ns - sl_srv.start_ns;
     s->pid = (long)getpid();
     s->queue_kind = sl_queue_kind_name(sl_srv.writer_q.kind);
-    s->optimistic_write = __atomic_load_n(&sl_srv.optimistic_write, __ATOMIC_RELAXED);
+    s->optimistic_write = sl_set.optimistic_write;
     s->generation = __atomic_load_n(&sl_srv.generation, __ATOMIC_RELAXED);
     s->failed_reloads = __atomic_load_n(&sl_srv.failed_reloads, __ATOMIC_RELAXED);
     s->conns = __atomic_load_n(&sl_srv.conns, __ATOMIC_RELAXED);
     if (sl_srv.cache)
         sl_cache_info(sl_srv.cache, &s->cache);
+    if (sl_server_config_json(s->config_json, sizeof(s->config_json)) >=
+        sizeof(s->config_json))
+        s->config_json[0] = '\0'; /* truncated: report null, not broken JSON */
+    s->stats_blocks = sl_stats_blocks();
     pthread_mutex_lock(&reload_lock);
     s->reload = reload_info.state;
     s->reload_age_ns = s->now_ns > reload_info.at_ns ? s->now_ns - reload_info.at_ns : 0;

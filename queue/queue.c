@@ -148,6 +148,7 @@ static bool lfq_empty(struct cds_lfq_queue_rcu *lfq)
 {
     rcu_read_lock();
     struct cds_lfq_node_rcu *head = rcu_dereference(lfq->head);
+    SL_TSAN_ACQUIRE(head); /* a wrap's node is its first member: pairs with the push */
     bool empty = head->dummy && rcu_dereference(head->next) == NULL;
     rcu_read_unlock();
     return empty;
@@ -280,6 +281,7 @@ void sl_queue_push(struct sl_queue *q, struct sl_qnode *node)
      * (xchg on the wfcq tail, cmpxchg on the lfq tail), so the consumer that
      * takes the node sees the stamp. The node is not ours after the enqueue. */
     node->enq_ns = sl_now_ns();
+    SL_TSAN_RELEASE(node); /* the enqueue's barrier, for TSan: pairs with pop */
     if (q->kind == SL_QUEUE_WFCQ) {
         cds_wfcq_node_init(&node->wfcq);
         cds_wfcq_enqueue(&q->head, &q->tail, &node->wfcq);
@@ -287,6 +289,7 @@ void sl_queue_push(struct sl_queue *q, struct sl_qnode *node)
         struct lfq_wrap *w = sl_malloc(sizeof(*w));
         cds_lfq_node_init_rcu(&w->node);
         w->item = node;
+        SL_TSAN_RELEASE(w);
         rcu_read_lock();
         cds_lfq_enqueue_rcu(q->lfq, &w->node);
         rcu_read_unlock();
@@ -318,6 +321,7 @@ size_t sl_queue_pop_batch(struct sl_queue *q, struct sl_qnode **out, size_t max)
             if (wn == NULL)
                 break;
             out[n++] = caa_container_of(wn, struct sl_qnode, wfcq);
+            SL_TSAN_ACQUIRE(out[n - 1]); /* pairs with the push */
         }
         cds_wfcq_dequeue_unlock(&q->head, &q->tail);
     } else {
@@ -327,7 +331,9 @@ size_t sl_queue_pop_batch(struct sl_queue *q, struct sl_qnode **out, size_t max)
             if (ln == NULL)
                 break;
             struct lfq_wrap *w = caa_container_of(ln, struct lfq_wrap, node);
+            SL_TSAN_ACQUIRE(w); /* pairs with the push */
             out[n++] = w->item;
+            SL_TSAN_ACQUIRE(out[n - 1]);
             /* Other dequeuers may still read w->node; free after a grace
              * period. call_rcu is allowed inside a read-side section. */
             call_rcu(&w->rcu, lfq_wrap_free);

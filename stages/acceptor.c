@@ -44,7 +44,7 @@ static long idle_conns(void)
  * all (a reader made room since the caller looked). */
 static bool room_from_idle(long max)
 {
-    if (!__atomic_load_n(&sl_srv.adm_close_idle, __ATOMIC_RELAXED) || idle_conns() == 0)
+    if (!sl_set.adm_close_idle || idle_conns() == 0)
         return false;
     struct pollfd p = {.fd = sl_srv.listen_fd, .events = POLLIN};
     if (poll(&p, 1, 0) <= 0)
@@ -70,7 +70,7 @@ static bool admit_full(int fd, long now_open, long max, bool *refuse,
                        struct sl_tstats *st)
 {
     bool room = now_open <= max + over_limit_slack(max);
-    if (room && __atomic_load_n(&sl_srv.adm_close_idle, __ATOMIC_RELAXED) &&
+    if (room && sl_set.adm_close_idle &&
         idle_conns() > 0) {
         /* Served like any other; a reader closes its longest-idle one: one
            request per connection let in. Release: a reader that sees the
@@ -79,7 +79,7 @@ static bool admit_full(int fd, long now_open, long max, bool *refuse,
         return true;
     }
     if (room &&
-        __atomic_load_n(&sl_srv.adm_on_full, __ATOMIC_RELAXED) == SL_FULL_REFUSE) {
+        sl_set.adm_on_full == SL_FULL_REFUSE) {
         *refuse = true;
         return true;
     }
@@ -131,8 +131,8 @@ static bool should_run(const struct sl_thread *t)
 static int accept_some(struct sl_tstats *st)
 {
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        long max = __atomic_load_n(&sl_srv.max_connections, __ATOMIC_RELAXED);
-        if (__atomic_load_n(&sl_srv.adm_on_full, __ATOMIC_RELAXED) == SL_FULL_WAIT &&
+        long max = sl_set.max_connections;
+        if (sl_set.adm_on_full == SL_FULL_WAIT &&
             uatomic_read(&sl_srv.conns) >= max && !room_from_idle(max))
             return -FULL_WAIT_MS; /* leave it queued in the kernel; look again soon */
         struct sockaddr_in6 peer;
@@ -209,6 +209,7 @@ void *sl_acceptor_main(void *arg)
             }
         }
         uint64_t t0 = sl_now_ns();
+        sl_settings_refresh(); /* the settings for this burst, one snapshot */
         sl_queue_defer_begin(); /* one wake per reader for the whole burst */
         timeout = accept_some(st);
         sl_queue_defer_end();

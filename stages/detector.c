@@ -34,7 +34,7 @@ static void watch(struct detector *d, struct sl_conn *c, uint64_t now)
         return;
     }
     c->in_detector_epoll = true;
-    c->deadline_ns = now + __atomic_load_n(&sl_srv.send_timeout_ns, __ATOMIC_RELAXED);
+    c->deadline_ns = now + sl_set.send_timeout_ns;
     /* In order even when a reload shortens the timeout. */
     sl_timer_add(&d->waiting, c);
 }
@@ -71,7 +71,8 @@ void *sl_detector_main(void *arg)
     struct sl_qnode *batch[4096];
     while (__atomic_load_n(&sl_srv.stopping, __ATOMIC_ACQUIRE) < 2) {
         uint64_t t0 = sl_now_ns();
-        size_t max = (size_t)__atomic_load_n(&sl_srv.queue_batch, __ATOMIC_RELAXED);
+        sl_settings_refresh(); /* the settings for this round, one snapshot */
+        size_t max = (size_t)sl_set.queue_batch;
         size_t n = sl_queue_pop_batch(d.q, batch, max);
         for (size_t i = 0; i < n; i++)
             watch(&d, sl_conn_of(batch[i]), t0);

@@ -104,13 +104,13 @@ static void wait_input(struct reader *r, struct sl_conn *c)
            so trickling cannot extend it (see the event loop). */
         if (c->deadline_ns == 0)
             c->deadline_ns =
-                r->now + __atomic_load_n(&sl_srv.header_timeout_ns, __ATOMIC_RELAXED);
+                r->now + sl_set.header_timeout_ns;
         cds_list_add_tail(&c->timer_link, &r->heads);
     } else {
         c->on_idle = true;
         r->nidle++;
         c->deadline_ns =
-            r->now + __atomic_load_n(&sl_srv.keepalive_timeout_ns, __ATOMIC_RELAXED);
+            r->now + sl_set.keepalive_timeout_ns;
         /* An idle connection keeps no buffer: thousands of them cost little. */
         free(c->buf);
         c->buf = NULL;
@@ -146,7 +146,7 @@ static void unlist(struct reader *r, struct sl_conn *c)
 static bool codel_shed(struct reader *r, const struct sl_conn *c, uint64_t wait)
 {
     struct codel *cd = &r->codel;
-    uint64_t interval = __atomic_load_n(&sl_srv.adm_interval_ns, __ATOMIC_RELAXED);
+    uint64_t interval = sl_set.adm_interval_ns;
     if (cd->interval_end == 0 || r->now >= cd->interval_end + interval) {
         /* The first request, or the first after a whole interval without
            any: no standing queue then. A fresh interval starts here; one
@@ -217,7 +217,7 @@ static void wait_input(struct reader *r, struct sl_conn *c);
 static bool inline_ok(const struct reader *r, struct sl_conn *c)
 {
     if (r->inline_max == 0 ||
-        !__atomic_load_n(&sl_srv.optimistic_write, __ATOMIC_RELAXED))
+        !sl_set.optimistic_write)
         return false; /* strict pipeline: every response waits in the detector */
     if (c->entry == NULL)
         return true; /* a head and a built-in body, all in c->hdr */
@@ -293,7 +293,7 @@ static enum outcome try_parse(struct reader *r, struct sl_conn *c)
 {
     struct sl_request req;
     int status = 400;
-    int rc = sl_http_parse_request(c->buf, c->buf_len, &sl_srv.limits, &req, &status);
+    int rc = sl_http_parse_request(c->buf, c->buf_len, &sl_set.limits, &req, &status);
     if (rc == SL_AGAIN)
         return NEED_INPUT;
     begin_response(r, c, rc == SL_ERR ? NULL : &req);
@@ -308,7 +308,7 @@ static enum outcome try_parse(struct reader *r, struct sl_conn *c)
                        1);
         c->requests++;
         sl_response_unavailable(
-            c, __atomic_load_n(&sl_srv.adm_retry_after, __ATOMIC_RELAXED),
+            c, sl_set.adm_retry_after,
             req.method == SL_METHOD_HEAD);
         c->buf_len = 0;
     } else {
@@ -393,7 +393,7 @@ static void serve_input(struct reader *r, struct sl_conn *c)
                 continue;
         }
         if (c->buf == NULL) {
-            c->buf_cap = (uint32_t)sl_srv.limits.max_header_size;
+            c->buf_cap = (uint32_t)sl_set.limits.max_header_size;
             c->buf = sl_malloc(c->buf_cap);
         }
         if (c->buf_len >= c->buf_cap) {
@@ -401,7 +401,7 @@ static void serve_input(struct reader *r, struct sl_conn *c)
                max_header_size since it was allocated, the head gets the new
                room; else it cannot fit: 431, logged and counted like any
                response (the parser reports 414 and other 431s first). */
-            size_t want = sl_srv.limits.max_header_size;
+            size_t want = sl_set.limits.max_header_size;
             if (want > c->buf_cap) {
                 c->buf_cap = (uint32_t)want;
                 c->buf = sl_realloc(c->buf, c->buf_cap);
@@ -573,8 +573,8 @@ static void close_idle_for_room(struct reader *r)
     if (!__atomic_compare_exchange_n(&idle_closer, &unlocked, 1, false, __ATOMIC_ACQUIRE,
                                      __ATOMIC_RELAXED))
         return; /* another reader serves the requests; ours wait for our next round */
-    long max = __atomic_load_n(&sl_srv.max_connections, __ATOMIC_RELAXED);
-    if (__atomic_load_n(&sl_srv.adm_on_full, __ATOMIC_RELAXED) == SL_FULL_WAIT)
+    long max = sl_set.max_connections;
+    if (sl_set.adm_on_full == SL_FULL_WAIT)
         max--; /* the acceptor waits for one free slot below the limit */
     int closed = 0;
     for (int tries = 0; tries < 2 * IDLE_CLOSE_MAX && closed < IDLE_CLOSE_MAX &&
@@ -613,15 +613,16 @@ static void close_idle_for_room(struct reader *r)
  * sl_now_ns() time. */
 static void admission_round(struct reader *r)
 {
-    r->inline_max = (size_t)__atomic_load_n(&sl_srv.inline_max, __ATOMIC_RELAXED);
-    uint64_t target = __atomic_load_n(&sl_srv.adm_target_ns, __ATOMIC_RELAXED);
+    sl_settings_refresh(); /* the settings for this round, one snapshot */
+    r->inline_max = (size_t)sl_set.inline_max;
+    uint64_t target = sl_set.adm_target_ns;
     if (target == 0 && r->target != 0)
         codel_reset(r);
     /* A whole interval without a request: no standing queue. Cleared here
        too, not only at the next request, so the status socket says so. */
     if (r->codel.dropping &&
         r->now >= r->codel.interval_end +
-                      __atomic_load_n(&sl_srv.adm_interval_ns, __ATOMIC_RELAXED))
+                      sl_set.adm_interval_ns)
         codel_reset(r);
     r->target = target;
     if (target != 0) {
@@ -664,7 +665,7 @@ void *sl_reader_main(void *arg)
         r.now = t0;
         admission_round(&r);
         close_idle_for_room(&r);
-        size_t max = (size_t)__atomic_load_n(&sl_srv.queue_batch, __ATOMIC_RELAXED);
+        size_t max = (size_t)sl_set.queue_batch;
         size_t n = sl_queue_pop_batch(r.q, batch, max);
         /* Hand-offs of this round wake the writers once, at its end. */
         sl_queue_defer_begin();

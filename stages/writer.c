@@ -47,9 +47,10 @@ void *sl_writer_main(void *arg)
         if (__atomic_load_n(&sl_srv.stopping, __ATOMIC_ACQUIRE) >= 2 ||
             t->index >= __atomic_load_n(&sl_srv.writer_target, __ATOMIC_ACQUIRE))
             break;
+        sl_settings_refresh(); /* the settings for this batch, one snapshot */
         size_t n = sl_queue_pop_batch(
             &sl_srv.writer_q, batch,
-            (size_t)__atomic_load_n(&sl_srv.queue_batch, __ATOMIC_RELAXED));
+            (size_t)sl_set.queue_batch);
         if (n == 0) {
             sl_queue_wait(&sl_srv.writer_q, WAIT_MS);
             continue;

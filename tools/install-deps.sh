@@ -3,7 +3,7 @@
 # test, and only those that are missing. Run as root (or with sudo available).
 set -eu
 
-PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
+PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev libtsan2
 liburcu-dev libcriterion-dev libinih-dev libsystemd-dev media-types
 curl wget wrk httperf python3 python3-pytest gnuplot-nox
 nginx-light lighttpd"

@@ -116,7 +116,7 @@ static void hist_diff(struct sl_hist *dst, const struct sl_hist *a,
 static int run_round(const struct opts *o, enum sl_queue_kind kind, struct shape sh,
                      struct sl_qnode *nodes, struct result *res)
 {
-    struct round *r = calloc(1, sizeof(*r));
+    struct round *r = SL_NEW_ARRAY(struct round, 1); /* holds a cache-line aligned queue */
     pthread_t th[MAX_THREADS];
     struct targ args[MAX_THREADS];
     struct sl_stats_snapshot before, after;

@@ -215,3 +215,128 @@ Test(config, durations_and_sizes)
     cr_expect_eq(sl_parse_size("", &sz), SL_ERR);
     cr_expect_eq(sl_parse_size("99999999999999999999g", &sz), SL_ERR);
 }
+
+Test(config, listen_split_checks_host_and_port)
+{
+    static const struct {
+        const char *spec;
+        bool ok;
+        const char *host;
+        unsigned port;
+    } cases[] = {
+        {"127.0.0.1:8080", true, "127.0.0.1", 8080},
+        {"[::1]:80", true, "::1", 80},
+        {":65535", true, "", 65535},
+        {"localhost:1", true, "localhost", 1},
+        {"127.0.0.1:99999", false, NULL, 0},
+        {"127.0.0.1:0", false, NULL, 0},
+        {"127.0.0.1:http", false, NULL, 0},
+        {"127.0.0.1:-1", false, NULL, 0},
+        {"127.0.0.1:+80", false, NULL, 0},
+        {"127.0.0.1:80 ", false, NULL, 0},
+        {"999.1.1.1:http", false, NULL, 0},
+        {"999.1.1.1:80", false, NULL, 0},
+        {"1.2.3:80", false, NULL, 0},
+        {"[::g]:80", false, NULL, 0},
+        {"[::1:80", false, NULL, 0},
+        {"::1:80", false, NULL, 0},
+        {"localhost", false, NULL, 0},
+        {"localhost:", false, NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char host[64] = "unset", reason[256] = "";
+        unsigned port = 0;
+        int rc = sl_listen_split(cases[i].spec, host, sizeof(host), &port, reason,
+                                 sizeof(reason));
+        cr_expect_eq(rc == SL_OK, cases[i].ok, "%s: rc %d (%s)", cases[i].spec, rc, reason);
+        if (cases[i].ok && rc == SL_OK) {
+            cr_expect_str_eq(host, cases[i].host, "%s", cases[i].spec);
+            cr_expect_eq(port, cases[i].port, "%s", cases[i].spec);
+        }
+        if (!cases[i].ok)
+            cr_expect(strstr(reason, cases[i].spec) != NULL || strstr(reason, "port") != NULL,
+                      "%s: reason names the value: %s", cases[i].spec, reason);
+    }
+}
+
+Test(config, bad_listen_port_and_address_fail_at_load_with_line)
+{
+    static const char *const texts[] = {
+        "[server]\nroot = www\nlisten = 127.0.0.1:99999\n",
+        "[server]\nroot = www\nlisten = 999.1.1.1:http\n",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        struct sl_config cfg;
+        char err[512] = "", *path;
+        int rc = load(texts[i], &cfg, err, sizeof(err), &path);
+        cr_expect_eq(rc, SL_ERR, "%s accepted", texts[i]);
+        char want[512];
+        snprintf(want, sizeof(want), "%s:3: server.listen: ", path);
+        cr_expect(strncmp(err, want, strlen(want)) == 0, "'%s' should start with '%s'", err,
+                  want);
+        sl_config_free(&cfg);
+        unlink(path);
+        free(path);
+    }
+}
+
+/* Loads TEXT (must parse), then runs the start checks; returns their rc. */
+static int check_start(const char *text, char *err, size_t errsz, char **path_out)
+{
+    struct sl_config cfg;
+    int rc = load(text, &cfg, err, errsz, path_out);
+    cr_assert_eq(rc, SL_OK, "%s: %s", text, err);
+    rc = sl_config_check_start(&cfg, err, errsz);
+    sl_config_free(&cfg);
+    return rc;
+}
+
+Test(config, start_checks_name_file_line_and_key)
+{
+    char dir[] = "/tmp/sluice-test-start-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char file[512], text[2048], err[1024], want[1024], *path;
+    snprintf(file, sizeof(file), "%s/afile", dir);
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fputs("x", f);
+    fclose(f);
+    struct {
+        const char *fmt; /* %s = the temporary directory */
+        int line;
+        const char *key;
+    } cases[] = {
+        {"[server]\nroot = %s/afile\n", 2, "server.root"},
+        {"[server]\nlisten = 127.0.0.1:8080\n\nroot = %s/missing\n", 4, "server.root"},
+        {"[server]\nroot = %s\n[http]\nmime_types = /nonexistent/mime.types\n", 4,
+         "http.mime_types"},
+        {"[server]\nroot = %s\nerror_log = /nonexistent/dir/e.log\n", 3, "server.error_log"},
+        {"[server]\nroot = %s\naccess_log = /nonexistent/dir/a.log\n", 3,
+         "server.access_log"},
+        {"[server]\nroot = %s\nstatus_socket = /nonexistent/dir/s.sock\n", 3,
+         "server.status_socket"},
+        {"[server]\nroot = %s\nuser = no-such-user-sluice\n", 3, "server.user"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(text, sizeof(text), cases[i].fmt, dir);
+        int rc = check_start(text, err, sizeof(err), &path);
+        cr_expect_eq(rc, SL_ERR, "accepted: %s", text);
+        snprintf(want, sizeof(want), "%s:%d: %s: ", path, cases[i].line, cases[i].key);
+        cr_expect(strncmp(err, want, strlen(want)) == 0, "'%s' should start with '%s'", err,
+                  want);
+        unlink(path);
+        free(path);
+    }
+    /* And a config that start can use passes, without creating the logs. */
+    snprintf(text, sizeof(text),
+             "[server]\nlisten = 127.0.0.1:8080\nroot = %s\nerror_log = %s/e.log\n"
+             "access_log = %s/a.log\nstatus_socket = %s/s.sock\n",
+             dir, dir, dir, dir);
+    cr_expect_eq(check_start(text, err, sizeof(err), &path), SL_OK, "%s", err);
+    snprintf(want, sizeof(want), "%s/e.log", dir);
+    cr_expect_neq(access(want, F_OK), 0, "the check created the error log");
+    unlink(path);
+    free(path);
+    unlink(file);
+    rmdir(dir);
+}

@@ -309,10 +309,10 @@ Test(status_format, json_is_one_line_with_every_key)
     make_sample(&s);
     double busy[NSTAGES] = {0.1, 0.2, 0.3, 0.4};
     struct sbuf b = {0};
-    sl_srv.max_connections = 20000;
+    sl_set.max_connections = 20000;
     sl_srv.adm_dropping = 1;
     format_json(&b, &s, busy, 1.5);
-    sl_srv.max_connections = 0;
+    sl_set.max_connections = 0;
     sl_srv.adm_dropping = 0;
     cr_assert(b.len > 0);
     cr_assert_null(memchr(b.p, '\n', b.len));

@@ -16,7 +16,8 @@ A server object has port, url, host, root (helpers.Root: .path, .files =
 status_socket (path of its status socket), pid, proc, log_path, conf (the
 dict written), log_text(). Every server is stopped at teardown with SIGTERM;
 teardown then asserts exit status 0 within 15 s and that its log has no
-AddressSanitizer, LeakSanitizer or UBSan "runtime error:" report.
+AddressSanitizer, LeakSanitizer, ThreadSanitizer or UBSan "runtime error:"
+report.
 
 The daemon is $SLUICE_BUILD/sluice (default <repo>/build/sluice).
 """

@@ -23,7 +23,14 @@ SLUICE = BUILD / "sluice"
 FILESET_TOOL = REPO / "tools" / "sluice-fileset"
 HOST = "127.0.0.1"
 
-SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
+SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer",
+                     "WARNING: ThreadSanitizer", "ThreadSanitizer:")
+
+# A ThreadSanitizer build (make tsan) reads its suppressions (false positives
+# only, each explained in the file) from here; every report still lands in
+# the log, where check_clean_exit() finds it, and makes the exit status 66.
+os.environ.setdefault("TSAN_OPTIONS", f"suppressions={REPO}/tests/tsan.supp "
+                                      "halt_on_error=0 exitcode=66 second_deadlock_stack=1")
 
 # Sections of the config and their keys, for sluice_factory(section_key=value)
 # keyword arguments: the section is everything before the first underscore.

@@ -258,3 +258,78 @@ def test_help(workdir):
     p = run(["-h"], workdir)
     assert p.returncode == 0
     assert "usage" in p.stdout.lower() and "-t" in p.stdout and "-c" in p.stdout
+
+
+# `sluice -t` checks what start needs beyond the syntax. name -> (config text,
+# line of the problem, words the message must contain). {tmp} is the workdir.
+START_BROKEN = {
+    "port-out-of-range": ("[server]\nroot = www\nlisten = 127.0.0.1:99999\n", 3,
+                          ["server.listen", "99999"]),
+    "port-zero": ("[server]\nlisten = 127.0.0.1:0\n", 2, ["server.listen"]),
+    "port-by-name": ("[server]\nlisten = 127.0.0.1:http\n", 2, ["server.listen", "http"]),
+    "bad-ipv4": ("[server]\nroot = www\n\nlisten = 999.1.1.1:http\n", 4, ["server.listen"]),
+    "bad-ipv4-numeric-port": ("[server]\nlisten = 999.1.1.1:8080\n", 2,
+                              ["server.listen", "999.1.1.1"]),
+    "bad-ipv6": ("[server]\nlisten = [::g]:8080\n", 2, ["server.listen"]),
+    "ipv6-without-brackets": ("[server]\nlisten = ::1:8080\n", 2, ["server.listen"]),
+    "root-missing": ("[server]\nlisten = 127.0.0.1:8080\nroot = {tmp}/nope\n", 3,
+                     ["server.root", "nope"]),
+    "root-is-a-file": ("; a comment\n[server]\nroot = afile\n", 3, ["server.root", "afile"]),
+    "mime-missing": ("[server]\nroot = www\n[http]\nmime_types = {tmp}/no.types\n", 4,
+                     ["http.mime_types", "no.types"]),
+    "error-log-dir-missing": ("[server]\nroot = www\nerror_log = {tmp}/no/dir/err.log\n", 3,
+                              ["server.error_log", "no/dir"]),
+    "access-log-dir-missing": ("[server]\naccess_log = {tmp}/no/dir/access.log\n", 2,
+                               ["server.access_log", "no/dir"]),
+    "status-socket-dir-missing": ("[server]\nstatus_socket = {tmp}/no/dir/s.sock\n", 2,
+                                  ["server.status_socket"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(START_BROKEN))
+def test_check_rejects_what_start_would_reject(workdir, name):
+    """A config `-t` calls OK must not fail at start: every start-time problem
+    that can be found without side effects is found by -t, with FILE:LINE."""
+    (workdir / "afile").write_text("x")
+    text, line, words = START_BROKEN[name]
+    conf = write(workdir, text.format(tmp=workdir), name=f"{name}.conf")
+    p = run(["-t", "-c", str(conf)], workdir)
+    assert p.returncode != 0, f"{name}: accepted\n{p.stdout}{p.stderr}"
+    msg = p.stderr
+    assert f"{conf}:{line}:" in msg, f"{name}: expected '{conf}:{line}:' in {msg!r}"
+    for w in words:
+        assert w in msg, f"{name}: expected '{w}' in {msg!r}"
+    assert msg.count("\n") <= 2, f"one message, not a dump: {msg!r}"
+    assert not list(workdir.glob("**/*.log")), "-t must not create log files"
+
+
+@pytest.mark.parametrize("name", ["port-out-of-range", "bad-ipv4", "root-is-a-file",
+                                  "root-missing"])
+def test_start_names_file_and_line(workdir, name):
+    """The same problems stop a real start with the same FILE:LINE."""
+    (workdir / "afile").write_text("x")
+    text, line, words = START_BROKEN[name]
+    text = text.format(tmp=workdir)
+    if "listen" not in text:
+        text = text.replace("[server]\n", f"[server]\nlisten = 127.0.0.1:{free_port()}\n", 1)
+        line += 1
+    conf = write(workdir, text, name="start.conf")
+    try:
+        p = run(["-c", str(conf)], workdir, timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{name}: sluice started")
+    out = p.stderr + p.stdout
+    assert p.returncode != 0
+    assert f"{conf}:{line}:" in out, f"{name}: expected '{conf}:{line}:' in {out!r}"
+    for w in words:
+        assert w in out, f"{name}: expected '{w}' in {out!r}"
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:{port}", "localhost:{port}", "[::1]:{port}",
+                                    ":{port}"])
+def test_check_accepts_good_listen_values(workdir, listen):
+    conf = write(workdir, f"[server]\nlisten = {listen.format(port=free_port())}\n"
+                          f"error_log = {workdir}/err.log\naccess_log = {workdir}/a.log\n")
+    p = run(["-t", "-c", str(conf)], workdir)
+    assert p.returncode == 0, p.stderr
+    assert not (workdir / "err.log").exists() and not (workdir / "a.log").exists()

@@ -301,3 +301,142 @@ def test_systemd_notifications(sluice_binary, test_root, tmp_path):
             proc.wait()
         logf.close()
         ns.close()
+
+
+def long_target(n):
+    return "/" + "a" * (n - 1)
+
+
+def test_failed_reload_changes_no_setting(sluice_factory, tmp_path):
+    """A reload whose last step fails (the access log's directory is missing)
+    leaves every setting as it was: limits, timeouts, cache sizes, thread
+    counts, admission, log level and both logs. Read back live from `stats
+    json` and the logs; then the same file with a good access log applies all
+    of it, so the check reads live values and not just the old file."""
+    server = sluice_factory(writer_threads=2, acceptor_threads=1,
+                            limits_max_request_line="8k", limits_max_header_size="16k",
+                            limits_max_requests_per_connection=0,
+                            timeouts_keepalive="30s", cache_max_entries=500,
+                            cache_validity="1s", reader_inline_max="1m",
+                            admission_retry_after=1, server_log_level="info",
+                            queue_batch=64)
+    before = status(server)
+    assert before["config"]["threads"]["writer"] == 2
+    r = helpers.exchange(server.port, helpers.request("GET", long_target(1500)))
+    assert r.status == 404, r  # an 1.5k request line is within the limit
+
+    new_elog = tmp_path / "new-error.log"
+    changes = {
+        ("writer", "threads"): 5, ("acceptor", "threads"): 2,
+        ("limits", "max_request_line"): "1k", ("limits", "max_header_size"): "4k",
+        ("limits", "max_requests_per_connection"): 7,
+        ("timeouts", "keepalive"): "9s", ("timeouts", "header"): "3s",
+        ("cache", "max_entries"): 77, ("cache", "validity"): "3s",
+        ("reader", "inline_max"): "4k", ("admission", "retry_after"): 9,
+        ("queue", "batch"): 16, ("server", "log_level"): "debug",
+        ("server", "error_log"): str(new_elog),
+    }
+    for (section, key), value in changes.items():
+        server.conf.setdefault(section, {})[key] = value
+    # Last: the step that fails.
+    server.conf["server"]["access_log"] = str(tmp_path / "no-such-dir" / "access.log")
+    server.write_conf()
+    os.kill(server.pid, signal.SIGHUP)
+    helpers.wait_until(lambda: "reload failed" in server.log_text(), timeout=10,
+                       what="the failed reload in the (old) error log")
+    log = server.log_text()
+    assert re.search(re.escape(str(server.conf_path)) + r":\d+: server\.access_log", log), log
+    after = status(server)
+    assert after["failed_reloads"] == 1 and after["generation"] == 0
+    assert after["config"] == before["config"], (before["config"], after["config"])
+    assert not new_elog.exists(), "the new error log was opened by a reload that failed"
+    assert len(writer_threads(server.pid)) == 2
+    # The hot path still uses the old limits.
+    r = helpers.exchange(server.port, helpers.request("GET", long_target(1500)))
+    assert r.status == 404, r
+
+    # Now only the access log is fixed: everything above applies.
+    server.conf["server"]["access_log"] = str(tmp_path / "access.log")
+    server.write_conf()
+    os.kill(server.pid, signal.SIGHUP)
+    helpers.wait_until(lambda: status(server)["generation"] == 1, timeout=10,
+                       what="the good reload")
+    cfg = status(server)["config"]
+    assert cfg["threads"] == {"acceptor": 2, "reader": before["config"]["threads"]["reader"],
+                              "detector": 1, "writer": 5}, cfg
+    assert cfg["limits"]["max_request_line"] == 1024
+    assert cfg["limits"]["max_header_size"] == 4096
+    assert cfg["limits"]["max_requests_per_connection"] == 7
+    assert cfg["timeouts_ns"]["keepalive"] == 9 * 10**9
+    assert cfg["timeouts_ns"]["header"] == 3 * 10**9
+    assert cfg["cache"]["max_entries"] == 77 and cfg["cache"]["validity_ns"] == 3 * 10**9
+    assert cfg["inline_max"] == 4096 and cfg["queue_batch"] == 16
+    assert cfg["admission"]["retry_after"] == 9
+    assert cfg["log_level"] == 4 and cfg["error_log"] == str(new_elog)
+    assert cfg["access_log"] == str(tmp_path / "access.log")
+    helpers.wait_until(lambda: len(writer_threads(server.pid)) == 5, timeout=5,
+                       what="5 writer threads")
+    r = helpers.exchange(server.port, helpers.request("GET", long_target(1500)))
+    assert r.status == 414, r
+    helpers.wait_until(lambda: new_elog.exists() and "reloaded" in new_elog.read_text(),
+                       timeout=5, what="the new error log in use")
+
+
+def test_failed_reload_of_the_error_log_changes_nothing(sluice_factory, tmp_path):
+    """The error log's own failure: nothing else of the file applies either."""
+    server = sluice_factory(writer_threads=3)
+    before = status(server)
+    server.conf.setdefault("writer", {})["threads"] = 1
+    server.conf.setdefault("timeouts", {})["keepalive"] = "2s"
+    server.conf["server"]["error_log"] = str(tmp_path / "missing" / "e.log")
+    server.write_conf()
+    os.kill(server.pid, signal.SIGHUP)
+    helpers.wait_until(lambda: "reload failed" in server.log_text(), timeout=10,
+                       what="the failed reload")
+    assert re.search(re.escape(str(server.conf_path)) + r":\d+: server\.error_log",
+                     server.log_text())
+    after = status(server)
+    assert after["config"] == before["config"]
+    assert len(writer_threads(server.pid)) == 3
+
+
+def test_resizing_writers_keeps_totals_and_bounds_the_registry(sluice_factory):
+    """`set writer.threads N` up and down many times: every exited writer's
+    counters are kept (totals only grow, and count every request), and the
+    stats registry holds one block per live thread plus one retired block
+    instead of one per thread ever started."""
+    server = sluice_factory(writer_threads=2, reader_threads=1, reader_inline_max=0)
+    sock = server.status_socket
+    base = helpers.stats_json(sock)
+    blocks0 = base["stats_blocks"]
+    sent = 0
+    last_writer = next(s for s in base["stages"] if s["name"] == "writer")["processed"]
+    rounds = 40
+    for i in range(rounds):
+        for n in (8, 1):
+            reply = helpers.status_command(sock, f"set writer.threads {n}")
+            assert reply.startswith(f"ok writer.threads={n}"), reply
+            r = server.get("/1k.bin")
+            assert r.status == 200
+            sent += 1
+        st = helpers.stats_json(sock)
+        w = next(s for s in st["stages"] if s["name"] == "writer")
+        # A writer counts a response just after sending it: never fewer than
+        # before (an exited writer's counts stay), at most one behind.
+        assert w["processed"] >= last_writer, (i, w["processed"], last_writer)
+        last_writer = w["processed"]
+
+    def totals():
+        st = helpers.stats_json(sock)
+        w = next(s for s in st["stages"] if s["name"] == "writer")
+        return (st["requests"]["total"] - base["requests"]["total"],
+                st["requests"]["2xx"] - base["requests"]["2xx"],
+                w["processed"] - next(s for s in base["stages"]
+                                      if s["name"] == "writer")["processed"])
+    helpers.wait_until(lambda: totals() == (sent, sent, sent), timeout=10,
+                       what=f"{sent} requests counted")
+    st = helpers.stats_json(sock)
+    # One writer now against two at the start, after 80 resizes that started
+    # 280 writer threads: the registry follows the live threads.
+    assert st["stats_blocks"] <= blocks0, (blocks0, st["stats_blocks"])
+    assert st["config"]["threads"]["writer"] == 1

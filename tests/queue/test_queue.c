@@ -426,7 +426,7 @@ static void *race_producer(void *p)
 static void race_run(enum sl_queue_kind kind, int nprod, int ncons, long per_prod,
                      bool pingpong, bool joined)
 {
-    struct race *r = calloc(1, sizeof(*r));
+    struct race *r = SL_NEW_ARRAY(struct race, 1); /* holds a cache-line aligned queue */
     struct sl_stats_snapshot before, after;
     pthread_t th[RACE_P + RACE_C];
     struct race_arg args[RACE_P + RACE_C];
@@ -688,7 +688,7 @@ static void *ev_producer(void *p)
 
 static void ev_run(enum sl_queue_kind kind, int nprod, long per_prod)
 {
-    struct evrace *r = calloc(1, sizeof(*r));
+    struct evrace *r = SL_NEW_ARRAY(struct evrace, 1); /* holds a cache-line aligned queue */
     pthread_t cons, prod[EV_P];
     struct ev_arg args[EV_P];
     const long total = nprod * per_prod;
