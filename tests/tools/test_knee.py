@@ -139,6 +139,7 @@ def test_search_that_never_saturates_fails(sweep, monkeypatch):
     class A:
         mode, session_len, duration, warmup, slo, timeout = "sessions", "5", 8.0, 2.0, 500.0, 2.0
         fileset, command, max_rate, cold = "/x", "tools/sluice-sweep", Args.max_rate, False
+        max_extend = Args.max_extend
 
         class budget:
             @staticmethod
