@@ -85,6 +85,7 @@ class Args:
     max_extend = 12
     multiple_list = [1.5, 2.0, 3.0, 4.0]
     gap = 0.0
+    retry_invalid = 0
 
 
 def fake_row(cfg, rate, phase, mult, capacity, lag_limit=None):
@@ -96,17 +97,20 @@ def fake_row(cfg, rate, phase, mult, capacity, lag_limit=None):
             "resets_after_accept": 0}
 
 
-def run_fake(sweep, monkeypatch, capacities, lag_limit=None):
+def run_fake(sweep, monkeypatch, capacities, lag_limit=None, args=None, flaky=()):
     calls = []
 
     def fake_step(args, cfg, rate, idx, t0, dirs, phase, mult=None):
         calls.append((cfg["label"], round(rate), phase))
-        return fake_row(cfg, rate, phase, mult, capacities[cfg["label"]], lag_limit), [], []
+        row = fake_row(cfg, rate, phase, mult, capacities[cfg["label"]], lag_limit)
+        if round(rate) in flaky and calls.count(calls[-1]) == 1:
+            row["invalid"] = True  # the client lagged the first time only
+        return row, [], []
 
     monkeypatch.setattr(sweep, "run_step", fake_step)
     configs = [{"label": n, "kind": n} for n in capacities]
     rows = []
-    sweep.sweep(Args(), configs, {}, rows, [], [], 0.0)
+    sweep.sweep(args or Args(), configs, {}, rows, [], [], 0.0)
     analyses = {c["label"]: sweep.analyse([r for r in rows if r["config"] == c["label"]])
                 for c in configs}
     return calls, rows, analyses
@@ -147,7 +151,8 @@ def test_search_that_never_saturates_fails(sweep, monkeypatch):
                 return "no budget"
 
     for r in rows:
-        r.update({k: 0 for k in ("lat_p50_ms", "lat_p999_ms", "lag_request_p99_ms")})
+        r.update({k: 0 for k in ("lat_p50_ms", "lat_p999_ms", "lag_request_p99_ms",
+                                 "lag_connect_p99_ms")})
         r.update({k: None for k in ("status_2xx", "status_4xx", "status_5xx",
                                     "connect_failures", "client_timeouts", "sessions_started",
                                     "cpu_us_per_reply")})
@@ -164,3 +169,13 @@ def test_invalid_steps_stop_the_search_and_do_not_count(sweep, monkeypatch):
     assert not an["s"]["reached"]
     assert [r for _, r, _ in calls] == [1000, 2000, 2600, 3380]
     assert an["s"]["invalid_steps"] == 1
+
+
+def test_an_invalid_step_runs_again_once(sweep, monkeypatch):
+    class Retry(Args):
+        retry_invalid = 1
+
+    calls, rows, an = run_fake(sweep, monkeypatch, {"s": 1500}, args=Retry(), flaky={2000})
+    assert [r for _, r, p in calls if p == "search"] == [1000, 2000, 2000, 2600]
+    assert [r["offered_rps"] for r in rows if r["phase"] == "search"] == [1000, 2000, 2600]
+    assert an["s"]["reached"] and an["s"]["knee_offered"] == 2000
