@@ -321,7 +321,9 @@ class Cgroup:
         # Under the root, where controllers can always be enabled for
         # children (a non-root cgroup with processes cannot).
         top = os.path.join(root, "sluice-lab")
-        os.makedirs(top, exist_ok=True)
+        if not os.path.isdir(top):
+            self._mkdir(top)
+            _V2_TOPS.add(top)
         ctl = " ".join("+" + c for c in sorted(need))
         _write(os.path.join(root, "cgroup.subtree_control"), ctl)
         _write(os.path.join(top, "cgroup.subtree_control"), ctl)
@@ -464,6 +466,9 @@ class Cgroup:
             _LIVE.remove(self)
 
 
+_V2_TOPS = set()  # v2 parents made here ("sluice-lab"), removed at the end when empty
+
+
 def cleanup_all():
     """Removes every cgroup this process made and has not removed yet."""
     for cg in list(_LIVE):
@@ -471,6 +476,12 @@ def cleanup_all():
             cg.remove()
         except Exception:  # cleanup goes on with the next one
             pass
+    for top in list(_V2_TOPS):
+        try:
+            os.rmdir(top)  # fails while another run still has a cgroup in it: fine
+        except OSError:
+            pass
+        _V2_TOPS.discard(top)
 
 
 atexit.register(cleanup_all)
