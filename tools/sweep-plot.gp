@@ -4,23 +4,28 @@
 #   gnuplot -e "dir='out/sweep-X'; out='out/sweep-X/sweep.png'; fmt='png'; \
 #               mode='sweep'; nconf=2; titles='sluice nginx'; \
 #               budget='budget per server: 0.25 CPU'; stagecfg='sluice'; \
-#               loadmode='sessions'" tools/sweep-plot.gp
+#               loadmode='sessions'; lagmax=50" tools/sweep-plot.gp
 #
-# Eight panels. Top row, against offered load, one line per server (index i
+# Twelve panels. Top row, against offered load, one line per server (index i
 # of plot-steps.dat, labelled by word i+1 of titles; paper figures 6-8 with
 # today's servers): goodput within the deadline, p99 of admitted requests,
 # 503 replies per second, sessions completed within the deadline per second.
 # A step whose client lagged its schedule (INVALID) is circled in black.
+# Middle row, against offered load: p50 and p99.9 of admitted requests,
+# connect failures + resets after accept + client timeouts per second, the
+# client's schedule lag (the INVALID limit dashed), server CPU per reply.
 # Bottom row, sluice (config stagecfg) over the sweep's time line: queue
 # depth, mean queue wait and busy share per stage, and requests shed per
 # second by reason.
 # plot-steps.dat columns: 1 offered, 2 goodput, 3 replies/s, 4 p99 ms,
-# 5 503/s, 6 p50 ms, 7 p99.9 ms, 8 sessions ok/s, 9 invalid (0/1), 10 Mbit/s.
+# 5 503/s, 6 p50 ms, 7 p99.9 ms, 8 sessions ok/s, 9 invalid (0/1), 10 Mbit/s,
+# 11 connect failures/s, 12 resets after accept/s, 13 client timeouts/s,
+# 14 lag p99 ms, 15 server CPU us/reply.
 
 if (fmt eq 'svg') {
-    set terminal svg size 1800,900 dynamic enhanced font 'Helvetica,11' background rgb 'white'
+    set terminal svg size 1800,1300 dynamic enhanced font 'Helvetica,11' background rgb 'white'
 } else {
-    set terminal pngcairo size 1800,900 enhanced font 'Helvetica,9' background rgb 'white'
+    set terminal pngcairo size 1800,1300 enhanced font 'Helvetica,9' background rgb 'white'
 }
 set output out
 set datafile missing '?'
@@ -43,7 +48,7 @@ srv = dir.'/plot-server.dat'
 offlabel = 'offered load (requests/s'.(loadmode eq 'sessions' ? ', sessions x length)' : ')')
 what = (mode eq 'tuning') ? 'sluice tuning (w = writer threads, c = max\_connections)' : 'under overload'
 
-set multiplot layout 2,4 title what.': '.budget font ',13'
+set multiplot layout 3,4 title what.': '.budget font ',13'
 
 set offsets 0, graph 0.05, 0, 0
 set xlabel offlabel
@@ -71,6 +76,37 @@ plot for [i=0:nconf-1] steps index i using 1:5 with linespoints ls (i+1) title w
 set ylabel 'sessions/s'
 set title 'Sessions completed within the deadline'
 plot for [i=0:nconf-1] steps index i using 1:8 with linespoints ls (i+1) title word(titles, i+1), \
+     steps index 0 using 1:(0) with lines ls 9 notitle
+set autoscale y
+
+# --- middle row: the other measures against offered load
+set logscale y
+set ylabel 'ms (log)'
+set title 'p50 (solid) and p99.9 (dashed) of admitted requests'
+plot for [i=0:nconf-1] steps index i using 1:($6 > 0 ? $6 : 1/0) with linespoints ls (i+1) title word(titles, i+1), \
+     for [i=0:nconf-1] steps index i using 1:($7 > 0 ? $7 : 1/0) with linespoints ls (i+1) dt 2 notitle
+unset logscale y
+
+set ylabel 'per second'
+set yrange [0:*]
+set title 'Connect failures (solid), resets after accept (dashed), client timeouts (dotted)'
+plot for [i=0:nconf-1] steps index i using 1:11 with linespoints ls (i+1) title word(titles, i+1), \
+     for [i=0:nconf-1] steps index i using 1:12 with linespoints ls (i+1) dt 2 notitle, \
+     for [i=0:nconf-1] steps index i using 1:13 with linespoints ls (i+1) dt 3 notitle, \
+     steps index 0 using 1:(0) with lines ls 9 notitle
+set autoscale y
+
+set logscale y
+set ylabel 'ms (log)'
+set title sprintf('Client schedule lag p99 (INVALID above %g ms)', lagmax)
+plot for [i=0:nconf-1] steps index i using 1:($14 > 0 ? $14 : 1/0) with linespoints ls (i+1) title word(titles, i+1), \
+     lagmax with lines ls 9 title 'limit'
+unset logscale y
+
+set ylabel 'us'
+set yrange [0:*]
+set title 'Server CPU per reply (from its cgroup)'
+plot for [i=0:nconf-1] steps index i using 1:15 with linespoints ls (i+1) title word(titles, i+1), \
      steps index 0 using 1:(0) with lines ls 9 notitle
 set autoscale y
 
