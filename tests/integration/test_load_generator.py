@@ -150,6 +150,14 @@ def test_refuses_non_loopback(load_bin):
         assert "127.0.0.0/8 or ::1" in p.stderr
 
 
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "nan"])
+def test_bad_slo_is_refused(load_bin, value):
+    p = subprocess.run([load_bin, "--slo", value, "--duration", "1"], capture_output=True,
+                       text=True, timeout=10)
+    assert p.returncode == 2, p.stderr
+    assert f"--slo: '{value}' is not a number" in p.stderr, p.stderr
+
+
 def test_timeouts_counted_per_size_and_bounded(load_bin, test_root):
     """A server that accepts and never answers: every request times out, the
     per-size verification fails, and the run ends by duration + timeout."""
