@@ -1732,7 +1732,7 @@ static void report_json(FILE *f, double window, double elapsed, const struct ver
     fprintf(f, "\"client_lag_ms\":{\"p99\":%.3f,\"max\":%.3f},",
             ms(sl_hist_quantile(&lag, 0.99)), ms(lag.max));
     fprintf(f,
-            "\"slo_ms\":%.6g,\"goodput\":{\"replies\":%" PRIu64
+            "\"slo_ms\":%.10g,\"goodput\":{\"replies\":%" PRIu64
             ",\"rps\":%.3f,\"span_s\":%.6f},\"late\":%" PRIu64 ",\"status\":{",
             o.slo_ms, win.goodput, goodput_rps(), goodput_span(), win.late);
     for (int k = 0; k < ST_COUNT; k++)
