@@ -625,12 +625,15 @@ def test_client_lag_is_measured_and_marks_run_invalid(load_bin, test_root):
     with ScriptServer(lambda cn, rn: ("reply", "ok", 0, ok_reply(size))) as srv:
         calm, _, _ = run_load(load_bin, "--port", srv.port, "--fileset", test_root.path,
                               "--slo", 5000, *args)
+        before = srv.conns
         p = subprocess.Popen([load_bin, "--port", str(srv.port), "--fileset",
                               str(test_root.path), "--slo", "500", "--json",
                               *map(str, args)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            time.sleep(0.6)
+            # Stall it once its schedule is running (the server has seen load).
+            helpers.wait_until(lambda: srv.conns >= before + 20, timeout=10,
+                               what="load started")
             p.send_signal(signal.SIGSTOP)
             time.sleep(0.5)
             p.send_signal(signal.SIGCONT)
