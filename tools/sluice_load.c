@@ -166,7 +166,8 @@ static void usage(FILE *f)
 "\n"
 "Output:\n"
 "  --csv FILE           one row per second: offered, sent, replies, errors, Mbit/s,\n"
-"                       open connections, latency mean/p50/p99/max\n"
+"                       open connections, latency mean/p50/p99/max, goodput,\n"
+"                       schedule lag p99/max\n"
 "  --json               final summary as one JSON line on stdout (the readable\n"
 "                       report goes to stderr)\n"
 "  --quiet              no progress line every second\n"
@@ -183,10 +184,24 @@ static void usage(FILE *f)
 "thinks is reopened for the next request.\n"
 "\n"
 "Statistics cover requests due in the window [warmup, duration]; reply rate and\n"
-"Mbit/s count replies completed in that window. Latency is from the due time to\n"
-"the last body byte, for good (2xx, right length) replies. Error kinds: refused,\n"
-"reset, timeout, shed_503, status_5xx, status_other, closed (EOF before a full\n"
-"reply), bad_reply, length_mismatch, client_limit, connect_other.\n"
+"Mbit/s count replies completed in that window. A good reply is a 2xx or 3xx\n"
+"(a 200 with the manifest's Content-Length); latency is from the due time to\n"
+"the last body byte, for good replies (admitted: late ones included).\n"
+"Goodput counts only good replies completed within --slo of their due time,\n"
+"per second over the span from the first to the last of them; the others are\n"
+"late. Replies by status: 2xx, 3xx, 4xx, 503, 5xx (without 503); 503s with\n"
+"Retry-After and how fast they came. Failures: connect failures (refused,\n"
+"timed out or failed before the connection was established), resets after\n"
+"accept (reset or closed on an established connection before a full reply),\n"
+"client timeouts (--timeout on an established connection). Sessions (open\n"
+"mode: requests) that started in the window: completed (every request got a\n"
+"good reply), completed within the deadline, failed, or cut off by the end of\n"
+"the run. Schedule lag: how late the client called connect() and issued each\n"
+"request against the open-loop schedule; when either p99 exceeds a tenth of\n"
+"--slo the run is marked INVALID (lag_ok false): the client set the pace.\n"
+"Error kinds: refused, reset, timeout, shed_503, status_5xx, status_other,\n"
+"closed (EOF before a full reply), bad_reply, length_mismatch, client_limit,\n"
+"connect_other.\n"
 "Verification PASSES when no file size's timeout percentage is more than 2\n"
 "points above the mean over sizes and none is above 10%%.\n"
 "Exit status: 0 run completed, 1 run failed to start, 2 bad arguments.\n");
@@ -1717,7 +1732,7 @@ static void report_json(FILE *f, double window, double elapsed, const struct ver
     fprintf(f, "\"client_lag_ms\":{\"p99\":%.3f,\"max\":%.3f},",
             ms(sl_hist_quantile(&lag, 0.99)), ms(lag.max));
     fprintf(f,
-            "\"slo_ms\":%.6g,\"goodput\":{\"replies\":%" PRIu64
+            "\"slo_ms\":%.10g,\"goodput\":{\"replies\":%" PRIu64
             ",\"rps\":%.3f,\"span_s\":%.6f},\"late\":%" PRIu64 ",\"status\":{",
             o.slo_ms, win.goodput, goodput_rps(), goodput_span(), win.late);
     for (int k = 0; k < ST_COUNT; k++)

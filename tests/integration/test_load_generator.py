@@ -150,6 +150,14 @@ def test_refuses_non_loopback(load_bin):
         assert "127.0.0.0/8 or ::1" in p.stderr
 
 
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "nan"])
+def test_bad_slo_is_refused(load_bin, value):
+    p = subprocess.run([load_bin, "--slo", value, "--duration", "1"], capture_output=True,
+                       text=True, timeout=10)
+    assert p.returncode == 2, p.stderr
+    assert f"--slo: '{value}' is not a number" in p.stderr, p.stderr
+
+
 def test_timeouts_counted_per_size_and_bounded(load_bin, test_root):
     """A server that accepts and never answers: every request times out, the
     per-size verification fails, and the run ends by duration + timeout."""
@@ -592,6 +600,8 @@ def test_sessions_completed_within_slo(load_bin, test_root):
     assert min(len(ok), len(late), len(failed)) >= 5, served
     s = res["sessions"]
     assert s["started"] == srv.conns == res["totals"]["sessions"]
+    # Open loop: sessions arrive on schedule (15/s for 2 s), slow replies or not.
+    assert s["started"] == pytest.approx(15 * 2, abs=1)
     assert s["completed"] == len(ok) + len(late)
     assert s["completed_within_slo"] == len(ok)
     assert s["failed"] == len(failed)
@@ -615,12 +625,15 @@ def test_client_lag_is_measured_and_marks_run_invalid(load_bin, test_root):
     with ScriptServer(lambda cn, rn: ("reply", "ok", 0, ok_reply(size))) as srv:
         calm, _, _ = run_load(load_bin, "--port", srv.port, "--fileset", test_root.path,
                               "--slo", 5000, *args)
+        before = srv.conns
         p = subprocess.Popen([load_bin, "--port", str(srv.port), "--fileset",
                               str(test_root.path), "--slo", "500", "--json",
                               *map(str, args)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            time.sleep(0.6)
+            # Stall it once its schedule is running (the server has seen load).
+            helpers.wait_until(lambda: srv.conns >= before + 20, timeout=10,
+                               what="load started")
             p.send_signal(signal.SIGSTOP)
             time.sleep(0.5)
             p.send_signal(signal.SIGCONT)
