@@ -8,7 +8,7 @@ JOBS       ?= $(shell nproc)
 PYTHON     ?= /usr/bin/python3
 CONF       ?= sluice.conf
 
-.PHONY: all deps build asan tsan fuzz-build run test unit integration test-asan fuzz fuzz-smoke bench clean
+.PHONY: all deps build asan tsan fuzz-build run test unit integration tools-test test-asan fuzz fuzz-smoke bench clean
 
 all: build
 
@@ -42,7 +42,7 @@ run: deps build
 # fuzz run.
 test: deps
 	$(MAKE) build
-	$(MAKE) unit integration
+	$(MAKE) tools-test unit integration
 	$(MAKE) asan
 	$(MAKE) unit integration BUILD=$(ASAN_BUILD)
 	$(MAKE) tsan
@@ -55,6 +55,10 @@ unit:
 
 integration:
 	SLUICE_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration
+
+# The lab's own logic (tools/lab, tools/sluice-sweep): no server, no timing.
+tools-test:
+	$(PYTHON) -m pytest -q tests/tools
 
 $(FUZZ_BUILD)/Makefile:
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON -DSLUICE_SANITIZE=ON

@@ -56,6 +56,7 @@ struct opts {
     double duration;
     double warmup;
     double timeout;
+    double slo_ms; /* deadline counted from each request's due time */
     double prewarm;
     enum mode mode;
     bool poisson;
@@ -82,6 +83,7 @@ static struct opts o = {
     .duration = 10,
     .warmup = 0,
     .timeout = 15,
+    .slo_ms = 500,
     .prewarm = -1, /* default depends on the mode */
     .mode = MODE_SESSIONS,
     .poisson = true,
@@ -149,6 +151,9 @@ static void usage(FILE *f)
 "  --clients N          closed mode: concurrent connections (default 10)\n"
 "  --timeout S          client timeout per request, counted from when the\n"
 "                       request was due (default 15)\n"
+"  --slo MS             deadline in milliseconds, counted from when a request\n"
+"                       was due (not sent): only good replies completed\n"
+"                       within it count as goodput (default 500)\n"
 "  --max-conns N        at most N open connections; a session or request that\n"
 "                       would exceed it is counted as a client_limit error\n"
 "                       (default: the open-file limit, raised as far as allowed)\n"
@@ -161,7 +166,8 @@ static void usage(FILE *f)
 "\n"
 "Output:\n"
 "  --csv FILE           one row per second: offered, sent, replies, errors, Mbit/s,\n"
-"                       open connections, latency mean/p50/p99/max\n"
+"                       open connections, latency mean/p50/p99/max, goodput,\n"
+"                       schedule lag p99/max\n"
 "  --json               final summary as one JSON line on stdout (the readable\n"
 "                       report goes to stderr)\n"
 "  --quiet              no progress line every second\n"
@@ -178,10 +184,24 @@ static void usage(FILE *f)
 "thinks is reopened for the next request.\n"
 "\n"
 "Statistics cover requests due in the window [warmup, duration]; reply rate and\n"
-"Mbit/s count replies completed in that window. Latency is from the due time to\n"
-"the last body byte, for good (2xx, right length) replies. Error kinds: refused,\n"
-"reset, timeout, shed_503, status_5xx, status_other, closed (EOF before a full\n"
-"reply), bad_reply, length_mismatch, client_limit, connect_other.\n"
+"Mbit/s count replies completed in that window. A good reply is a 2xx or 3xx\n"
+"(a 200 with the manifest's Content-Length); latency is from the due time to\n"
+"the last body byte, for good replies (admitted: late ones included).\n"
+"Goodput counts only good replies completed within --slo of their due time,\n"
+"per second over the span from the first to the last of them; the others are\n"
+"late. Replies by status: 2xx, 3xx, 4xx, 503, 5xx (without 503); 503s with\n"
+"Retry-After and how fast they came. Failures: connect failures (refused,\n"
+"timed out or failed before the connection was established), resets after\n"
+"accept (reset or closed on an established connection before a full reply),\n"
+"client timeouts (--timeout on an established connection). Sessions (open\n"
+"mode: requests) that started in the window: completed (every request got a\n"
+"good reply), completed within the deadline, failed, or cut off by the end of\n"
+"the run. Schedule lag: how late the client called connect() and issued each\n"
+"request against the open-loop schedule; when either p99 exceeds a tenth of\n"
+"--slo the run is marked INVALID (lag_ok false): the client set the pace.\n"
+"Error kinds: refused, reset, timeout, shed_503, status_5xx, status_other,\n"
+"closed (EOF before a full reply), bad_reply, length_mismatch, client_limit,\n"
+"connect_other.\n"
 "Verification PASSES when no file size's timeout percentage is more than 2\n"
 "points above the mean over sizes and none is above 10%%.\n"
 "Exit status: 0 run completed, 1 run failed to start, 2 bad arguments.\n");
@@ -543,21 +563,44 @@ static const char *const err_name[E_COUNT] = {
     "refused", "reset",     "timeout",         "shed_503",     "status_5xx",   "status_other",
     "closed",  "bad_reply", "length_mismatch", "client_limit", "connect_other"};
 
-/* Outcomes of the requests due inside the window. */
+/* Replies by status class, 503 apart from the other 5xx. */
+enum st_class { ST_2XX, ST_3XX, ST_4XX, ST_503, ST_5XX, ST_COUNT };
+static const char *const st_name[ST_COUNT] = {"2xx", "3xx", "4xx", "503", "5xx"};
+
+/* Outcomes of the requests due inside the window. A good reply (2xx or 3xx,
+ * a 200 with the manifest's length) is admitted; it is goodput only if it
+ * completed within --slo of when it was due, else it is late. */
 struct outcome {
     uint64_t requests, replies, good, errors, err[E_COUNT];
     uint64_t connect_timeouts; /* of err[E_TIMEOUT]: never got connected */
     struct sl_hist lat;        /* good replies, due -> last byte, ns */
+    uint64_t goodput, late;    /* good replies within / past the deadline */
+    uint64_t gp_first, gp_last; /* when the first and last goodput reply completed */
+    uint64_t status[ST_COUNT];
+    uint64_t retry_after_503;  /* 503s that carried Retry-After */
+    struct sl_hist shed_lat;   /* 503s, due -> received, ns */
+    /* Failures by where they happened: the connection never established;
+     * reset or closed once established, before a full reply; the client's
+     * own --timeout on an established connection. */
+    uint64_t connect_failures, resets_after_accept, client_timeouts;
+    /* Sessions whose first request was due in the window (open mode: each
+     * request). Failed: ended by an error; the rest that did not complete
+     * were cut off by the end of the run. */
+    uint64_t sess_started, sess_completed, sess_within, sess_failed;
 };
 
 /* One second of the run, for the progress line and the CSV. */
 struct second {
-    uint64_t due, sent, replies, good, errors, timeouts, shed, bytes;
+    uint64_t due, sent, replies, good, errors, timeouts, shed, bytes, goodput;
     struct sl_hist lat;
+    struct sl_hist lag; /* connect and request lag */
 };
 
 static struct outcome win;
-static struct sl_hist lag; /* how late the client issued due requests */
+/* Schedule lag: how late the client issued due requests and connect()s
+ * against the open-loop schedule. */
+static struct sl_hist lag, lag_conn;
+static uint64_t slo_ns;
 static struct second sec;
 static uint64_t tp_replies, tp_good, tp_bytes; /* completed inside the window */
 static uint64_t tot_sent, tot_replies, tot_good, tot_sessions, tot_prewarmed, tot_reconnects,
@@ -587,6 +630,9 @@ struct conn {
     bool active;         /* a request is outstanding (due, not yet finished) */
     bool connected;
     bool had_conn;       /* a later connect is a reconnect */
+    bool sess_inwin;     /* the session's first request was due in the window */
+    bool sess_late;      /* one of its replies came after the deadline */
+    bool retry_after;    /* the reply carries Retry-After */
     /* the current request */
     int file;
     uint64_t due;
@@ -729,6 +775,8 @@ static void conn_free(struct conn *c)
 static void count_error(struct conn *c, enum err e, bool connect_phase)
 {
     const struct file *f = &files[c->file];
+    if (c->sess_inwin)
+        win.sess_failed++; /* an error always ends the session */
     if (in_window(c->due)) {
         win.errors++;
         win.err[e]++;
@@ -737,12 +785,38 @@ static void count_error(struct conn *c, enum err e, bool connect_phase)
         slots[f->slot].errors++;
         if (e == E_TIMEOUT)
             slots[f->slot].timeouts++;
+        /* A reset while the connect is pending means the handshake had
+         * completed (a RST to a SYN is ECONNREFUSED): established. */
+        if (e == E_REFUSED || (connect_phase && (e == E_TIMEOUT || e == E_CONNECT)))
+            win.connect_failures++;
+        else if (e == E_RESET || e == E_CLOSED || e == E_CONNECT)
+            win.resets_after_accept++;
+        else if (e == E_TIMEOUT)
+            win.client_timeouts++;
     }
     sec.errors++;
     if (e == E_TIMEOUT)
         sec.timeouts++;
     if (e == E_SHED)
         sec.shed++;
+}
+
+/* A session (open mode: a request) starts, its first request due at DUE. */
+static void session_start(struct conn *c, uint64_t due)
+{
+    c->sess_inwin = in_window(due);
+    c->sess_late = false;
+    if (c->sess_inwin)
+        win.sess_started++;
+}
+
+static void lag_add(struct sl_hist *h, uint64_t due)
+{
+    uint64_t t = sl_now_ns(); /* not the batch's clock: the client's own delay counts */
+    uint64_t l = t > due ? t - due : 0;
+    if (in_window(due))
+        sl_hist_add(h, l);
+    sl_hist_add(&sec.lag, l);
 }
 
 static void count_due(struct conn *c)
@@ -805,9 +879,10 @@ static enum err errno_kind(int e)
 static void try_send(struct conn *c, uint64_t now);
 
 /* Opens a socket and starts connecting: c->connected, or c->st ==
- * C_CONNECTING while the handshake runs. Returns E_COUNT on success, else the
- * kind of error (c->fd may be open; the caller ends or resets the conn). */
-static enum err open_socket(struct conn *c)
+ * C_CONNECTING while the handshake runs. DUE is when the schedule wanted the
+ * connect(), for the connect lag. Returns E_COUNT on success, else the kind
+ * of error (c->fd may be open; the caller ends or resets the conn). */
+static enum err open_socket(struct conn *c, uint64_t due)
 {
     if (open_conns >= o.max_conns)
         return E_CLIENT;
@@ -836,6 +911,7 @@ static enum err open_socket(struct conn *c)
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
         return E_CLIENT;
+    lag_add(&lag_conn, due);
     if (connect(fd, (struct sockaddr *)&srv_addr, srv_len) == 0) {
         c->connected = true;
         return E_COUNT;
@@ -851,7 +927,7 @@ static enum err open_socket(struct conn *c)
  * (the session is over). */
 static bool conn_connect(struct conn *c, uint64_t now)
 {
-    enum err e = open_socket(c);
+    enum err e = open_socket(c, c->due);
     if (e != E_COUNT) {
         finish_error(c, e, now);
         return false;
@@ -862,8 +938,9 @@ static bool conn_connect(struct conn *c, uint64_t now)
 /* The request is due now (or was due at c->due, earlier, if we lag). */
 static void request_start(struct conn *c, uint64_t now)
 {
-    if (in_window(c->due))
-        sl_hist_add(&lag, now > c->due ? now - c->due : 0);
+    /* Request lag: due -> the client acts on it: writes it, or starts the
+     * connect() it waits for (the handshake's time is the server's). */
+    lag_add(&lag, c->due);
     c->active = true;
     in_flight++;
     count_due(c);
@@ -872,6 +949,7 @@ static void request_start(struct conn *c, uint64_t now)
     c->in_len = 0;
     c->server_close = false;
     c->until_eof = false;
+    c->retry_after = false;
     build_request(c);
     if (c->fd < 0) {
         if (c->had_conn)
@@ -911,31 +989,63 @@ static void try_send(struct conn *c, uint64_t now)
 static void reply_done(struct conn *c, uint64_t now)
 {
     const struct file *f = &files[c->file];
-    bool good = c->status >= 200 && c->status < 300;
+    int st = c->status;
+    bool good = st >= 200 && st < 400; /* 2xx, and 3xx (304 has no body) */
     enum err e = E_COUNT;
-    if (good && c->status == 200 && f->size_known && c->clen != f->size) {
+    if (good && st == 200 && f->size_known && c->clen != f->size) {
         good = false;
         e = E_LENGTH;
     } else if (!good) {
-        e = c->status == 503 ? E_SHED : c->status >= 500 ? E_5XX : E_STATUS;
+        e = st == 503 ? E_SHED : st >= 500 ? E_5XX : E_STATUS;
     }
+    uint64_t lat = now > c->due ? now - c->due : 0;
     tot_replies++;
     sec.replies++;
     bool inwin = now >= warm_ns && now <= end_ns;
     if (inwin)
         tp_replies++;
-    if (in_window(c->due))
+    if (in_window(c->due)) {
         win.replies++;
+        enum st_class k = st >= 200 && st < 300   ? ST_2XX
+                          : st >= 300 && st < 400 ? ST_3XX
+                          : st >= 400 && st < 500 ? ST_4XX
+                          : st == 503             ? ST_503
+                          : st >= 500 && st < 600 ? ST_5XX
+                                                  : ST_COUNT;
+        if (k != ST_COUNT)
+            win.status[k]++;
+        if (st == 503) {
+            sl_hist_add(&win.shed_lat, lat);
+            if (c->retry_after)
+                win.retry_after_503++;
+        }
+    }
     if (good) {
-        uint64_t lat = now > c->due ? now - c->due : 0;
+        bool on_time = lat <= slo_ns;
         tot_good++;
         sec.good++;
         sl_hist_add(&sec.lat, lat);
+        if (on_time)
+            sec.goodput++;
+        else
+            c->sess_late = true;
         if (inwin)
             tp_good++;
         if (in_window(c->due)) {
             win.good++;
             sl_hist_add(&win.lat, lat);
+            if (on_time) {
+                if (win.goodput++ == 0)
+                    win.gp_first = now;
+                win.gp_last = now;
+            } else {
+                win.late++;
+            }
+        }
+        if (c->reqs_left == 0 && c->sess_inwin) {
+            win.sess_completed++; /* every request of it got a good reply */
+            if (!c->sess_late)
+                win.sess_within++;
         }
     } else {
         count_error(c, e, false);
@@ -967,8 +1077,9 @@ static void reply_done(struct conn *c, uint64_t now)
 
 static void finish_error(struct conn *c, enum err e, uint64_t now)
 {
-    bool connect_phase = c->st == C_CONNECTING || (c->fd >= 0 && !c->connected);
-    count_error(c, e, connect_phase);
+    /* Not connected: this request's connection was never established (a
+     * connect in progress, or a socket that could not even be opened). */
+    count_error(c, e, !c->connected);
     conn_free(c);
     if (o.mode == MODE_CLOSED)
         session_next(NULL, now);
@@ -990,6 +1101,7 @@ static bool parse_head(struct conn *c, size_t hlen)
     c->status = st;
     bool have_len = false, keepalive10 = false;
     c->server_close = false;
+    c->retry_after = false;
     const char *line = memchr(p, '\n', (size_t)(end - p));
     while (line && ++line < end) {
         const char *eol = memchr(line, '\n', (size_t)(end - line));
@@ -1015,6 +1127,8 @@ static bool parse_head(struct conn *c, size_t hlen)
                     c->server_close = true;
                 if (memmem(v, vlen, "eep-", 4))
                     keepalive10 = true;
+            } else if (nlen == 11 && strncasecmp(line, "Retry-After", 11) == 0) {
+                c->retry_after = true;
             } else if (nlen == 17 && strncasecmp(line, "Transfer-Encoding", 17) == 0) {
                 return false; /* a static server has no reason to chunk */
             }
@@ -1195,6 +1309,7 @@ static void session_next(struct conn *c, uint64_t now)
         c->reqs_left--;
         c->last = c->reqs_left == 0;
         c->due = now;
+        session_start(c, now);
         request_start(c, now);
         return;
     }
@@ -1246,6 +1361,7 @@ static void arrival(uint64_t due, uint64_t now)
     }
     c->file = pick_file(&c->rng);
     c->due = due;
+    session_start(c, due);
     request_start(c, now);
 }
 
@@ -1305,6 +1421,7 @@ static void prewarm(struct rng *arr)
 static void on_timer(struct conn *c, uint64_t now)
 {
     enum tkind k = c->tk;
+    uint64_t deadline = c->heap_idx >= 0 ? heap[c->heap_idx].deadline : now;
     timer_clear(c);
     switch (k) {
     case T_CONNECT:
@@ -1312,7 +1429,7 @@ static void on_timer(struct conn *c, uint64_t now)
             conn_free(c);
             return;
         }
-        if (open_socket(c) != E_COUNT) {
+        if (open_socket(c, deadline) != E_COUNT) {
             conn_close_fd(c); /* the request connects again and counts the error */
             c->st = C_IDLE;
         }
@@ -1372,20 +1489,22 @@ static void tick(uint64_t now, unsigned n)
     double mean = sec.lat.count ? ms(sec.lat.sum) / (double)sec.lat.count : 0;
     double p50 = ms(sl_hist_quantile(&sec.lat, 0.50));
     double p99 = ms(sl_hist_quantile(&sec.lat, 0.99));
+    double lag99 = ms(sl_hist_quantile(&sec.lag, 0.99));
     if (csv)
         fprintf(csv,
                 "%u,%.3f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
-                ",%" PRIu64 ",%.3f,%ld,%ld,%.3f,%.3f,%.3f,%.3f\n",
+                ",%" PRIu64 ",%.3f,%ld,%ld,%.3f,%.3f,%.3f,%.3f,%" PRIu64 ",%.3f,%.3f\n",
                 n, (double)(now - t0) / 1e9, sec.due, sec.sent, sec.replies, sec.good,
                 sec.errors, sec.timeouts, sec.shed, mbit, open_conns, in_flight, mean, p50, p99,
-                ms(sec.lat.max));
+                ms(sec.lat.max), sec.goodput, lag99, ms(sec.lag.max));
     if (!o.quiet)
         fprintf(stderr,
                 "%s: %4us  offered %6" PRIu64 "/s  replies %6" PRIu64 "/s  good %6" PRIu64
-                "/s  %7.1f Mbit/s  p99 %8.1f ms  conns %6ld  errors %" PRIu64
-                " (timeouts %" PRIu64 ")%s\n",
-                prog, n, sec.due, sec.replies, sec.good, mbit, p99, open_conns, sec.errors,
-                sec.timeouts, now > end_ns ? "  [draining]" : "");
+                "/s  goodput %6" PRIu64 "/s  %7.1f Mbit/s  p99 %8.1f ms  lag p99 %6.1f ms"
+                "  conns %6ld  errors %" PRIu64 " (timeouts %" PRIu64 ", 503 %" PRIu64 ")%s\n",
+                prog, n, sec.due, sec.replies, sec.good, sec.goodput, mbit, p99, lag99,
+                open_conns, sec.errors, sec.timeouts, sec.shed,
+                now > end_ns ? "  [draining]" : "");
     memset(&sec, 0, sizeof(sec));
 }
 
@@ -1456,6 +1575,34 @@ static double per_s(uint64_t n, double window)
     return window > 0 ? (double)n / window : 0;
 }
 
+/* The span from the first to the last goodput reply, and their rate over
+ * it (not over the nominal window); 0 without such a span. */
+static double goodput_span(void)
+{
+    return win.goodput ? (double)(win.gp_last - win.gp_first) / 1e9 : 0;
+}
+
+static double goodput_rps(void)
+{
+    double span = goodput_span();
+    return span > 0 ? (double)win.goodput / span : 0;
+}
+
+/* The client kept its schedule: the p99 of its connect and request lag is
+ * at most a tenth of the deadline. Otherwise the client, not the server,
+ * set the pace. */
+static bool lag_ok(void)
+{
+    uint64_t lim = slo_ns / 10;
+    return sl_hist_quantile(&lag, 0.99) <= lim && sl_hist_quantile(&lag_conn, 0.99) <= lim;
+}
+
+static uint64_t sess_cut_off(void)
+{
+    uint64_t ended = win.sess_completed + win.sess_failed;
+    return win.sess_started > ended ? win.sess_started - ended : 0;
+}
+
 static void report(FILE *f, double window, double elapsed, const struct verdict *v)
 {
     const struct sl_hist *h = &win.lat;
@@ -1479,6 +1626,34 @@ static void report(FILE *f, double window, double elapsed, const struct verdict 
             " good replies, from due time)\n",
             h->count ? ms(h->sum) / (double)h->count : 0, ms(sl_hist_quantile(h, 0.5)),
             ms(sl_hist_quantile(h, 0.9)), ms(sl_hist_quantile(h, 0.99)), ms(h->max), h->count);
+    fprintf(f,
+            "  goodput      %" PRIu64 " replies within the %.0f ms deadline, %.1f/s over the "
+            "%.2f s they span; %" PRIu64 " late\n",
+            win.goodput, o.slo_ms, goodput_rps(), goodput_span(), win.late);
+    fprintf(f,
+            "  admitted ms  p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  (%" PRIu64
+            " good replies, late ones included)\n",
+            ms(sl_hist_quantile(h, 0.5)), ms(sl_hist_quantile(h, 0.99)),
+            ms(sl_hist_quantile(h, 0.999)), ms(h->max), h->count);
+    fprintf(f, "  status      ");
+    for (int k = 0; k < ST_COUNT; k++)
+        fprintf(f, " %s %" PRIu64 "%s", st_name[k], win.status[k], k + 1 < ST_COUNT ? "," : "");
+    fprintf(f, "  (5xx without 503; %" PRIu64 " of the 503s with Retry-After)\n",
+            win.retry_after_503);
+    if (win.status[ST_503])
+        fprintf(f, "  turned away  503 after p50 %.2f ms, p99 %.2f ms, max %.2f ms (from due time)\n",
+                ms(sl_hist_quantile(&win.shed_lat, 0.5)), ms(sl_hist_quantile(&win.shed_lat, 0.99)),
+                ms(win.shed_lat.max));
+    fprintf(f,
+            "  failures     %" PRIu64 " connect failures (never established), %" PRIu64
+            " resets after accept, %" PRIu64 " client timeouts\n",
+            win.connect_failures, win.resets_after_accept, win.client_timeouts);
+    fprintf(f,
+            "  sessions     %" PRIu64 " started, %" PRIu64 " completed, %" PRIu64
+            " completed within the deadline, %" PRIu64 " failed, %" PRIu64
+            " cut off by the end of the run\n",
+            win.sess_started, win.sess_completed, win.sess_within, win.sess_failed,
+            sess_cut_off());
     fprintf(f, "  errors       %" PRIu64 ":", win.errors);
     for (int e = 0; e < E_COUNT; e++)
         fprintf(f, " %s %" PRIu64 "%s", err_name[e], win.err[e], e + 1 < E_COUNT ? "," : "\n");
@@ -1500,9 +1675,16 @@ static void report(FILE *f, double window, double elapsed, const struct verdict 
             "(limits: mean + 2 points, 10%%)%s%s\n",
             v->pass ? "PASS" : "FAIL", v->judged, v->mean, v->max, v->why[0] ? "; " : "",
             v->why);
-    fprintf(f, "  client lag   p99 %.2f ms, max %.2f ms (due -> issued; high means the client,\n"
-               "               not the server, is the bottleneck)\n",
-            ms(sl_hist_quantile(&lag, 0.99)), ms(lag.max));
+    fprintf(f,
+            "  client lag   request p50 %.2f  p99 %.2f  max %.2f ms; connect p50 %.2f  p99 %.2f"
+            "  max %.2f ms\n"
+            "               (due -> issued: %s)\n",
+            ms(sl_hist_quantile(&lag, 0.5)), ms(sl_hist_quantile(&lag, 0.99)), ms(lag.max),
+            ms(sl_hist_quantile(&lag_conn, 0.5)), ms(sl_hist_quantile(&lag_conn, 0.99)),
+            ms(lag_conn.max),
+            lag_ok() ? "p99 within a tenth of the deadline, the schedule was kept"
+                     : "INVALID: p99 above a tenth of the deadline, the client, not the "
+                       "server, set the pace");
     fprintf(f,
             "totals: %" PRIu64 " sessions arrived (+%" PRIu64 " pre-warmed), %" PRIu64
             " requests sent, %" PRIu64 " replies (%" PRIu64
@@ -1549,6 +1731,41 @@ static void report_json(FILE *f, double window, double elapsed, const struct ver
     fprintf(f, "],\"latency_sum_ns\":%" PRIu64 ",", h->sum);
     fprintf(f, "\"client_lag_ms\":{\"p99\":%.3f,\"max\":%.3f},",
             ms(sl_hist_quantile(&lag, 0.99)), ms(lag.max));
+    fprintf(f,
+            "\"slo_ms\":%.10g,\"goodput\":{\"replies\":%" PRIu64
+            ",\"rps\":%.3f,\"span_s\":%.6f},\"late\":%" PRIu64 ",\"status\":{",
+            o.slo_ms, win.goodput, goodput_rps(), goodput_span(), win.late);
+    for (int k = 0; k < ST_COUNT; k++)
+        fprintf(f, "%s\"%s\":%" PRIu64, k ? "," : "", st_name[k], win.status[k]);
+    const struct sl_hist *sh = &win.shed_lat;
+    fprintf(f,
+            "},\"retry_after_503\":%" PRIu64
+            ",\"shed_latency_ms\":{\"count\":%" PRIu64 ",\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f},"
+            "\"connect_failures\":%" PRIu64 ",\"resets_after_accept\":%" PRIu64
+            ",\"client_timeouts\":%" PRIu64 ",",
+            win.retry_after_503, sh->count, ms(sl_hist_quantile(sh, 0.5)),
+            ms(sl_hist_quantile(sh, 0.99)), ms(sh->max), win.connect_failures,
+            win.resets_after_accept, win.client_timeouts);
+    fprintf(f,
+            "\"latency_admitted_ms\":{\"count\":%" PRIu64
+            ",\"p50\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},",
+            h->count, ms(sl_hist_quantile(h, 0.5)), ms(sl_hist_quantile(h, 0.99)),
+            ms(sl_hist_quantile(h, 0.999)), ms(h->max));
+    fprintf(f,
+            "\"sessions\":{\"started\":%" PRIu64 ",\"completed\":%" PRIu64
+            ",\"completed_within_slo\":%" PRIu64 ",\"failed\":%" PRIu64
+            ",\"cut_off\":%" PRIu64 "},",
+            win.sess_started, win.sess_completed, win.sess_within, win.sess_failed,
+            sess_cut_off());
+    fprintf(f,
+            "\"lag_ms\":{\"connect\":{\"count\":%" PRIu64
+            ",\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f},"
+            "\"request\":{\"count\":%" PRIu64 ",\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}},"
+            "\"lag_ok\":%s,",
+            lag_conn.count, ms(sl_hist_quantile(&lag_conn, 0.5)),
+            ms(sl_hist_quantile(&lag_conn, 0.99)), ms(lag_conn.max), lag.count,
+            ms(sl_hist_quantile(&lag, 0.5)), ms(sl_hist_quantile(&lag, 0.99)), ms(lag.max),
+            lag_ok() ? "true" : "false");
     fprintf(f, "\"errors\":{\"total\":%" PRIu64, win.errors);
     for (int e = 0; e < E_COUNT; e++)
         fprintf(f, ",\"%s\":%" PRIu64, err_name[e], win.err[e]);
@@ -1653,7 +1870,7 @@ static void parse_args(int argc, char **argv)
     enum {
         O_SERVER = 256, O_PORT, O_FILESET, O_DIRS, O_URI, O_MODE, O_RATE, O_ARRIVALS,
         O_DURATION, O_WARMUP, O_PREWARM, O_SESSLEN, O_BURSTLEN, O_BTHINK, O_UTHINK,
-        O_CLIENTS, O_TIMEOUT, O_MAXCONNS, O_SEED, O_CSV, O_JSON, O_QUIET, O_VMIN, O_SOURCES,
+        O_CLIENTS, O_TIMEOUT, O_SLO, O_MAXCONNS, O_SEED, O_CSV, O_JSON, O_QUIET, O_VMIN, O_SOURCES,
     };
     static const struct option lopts[] = {
         {"server", required_argument, 0, O_SERVER},
@@ -1673,6 +1890,7 @@ static void parse_args(int argc, char **argv)
         {"user-think", required_argument, 0, O_UTHINK},
         {"clients", required_argument, 0, O_CLIENTS},
         {"timeout", required_argument, 0, O_TIMEOUT},
+        {"slo", required_argument, 0, O_SLO},
         {"max-conns", required_argument, 0, O_MAXCONNS},
         {"sources", required_argument, 0, O_SOURCES},
         {"seed", required_argument, 0, O_SEED},
@@ -1725,6 +1943,7 @@ static void parse_args(int argc, char **argv)
         case O_UTHINK: o.user_think = parse_double("--user-think", optarg, 0); break;
         case O_CLIENTS: o.clients = (int)parse_long("--clients", optarg, 1, 1000000); break;
         case O_TIMEOUT: o.timeout = parse_double("--timeout", optarg, 0.001); break;
+        case O_SLO: o.slo_ms = parse_double("--slo", optarg, 0.001); break;
         case O_MAXCONNS: o.max_conns = parse_long("--max-conns", optarg, 1, 100000000); break;
         case O_SOURCES: o.sources = (int)parse_long("--sources", optarg, 1, 250); break;
         case O_SEED: o.seed = (uint64_t)parse_long("--seed", optarg, 0, LONG_MAX); break;
@@ -1798,7 +2017,8 @@ int main(int argc, char **argv)
         if (!csv)
             die(1, "cannot write %s: %s", o.csv, strerror(errno));
         fprintf(csv, "second,t_s,offered,sent,replies,good,errors,timeouts,shed,mbit_s,"
-                     "open_conns,in_flight,lat_mean_ms,lat_p50_ms,lat_p99_ms,lat_max_ms\n");
+                     "open_conns,in_flight,lat_mean_ms,lat_p50_ms,lat_p99_ms,lat_max_ms,goodput,"
+                     "lag_p99_ms,lag_max_ms\n");
     }
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
@@ -1826,6 +2046,7 @@ int main(int argc, char **argv)
         heap[i].c->due += t0;
     }
     uint64_t timeout_ns = secs_ns(o.timeout);
+    slo_ns = (uint64_t)(o.slo_ms * 1e6);
     uint64_t hard_end = end_ns + timeout_ns + 100 * MS;
     uint64_t next_arrival = o.mode == MODE_CLOSED ? UINT64_MAX : t0;
     if (o.mode == MODE_CLOSED)

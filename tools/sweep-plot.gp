@@ -2,19 +2,30 @@
 # writes. Not meant to be run by hand, but it can be:
 #
 #   gnuplot -e "dir='out/sweep-X'; out='out/sweep-X/sweep.png'; fmt='png'; \
-#               mode='sweep'; nconf=1; titles='sluice'; satx=12000; sat2x=24000; \
-#               loadmode='sessions'; timeout_s=5" tools/sweep-plot.gp
+#               mode='sweep'; nconf=2; titles='sluice nginx'; \
+#               budget='budget per server: 0.25 CPU'; stagecfg='sluice'; \
+#               loadmode='sessions'; lagmax=50" tools/sweep-plot.gp
 #
-# mode 'sweep': six panels: replies/s and Mbit/s against offered rate (paper
-# figures 6 and 7), mean and p99 response time (figure 8), and per-stage queue
-# depth, queue wait and busy share over the sweep's time line.
-# mode 'tuning': one line per configuration (index i of plot-steps.dat,
-# labelled by word i+1 of titles): goodput, Mbit/s, p99 and mean latency.
+# Twelve panels. Top row, against offered load, one line per server (index i
+# of plot-steps.dat, labelled by word i+1 of titles; paper figures 6-8 with
+# today's servers): goodput within the deadline, p99 of admitted requests,
+# 503 replies per second, sessions completed within the deadline per second.
+# A step whose client lagged its schedule (INVALID) is circled in black.
+# Middle row, against offered load: p50 and p99.9 of admitted requests,
+# connect failures + resets after accept + client timeouts per second, the
+# client's schedule lag (the INVALID limit dashed), server CPU per reply.
+# Bottom row, sluice (config stagecfg) over the sweep's time line: queue
+# depth, mean queue wait and busy share per stage, and requests shed per
+# second by reason.
+# plot-steps.dat columns: 1 offered, 2 goodput, 3 replies/s, 4 p99 ms,
+# 5 503/s, 6 p50 ms, 7 p99.9 ms, 8 sessions ok/s, 9 invalid (0/1), 10 Mbit/s,
+# 11 connect failures/s, 12 resets after accept/s, 13 client timeouts/s,
+# 14 lag p99 ms, 15 server CPU us/reply.
 
 if (fmt eq 'svg') {
-    set terminal svg size 1350,900 dynamic enhanced font 'Helvetica,11' background rgb 'white'
+    set terminal svg size 1800,1300 dynamic enhanced font 'Helvetica,11' background rgb 'white'
 } else {
-    set terminal pngcairo size 1260,840 enhanced font 'Helvetica,8.5' background rgb 'white'
+    set terminal pngcairo size 1800,1300 enhanced font 'Helvetica,9' background rgb 'white'
 }
 set output out
 set datafile missing '?'
@@ -26,77 +37,82 @@ set style line 3 lc rgb '#2ca02c' lw 2 pt 9 ps 0.8
 set style line 4 lc rgb '#9467bd' lw 2 pt 11 ps 0.8
 set style line 5 lc rgb '#ff7f0e' lw 2 pt 13 ps 0.8
 set style line 6 lc rgb '#8c564b' lw 2 pt 3 ps 0.8
+set style line 7 lc rgb '#e377c2' lw 2 pt 15 ps 0.8
+set style line 8 lc rgb '#17becf' lw 2 pt 1 ps 0.8
 set style line 9 lc rgb '#888888' lw 1 dt 2
-set format x '%.0s%c'
+set style line 10 lc rgb '#000000' lw 1.5 pt 6 ps 2.2
+set format x '%.1s%c'
 steps = dir.'/plot-steps.dat'
 stg = dir.'/plot-stages.dat'
 srv = dir.'/plot-server.dat'
-offlabel = 'offered load (requests/s'.(loadmode eq 'sessions' ? ', sessions x mean length)' : ')')
+offlabel = 'offered load (requests/s'.(loadmode eq 'sessions' ? ', sessions x length)' : ')')
+what = (mode eq 'tuning') ? 'sluice tuning (w = writer threads, c = max\_connections)' : 'under overload'
 
-# Vertical marks at saturation and twice it (sweep mode).
-if (satx > 0) {
-    set arrow 1 from satx, graph 0 to satx, graph 1 nohead ls 9
-    set label 1 'saturation' at satx, graph 0.04 offset 0.5,0 tc rgb '#666666'
-}
-if (sat2x > 0) {
-    set arrow 2 from sat2x, graph 0 to sat2x, graph 1 nohead ls 9
-    set label 2 '2x' at sat2x, graph 0.04 offset 0.5,0 tc rgb '#666666'
-}
+set multiplot layout 3,4 title what.': '.budget font ',13'
 
-if (mode eq 'tuning') {
-    set offsets 0, graph 0.05, 0, 0
-    set multiplot layout 2,2 title 'sluice tuning: writer threads x max\_connections (w = writers, c = max\_connections)' font ',14'
-    set xlabel offlabel
-    set ylabel 'good replies/s'
-    set title 'Throughput (cf. paper fig. 6)'
-    plot for [i=0:nconf-1] steps index i using 1:2 with linespoints ls (i+1) title word(titles, i+1), \
-         steps index 0 using 1:1 with lines ls 9 title 'offered'
-    set key top left
-    set ylabel 'Mbit/s'
-    set title 'Throughput, Mbit/s'
-    plot for [i=0:nconf-1] steps index i using 1:4 with linespoints ls (i+1) title word(titles, i+1)
-    set logscale y
-    set format y '%g'
-    set ylabel 'ms (log)'
-    set title 'p99 response time of good replies, from when due'
-    plot for [i=0:nconf-1] steps index i using 1:($7 > 0 ? $7 : 1/0) with linespoints ls (i+1) title word(titles, i+1)
-    set title 'Mean response time (cf. paper fig. 8)'
-    plot for [i=0:nconf-1] steps index i using 1:($5 > 0 ? $5 : 1/0) with linespoints ls (i+1) title word(titles, i+1)
-    unset multiplot
-    exit
-}
-
-set multiplot layout 2,3 title 'sluice under overload: '.loadmode.' workload, client timeout '.sprintf('%g', timeout_s).' s' font ',14'
-
-# --- against offered load (a little room on the right for the '2x' label)
 set offsets 0, graph 0.05, 0, 0
 set xlabel offlabel
-set ylabel 'replies/s'
-set title 'Throughput (cf. paper figs. 6, 7)'
-plot steps index 0 using 1:1 with lines ls 9 title 'offered', \
-     steps index 0 using 1:3 with linespoints ls 2 title 'all replies/s', \
-     steps index 0 using 1:2 with linespoints ls 1 title 'good replies/s'
-
-set ylabel 'Mbit/s'
-set title 'Throughput, Mbit/s received by clients'
-plot steps index 0 using 1:4 with linespoints ls 1 title 'Mbit/s'
+set ylabel 'replies/s within the deadline'
+set title 'Goodput (cf. paper fig. 6); circled: INVALID'
+plot for [i=0:nconf-1] steps index i using 1:2 with linespoints ls (i+1) title word(titles, i+1), \
+     for [i=0:nconf-1] steps index i using 1:($9 > 0 ? $2 : 1/0) with points ls 10 notitle, \
+     steps index 0 using 1:1 with lines ls 9 title 'offered'
 
 set logscale y
 set format y '%g'
 set ylabel 'ms (log)'
-set title 'Response time of good replies, from when due (cf. fig. 8)'
-plot steps index 0 using 1:($5 > 0 ? $5 : 1/0) with linespoints ls 1 title 'mean', \
-     steps index 0 using 1:($7 > 0 ? $7 : 1/0) with linespoints ls 2 title 'p99', \
-     steps index 0 using 1:($6 > 0 ? $6 : 1/0) with linespoints ls 3 title 'p50'
+set title 'p99 of admitted requests, from when due (cf. fig. 8)'
+plot for [i=0:nconf-1] steps index i using 1:($4 > 0 ? $4 : 1/0) with linespoints ls (i+1) title word(titles, i+1), \
+     for [i=0:nconf-1] steps index i using 1:($9 > 0 && $4 > 0 ? $4 : 1/0) with points ls 10 notitle
 unset logscale y
-unset arrow 1
-unset arrow 2
-unset label 1
-unset label 2
+set format y '%g'
 
-# --- over time: the stages, with the offered load on the right axis
+set ylabel '503 replies/s'
+set yrange [0:*]
+set title '503 replies per second'
+plot for [i=0:nconf-1] steps index i using 1:5 with linespoints ls (i+1) title word(titles, i+1), \
+     steps index 0 using 1:(0) with lines ls 9 notitle
+
+set ylabel 'sessions/s'
+set title 'Sessions completed within the deadline'
+plot for [i=0:nconf-1] steps index i using 1:8 with linespoints ls (i+1) title word(titles, i+1), \
+     steps index 0 using 1:(0) with lines ls 9 notitle
+set autoscale y
+
+# --- middle row: the other measures against offered load
+set logscale y
+set ylabel 'ms (log)'
+set title 'p50 (solid) and p99.9 (dashed) of admitted requests'
+plot for [i=0:nconf-1] steps index i using 1:($6 > 0 ? $6 : 1/0) with linespoints ls (i+1) title word(titles, i+1), \
+     for [i=0:nconf-1] steps index i using 1:($7 > 0 ? $7 : 1/0) with linespoints ls (i+1) dt 2 notitle
+unset logscale y
+
+set ylabel 'per second'
+set yrange [0:*]
+set title 'Connect failures (solid), resets after accept (dashed), client timeouts (dotted)'
+plot for [i=0:nconf-1] steps index i using 1:11 with linespoints ls (i+1) title word(titles, i+1), \
+     for [i=0:nconf-1] steps index i using 1:12 with linespoints ls (i+1) dt 2 notitle, \
+     for [i=0:nconf-1] steps index i using 1:13 with linespoints ls (i+1) dt 3 notitle, \
+     steps index 0 using 1:(0) with lines ls 9 notitle
+set autoscale y
+
+set logscale y
+set ylabel 'ms (log)'
+set title sprintf('Client schedule lag p99 (INVALID above %g ms)', lagmax)
+plot for [i=0:nconf-1] steps index i using 1:($14 > 0 ? $14 : 1/0) with linespoints ls (i+1) title word(titles, i+1), \
+     lagmax with lines ls 9 title 'limit'
+unset logscale y
+
+set ylabel 'us'
+set yrange [0:*]
+set title 'Server CPU per reply (from its cgroup)'
+plot for [i=0:nconf-1] steps index i using 1:15 with linespoints ls (i+1) title word(titles, i+1), \
+     steps index 0 using 1:(0) with lines ls 9 notitle
+set autoscale y
+
+# --- over time: sluice's stages, with the offered load on the right axis
 set offsets 0, 0, 0, 0
-set xlabel 'time since the start of the sweep (s); the server restarts at each step'
+set xlabel 'time since the start of the sweep (s); '.stagecfg.' restarts at each of its steps'
 set format x '%g'
 set y2label 'offered requests/s'
 set y2tics
@@ -106,15 +122,16 @@ set key top left
 
 set ylabel 'items queued (log)'
 set logscale y
-set title 'Queue depth per stage (sampled every 0.5 s)'
-plot stg index 0 using 1:($2 > 0 ? $2 : 1/0) with lines ls 1 title 'acceptor (kernel accept queue)', \
+set format y '%g'
+set title stagecfg.': queue depth per stage (every 0.5 s)'
+plot stg index 0 using 1:($2 > 0 ? $2 : 1/0) with lines ls 1 title 'acceptor (accept queue)', \
      stg index 1 using 1:($2 > 0 ? $2 : 1/0) with lines ls 2 title 'reader', \
      stg index 2 using 1:($2 > 0 ? $2 : 1/0) with lines ls 3 title 'detector', \
      stg index 3 using 1:($2 > 0 ? $2 : 1/0) with lines ls 4 title 'writer', \
      stg index 1 using 1:6 axes x1y2 with lines ls 9 title 'offered'
 
 set ylabel 'ms (log)'
-set title 'Mean queue wait per stage over each 0.5 s'
+set title stagecfg.': mean queue wait per stage'
 plot stg index 1 using 1:3 with lines ls 2 title 'reader', \
      stg index 2 using 1:3 with lines ls 3 title 'detector', \
      stg index 3 using 1:3 with lines ls 4 title 'writer', \
@@ -123,10 +140,19 @@ unset logscale y
 
 set ylabel 'busy share of the stage threads'
 set yrange [0:*]
-set title 'Busy share per stage'
+set title stagecfg.': busy share per stage'
 plot stg index 0 using 1:4 with lines ls 1 title 'acceptor', \
      stg index 1 using 1:4 with lines ls 2 title 'reader', \
      stg index 2 using 1:4 with lines ls 3 title 'detector', \
      stg index 3 using 1:4 with lines ls 4 title 'writer', \
      stg index 1 using 1:6 axes x1y2 with lines ls 9 title 'offered'
+
+set ylabel 'shed per second'
+set format y '%g'
+set title stagecfg.': shed by reason'
+plot srv using 1:7 with lines ls 2 title '503 queue wait', \
+     srv using 1:8 with lines ls 3 title '503 at max\_connections', \
+     srv using 1:9 with lines ls 4 title 'closed at max\_connections', \
+     srv using 1:10 with lines ls 5 title 'idle closed for room', \
+     srv using 1:5 axes x1y2 with lines ls 9 title 'offered'
 unset multiplot
