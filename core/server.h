@@ -8,6 +8,7 @@
 #include "core/conn.h"
 #include "core/http.h"
 #include "core/mime.h"
+#include "core/proxy.h"
 #include "queue/queue.h"
 
 #include <pthread.h>
@@ -55,6 +56,13 @@ struct sl_server {
     long conns;          /* open connections */
     unsigned rr_reader;  /* round-robin for new connections */
     int stopping;        /* 1: draining (no accept, no keep-alive); 2: stop now */
+    int draining;        /* readiness fails (SIGTERM or `drain`); serving goes on
+                            for drain_delay before stopping = 1 (atomic) */
+    /* [server] proxy_protocol, fixed at start: connections from PROXY_FROM
+       must begin with a PROXY header; others are closed unanswered. */
+    bool proxy_protocol;
+    int nproxy_from;
+    struct sl_cidr proxy_from[SL_PROXY_CIDR_MAX];
     bool optimistic_write;
     long inline_max;     /* [reader] inline_max; 0: readers never send */
     long max_connections;

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/response.h"
 #include "core/server.h"
+#include "stages/proxied.h"
 #include "stages/send.h"
 #include "stages/stages.h"
 
@@ -28,6 +29,8 @@
 #define LINGER_NS 2000000000ull /* drain a closing client for at most 2 s */
 #define IDLE_CLOSE_MAX 256      /* idle connections closed per round for room */
 #define INLINE_RUN_MAX 16       /* pipelined responses sent inline in a row */
+#define DRAIN_IDLE_NS 250000000ull /* draining: an idle keep-alive connection
+                                      closes once idle this long (see sweep) */
 
 /* Admission control, per reader (CoDel's idea, Nichols & Jacobson 2012, with
  * a standing-queue test as in its first form): each interval, the least any
@@ -370,7 +373,12 @@ static void serve_input(struct reader *r, struct sl_conn *c)
     for (;;) {
         if (c->discard > 0)
             discard_buffered(c);
-        if (c->discard == 0 && c->buf_len > 0) {
+        if (SL_UNLIKELY(c->new_conn) && c->buf_len > 0 &&
+            sl_proxied_take(c, r->st) == SL_ERR) {
+            close_conn(c); /* no valid PROXY header: no response */
+            return;
+        }
+        if (c->discard == 0 && c->buf_len > 0 && !c->new_conn) {
             enum outcome o = try_parse(r, c);
             if (o == GONE)
                 return;
@@ -417,11 +425,10 @@ static void serve_input(struct reader *r, struct sl_conn *c)
             continue;
         if (n < 0 && errno == EAGAIN) {
             c->drained = true;
-            if (__atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED) && c->buf_len == 0 &&
-                c->discard == 0 && c->requests > 0) {
-                close_conn(c); /* draining: idle keep-alive connections go now */
-                return;
-            }
+            /* Draining, an idle keep-alive connection waits like any: its
+               client may be sending the next request right now, which gets
+               a response with Connection: close; sweep() closes it if it
+               stays idle. */
             wait_input(r, c);
             return;
         }
@@ -511,9 +518,15 @@ static void sweep(struct reader *r)
 {
     struct sl_conn *c, *tmp;
     bool draining = __atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED) != 0;
+    uint64_t ka = __atomic_load_n(&sl_srv.keepalive_timeout_ns, __ATOMIC_RELAXED);
     cds_list_for_each_entry_safe(c, tmp, &r->idle, timer_link)
     {
-        if (!draining && c->deadline_ns > r->now)
+        /* Draining: close idle connections, but only those idle for
+           DRAIN_IDLE_NS; closing one the moment its client sends a request
+           would fail that request (the keep-alive race), while one that
+           sends gets its response with Connection: close. */
+        bool drain_now = draining && c->deadline_ns <= r->now + ka - DRAIN_IDLE_NS;
+        if (!drain_now && c->deadline_ns > r->now)
             break;
         unlist(r, c);
         close_conn(c);
@@ -525,7 +538,7 @@ static void sweep(struct reader *r)
         if (c->deadline_ns > r->now)
             continue;
         cds_list_del(&c->timer_link);
-        time_out(c, c->buf_len > 0);
+        time_out(c, c->buf_len > 0 && !c->new_conn); /* no 408 without a PROXY header */
     }
     cds_list_for_each_entry_safe(c, tmp, &r->lingering, timer_link)
     {
