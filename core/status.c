@@ -1294,6 +1294,8 @@ char *sl_status_render(enum sl_status_doc doc, size_t *len)
     struct status_sample *s = sl_malloc(sizeof(*s));
     struct sbuf b = {0};
     pthread_mutex_lock(&lock);
+    if (prev.ns == 0)
+        prev.ns = sl_srv.start_ns; /* the first /status: busy since start */
     gather(s);
     if (doc == SL_STATUS_JSON) {
         double busy[NSTAGES];
