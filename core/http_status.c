@@ -149,6 +149,10 @@ static struct {
     uint64_t last_look;
     bool healthy;
     char why[512];
+    /* Admission state for the agent weight, per LOOK_NS tick: the share of
+       responses that were shed (503 for queue wait) in the last tick. */
+    uint64_t tick_ns, tick_requests, tick_shed;
+    double shed_share;
 } hs = {.wake_fd = -1, .http_fd = -1, .agent_fd = -1};
 
 /* Opens a listening TCP socket on SPEC ("HOST:PORT", "[V6]:PORT"). */
@@ -204,6 +208,14 @@ static void look(uint64_t now)
     uint64_t done[SL_HS_STAGES];
     long depth[SL_HS_STAGES] = {0};
     done[SL_STAGE_ACCEPTOR] = snap->ev.conn_accepted + snap->ev.conn_rejected;
+    if (now - hs.tick_ns >= LOOK_NS) {
+        uint64_t req = snap->ev.requests - hs.tick_requests;
+        uint64_t shed = snap->ev.shed_queue_wait - hs.tick_shed;
+        hs.shed_share = req > 0 ? (double)SL_MIN(shed, req) / (double)req : 0.0;
+        hs.tick_requests = snap->ev.requests;
+        hs.tick_shed = snap->ev.shed_queue_wait;
+        hs.tick_ns = now;
+    }
     for (int i = 1; i < SL_HS_STAGES; i++)
         done[i] = snap->stage[i].q_dequeued;
     free(snap);
@@ -254,6 +266,10 @@ static int agent_weight_now(void)
     long limit = max;
     int dropping = __atomic_load_n(&sl_srv.adm_dropping, __ATOMIC_RELAXED);
     double shedding = sl_srv.nreaders > 0 ? (double)dropping / sl_srv.nreaders : 0.0;
+    /* CoDel's dropping flag flickers at the edge of overload; the share of
+       responses shed in the last tick says the same more steadily. */
+    if (hs.shed_share > shedding)
+        shedding = hs.shed_share;
     return sl_agent_weight(limit, max, shedding,
                            __atomic_load_n(&sl_srv.draining, __ATOMIC_RELAXED) != 0);
 }
@@ -488,6 +504,9 @@ int sl_http_status_start(const char *listen_spec, const char *agent_spec)
         goto fail;
     }
     hs.last_look = 0;
+    hs.tick_ns = 0;
+    hs.tick_requests = hs.tick_shed = 0;
+    hs.shed_share = 0;
     memset(hs.progress, 0, sizeof(hs.progress));
     int rc = pthread_create(&hs.tid, NULL, hs_main, NULL);
     if (rc != 0) {

@@ -418,7 +418,7 @@ def test_prometheus_scrapes_and_reads_back_the_requests(sluice_factory, tmp_path
 # ------------------------------------------------------------------ haproxy
 
 
-def haproxy_config(tmp_path, backends, front_port, stats_sock, source=None):
+def haproxy_config(tmp_path, backends, front_port, stats_sock, source=None, balance=None):
     """contrib/haproxy.cfg with this test's ports: BACKENDS is a list of
     (port, status_port, agent_port). SOURCE: the address haproxy connects from."""
     text = (REPO / "contrib" / "haproxy.cfg").read_text()
@@ -429,6 +429,8 @@ def haproxy_config(tmp_path, backends, front_port, stats_sock, source=None):
     text = text.replace("log global\n", "")
     text = text.replace("inter 500ms", "inter 200ms").replace("agent-inter 500ms",
                                                               "agent-inter 200ms")
+    if balance:
+        text = text.replace("balance leastconn", f"balance {balance}")
     if source:
         text = text.replace("default-server check", f"default-server source {source} check")
     for i, (port, sp, ap) in enumerate(backends, 1):
@@ -457,7 +459,7 @@ def haproxy_stat(sock):
     for line in lines[1:]:
         if line:
             row = dict(zip(head, line.split(",")))
-            if row["pxname"] == "sluice":
+            if row["pxname"] == "sluice" and row["svname"] not in ("BACKEND", "FRONTEND"):
                 rows[row["svname"]] = row
     return rows
 
@@ -465,7 +467,7 @@ def haproxy_stat(sock):
 class Fleet:
     """Three sluice instances behind a real haproxy (contrib/haproxy.cfg)."""
 
-    def __init__(self, sluice_factory, tmp_path, **conf):
+    def __init__(self, sluice_factory, tmp_path, balance=None, **conf):
         self.servers, self.backends = [], []
         for i in range(3):
             c, sp, ap = fleet_conf(server_proxy_protocol=True,
@@ -477,14 +479,20 @@ class Fleet:
             self.backends.append((s.port, sp, ap))
         self.port = helpers.free_port()
         self.sock = tmp_path / "haproxy.sock"
-        cfg = haproxy_config(tmp_path, self.backends, self.port, self.sock, source="127.0.0.2")
+        cfg = haproxy_config(tmp_path, self.backends, self.port, self.sock, source="127.0.0.2",
+                             balance=balance)
         self.log = open(tmp_path / "haproxy.log", "wb")
         self.proc = subprocess.Popen([need("haproxy"), "-db", "-f", str(cfg)],
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
-        helpers.wait_until(lambda: self.proc.poll() is not None or self.all_up(), timeout=10,
-                           what="haproxy to see three instances UP")
-        assert self.proc.poll() is None, (tmp_path / "haproxy.log").read_text()
+        try:
+            helpers.wait_until(lambda: self.proc.poll() is not None or self.all_up(),
+                               timeout=10, what="haproxy to see three instances UP")
+            assert self.proc.poll() is None, (tmp_path / "haproxy.log").read_text()
+        except BaseException:
+            print(self.stat())
+            self.close()
+            raise
 
     def stat(self):
         try:
@@ -556,13 +564,16 @@ def cpu_cgroup():
 
 def test_haproxy_gives_an_instance_on_a_small_cpu_budget_a_smaller_share(sluice_factory,
                                                                         tmp_path):
-    """One instance confined to 5% of a CPU sheds (queue wait above a 5 ms
+    """One instance confined to 1% of a CPU sheds (queue wait above a 5 ms
     target), its agent weight drops, and haproxy sends it a smaller share."""
     found = cpu_cgroup()
     if found is None:
         pytest.skip("no writable cgroup cpu controller on this machine")
     root, v2 = found
-    fleet = Fleet(sluice_factory, tmp_path, admission_queue_wait_target="5ms",
+    # Round robin: haproxy itself would send fewer requests to a slow
+    # instance under leastconn; this way only the agent weight can.
+    fleet = Fleet(sluice_factory, tmp_path, balance="roundrobin",
+                  admission_queue_wait_target="5ms",
                   admission_queue_wait_interval="50ms", reader_threads=1, writer_threads=1)
     group = root / f"sluice-fleet-test-{os.getpid()}"
     moved = []
@@ -571,10 +582,10 @@ def test_haproxy_gives_an_instance_on_a_small_cpu_budget_a_smaller_share(sluice_
             pytest.skip("the cpu controller is not enabled for child groups")
         group.mkdir()
         if v2:
-            (group / "cpu.max").write_text("5000 100000\n")
+            (group / "cpu.max").write_text("1000 100000\n")
         else:
             (group / "cpu.cfs_period_us").write_text("100000\n")
-            (group / "cpu.cfs_quota_us").write_text("5000\n")
+            (group / "cpu.cfs_quota_us").write_text("1000\n")
         slow = fleet.servers[0]
         (group / "cgroup.procs").write_text(f"{slow.pid}\n")  # every thread of it
         moved.append(slow)
