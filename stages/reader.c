@@ -29,7 +29,7 @@
 #define LINGER_NS 2000000000ull /* drain a closing client for at most 2 s */
 #define IDLE_CLOSE_MAX 256      /* idle connections closed per round for room */
 #define INLINE_RUN_MAX 16       /* pipelined responses sent inline in a row */
-#define DRAIN_IDLE_NS 250000000ull /* draining: an idle keep-alive connection
+#define DRAIN_IDLE_NS 1000000000ull /* draining: an idle keep-alive connection
                                       closes once idle this long (see sweep) */
 
 /* Admission control, per reader (CoDel's idea, Nichols & Jacobson 2012, with
