@@ -538,7 +538,9 @@ static void sweep(struct reader *r)
         if (c->deadline_ns > r->now)
             continue;
         cds_list_del(&c->timer_link);
-        time_out(c, c->buf_len > 0 && !c->new_conn); /* no 408 without a PROXY header */
+        if (c->new_conn) /* timed out before a whole PROXY header: no 408, counted */
+            SL_COUNTER_ADD(&r->st->ev.proxy_bad, 1);
+        time_out(c, c->buf_len > 0 && !c->new_conn);
     }
     cds_list_for_each_entry_safe(c, tmp, &r->lingering, timer_link)
     {
