@@ -2,6 +2,7 @@
  * one row: section, name, type, where it goes, and its allowed range. */
 #include "core/config.h"
 #include "core/log.h"
+#include "core/proxy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -85,11 +86,20 @@ static const struct key keys[] = {
     {"timeouts", "keepalive", K_DURATION, OFF(keepalive_timeout_ns), SEC / 1000,
      86400 * SEC},
     {"timeouts", "send", K_DURATION, OFF(send_timeout_ns), SEC / 1000, 86400 * SEC},
+    {"server", "drain_delay", K_DURATION, OFF(drain_delay_ns), 0, 3600 * SEC},
+    {"server", "reuseport", K_BOOL, OFF(reuseport), 0, 0},
+    {"server", "proxy_protocol", K_BOOL, OFF(proxy_protocol), 0, 0},
+    {"server", "proxy_protocol_from", K_STR, OFF(proxy_protocol_from), 0, 0},
+    {"status", "listen", K_STR, OFF(status_listen), 0, 0},
+    {"status", "agent_listen", K_STR, OFF(agent_listen), 0, 0},
+    {"status", "stall_after", K_DURATION, OFF(stall_ns), SEC / 10, 3600 * SEC},
+    {"status", "ready_shed_level", K_INT, OFF(ready_shed_level), 0, 100},
 };
 
 static const char *const known_sections[] = {"server",   "queue",  "acceptor", "reader",
                                              "detector", "writer", "cache",    "http",
-                                             "limits",   "timeouts", "admission"};
+                                             "limits",   "timeouts", "admission",
+                                             "status"};
 
 int sl_config_cpus(void)
 {
@@ -147,6 +157,14 @@ void sl_config_defaults(struct sl_config *cfg)
     cfg->header_timeout_ns = 10 * SEC;
     cfg->keepalive_timeout_ns = 60 * SEC;
     cfg->send_timeout_ns = 60 * SEC;
+    cfg->drain_delay_ns = 0; /* today's behaviour: SIGTERM closes the listener at once */
+    cfg->reuseport = false;
+    cfg->proxy_protocol = false;
+    cfg->proxy_protocol_from = sl_strdup("127.0.0.0/8, ::1");
+    cfg->status_listen = sl_strdup("");
+    cfg->agent_listen = sl_strdup("");
+    cfg->stall_ns = 5 * SEC;
+    cfg->ready_shed_level = 100;
 }
 
 void sl_config_free(struct sl_config *cfg)
@@ -584,6 +602,36 @@ static int check_all(struct sl_config *cfg, char *err, size_t errsz)
                  find_key_line(p, "limits", "max_request_line"), cfg->max_request_line,
                  cfg->max_header_size);
         return SL_ERR;
+    }
+    struct sl_cidr nets[SL_PROXY_CIDR_MAX];
+    char why[256];
+    int nnets = sl_cidr_parse_list(cfg->proxy_protocol_from, nets, SL_PROXY_CIDR_MAX, why,
+                                   sizeof(why));
+    if (nnets == SL_ERR) {
+        snprintf(err, errsz, "%d: server.proxy_protocol_from: %s",
+                 find_key_line(p, "server", "proxy_protocol_from"), why);
+        return SL_ERR;
+    }
+    if (cfg->proxy_protocol && nnets == 0) {
+        snprintf(err, errsz,
+                 "%d: server.proxy_protocol_from: empty, so no balancer could send the "
+                 "PROXY header proxy_protocol = yes requires",
+                 find_key_line(p, "server", "proxy_protocol_from"));
+        return SL_ERR;
+    }
+    static const struct {
+        const char *key;
+        size_t off;
+    } addrs[] = {{"listen", OFF(status_listen)}, {"agent_listen", OFF(agent_listen)}};
+    for (size_t i = 0; i < SL_ARRAY_LEN(addrs); i++) {
+        const char *v = *(char **)((char *)cfg + addrs[i].off);
+        const char *colon = strrchr(v, ':');
+        if (v[0] != '\0' && (colon == NULL || colon[1] == '\0' ||
+                              strspn(colon + 1, "0123456789") != strlen(colon + 1))) {
+            snprintf(err, errsz, "%d: status.%s: '%s' is not HOST:PORT",
+                     find_key_line(p, "status", addrs[i].key), addrs[i].key, v);
+            return SL_ERR;
+        }
     }
     return SL_OK;
 }

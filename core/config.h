@@ -43,6 +43,21 @@ struct sl_config {
     int access_log_format; /* enum sl_access_format */
     int log_level;       /* enum sl_log_level */
 
+    /* [server] running as one of a fleet (README "Behind a balancer") */
+    uint64_t drain_delay_ns;   /* on SIGTERM or `drain`: readiness fails, serving goes
+                                  on this long, then the listener closes */
+    bool reuseport;            /* SO_REUSEPORT: several instances on one port */
+    bool proxy_protocol;       /* every connection starts with a PROXY v1/v2 header */
+    char *proxy_protocol_from; /* CIDR list of sources allowed to send it */
+
+    /* [status] the HTTP status listener and haproxy's agent check */
+    char *status_listen;       /* "HOST:PORT" for /metrics /healthz /readyz /status; "" off */
+    char *agent_listen;        /* "HOST:PORT" for haproxy's agent-check; "" off */
+    uint64_t stall_ns;         /* /healthz fails for a stage with queued work and
+                                  no progress for this long */
+    int ready_shed_level;      /* /readyz fails while this percentage (1..100) of the
+                                  admission controller sheds; 0: never for shedding */
+
     /* [queue] */
     enum sl_queue_kind queue_kind;
     int queue_batch;     /* max items a consumer takes per batch */

@@ -3,6 +3,7 @@
  * gracefully, HUP reloads the config, USR1 reopens the logs. */
 #include "core/accesslog.h"
 #include "core/config.h"
+#include "core/http_status.h"
 #include "core/log.h"
 #include "core/server.h"
 #include "core/status.h"
@@ -190,6 +191,34 @@ static void reload(const char *conf)
     NOTIFY("READY=1\nSTATUS=serving");
 }
 
+/* The drain a balancer sees (SIGTERM, SIGINT, `sluicectl drain`): readiness
+ * fails at once (/readyz 503, agent check "drain") while serving goes on for
+ * drain_delay, so the balancer's next check takes this instance out before
+ * its listener closes. SIGHUP and SIGUSR1 keep working meanwhile; a second
+ * SIGTERM or SIGINT cuts the delay short. */
+static void drain_delay(const sigset_t *set, uint64_t delay_ns)
+{
+    __atomic_store_n(&sl_srv.draining, 1, __ATOMIC_RELAXED);
+    if (delay_ns == 0)
+        return;
+    sl_log(SL_LOG_INFO, "draining: not ready; the listener closes in %.3fs",
+           (double)delay_ns / 1e9);
+    uint64_t end = sl_now_ns() + delay_ns;
+    for (uint64_t now = sl_now_ns(); now < end; now = sl_now_ns()) {
+        uint64_t left = end - now;
+        struct timespec ts = {(time_t)(left / 1000000000ull), (long)(left % 1000000000ull)};
+        int sig = sigtimedwait(set, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT)
+            return;
+        if (sig == SIGUSR1) {
+            if (sl_log_reopen() != SL_OK)
+                sl_log(SL_LOG_ERROR, "cannot reopen the error log: %s", strerror(errno));
+            sl_accesslog_reopen();
+        }
+        /* SIGHUP while draining: nothing to reload for. */
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *conf = "sluice.conf";
@@ -280,7 +309,8 @@ int main(int argc, char **argv)
         sl_server_stop(0);
         goto fail;
     }
-    if (drop_privileges(cfg->user) != SL_OK || sl_server_accept() != SL_OK) {
+    if (drop_privileges(cfg->user) != SL_OK || sl_server_accept() != SL_OK ||
+        sl_http_status_start(cfg->status_listen, cfg->agent_listen) != SL_OK) {
         sl_status_stop();
         sl_server_stop(0);
         goto fail;
@@ -307,7 +337,9 @@ int main(int argc, char **argv)
             reload(conf);
     }
     NOTIFY("STOPPING=1");
+    drain_delay(&set, sl_srv.cfg->drain_delay_ns);
     uint64_t timeout = sl_srv.cfg->shutdown_timeout_ns;
+    sl_http_status_stop();
     sl_status_stop();
     sl_server_stop(timeout);
     if (background)

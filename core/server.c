@@ -53,7 +53,7 @@ struct sl_conn *sl_conn_new(int fd)
 {
     struct sl_conn *c = sl_calloc(1, sizeof(*c));
     c->fd = fd;
-    c->new_conn = true;
+    c->new_conn = sl_srv.proxy_protocol; /* its PROXY header is still to come */
     CDS_INIT_LIST_HEAD(&c->timer_link);
     return c;
 }
@@ -102,8 +102,9 @@ void sl_to_send(struct sl_conn *c)
 
 /* ---- setup ---- */
 
-/* Binds CFG's listen address ("HOST:PORT" / "[V6]:PORT"). Returns the socket,
- * or -1 after logging "PATH:LINE: server.listen: reason". */
+/* Binds CFG's listen address ("HOST:PORT" / "[V6]:PORT"), with SO_REUSEPORT
+ * when [server] reuseport is on. Returns the socket, or -1 after logging
+ * "PATH:LINE: server.listen: reason". */
 static int open_listener(const struct sl_config *cfg)
 {
     const char *listen_spec = cfg->listen;
@@ -137,6 +138,15 @@ static int open_listener(const struct sl_config *cfg)
         }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        /* Several sluices on one port: the kernel spreads new connections
+           over every listener of the group, and a new instance can start
+           before the old one leaves (README "Behind a balancer"). */
+        if (cfg->reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+            err = errno;
+            close(fd);
+            fd = -1;
+            continue;
+        }
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, cfg->backlog) == 0)
             break;
         err = errno;
@@ -148,6 +158,23 @@ static int open_listener(const struct sl_config *cfg)
         sl_log(SL_LOG_CRIT, "%s:%d: server.listen: cannot listen on %s: %s", cfg->path, line,
                listen_spec, strerror(err));
     return fd;
+}
+
+/* A listener leaving a SO_REUSEPORT group resets the connections still in its
+ * accept queue unless the kernel hands them to another listener of the group
+ * (net.ipv4.tcp_migrate_req, Linux 5.14): say so once at start. */
+static void warn_migrate_req(void)
+{
+    char v[8] = "";
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_migrate_req", "r");
+    if (f == NULL)
+        return;
+    if (fgets(v, sizeof(v), f) != NULL && v[0] == '0')
+        sl_log(SL_LOG_WARN,
+               "server.reuseport: net.ipv4.tcp_migrate_req is 0: connections still queued "
+               "at this instance when it stops are reset; set it to 1 for restarts that "
+               "drop nothing");
+    fclose(f);
 }
 
 /* Options of the listening socket, at start and on reload; accepted sockets
@@ -286,7 +313,17 @@ int sl_server_start(struct sl_config *cfg)
                cfg->path, sl_config_line(cfg, "http", "mime_types"), cfg->mime_types);
     s->cache = sl_cache_create(s->root_fd, s->mime, &s->settings->cache);
 
+    char why[256];
+    s->proxy_protocol = cfg->proxy_protocol;
+    s->nproxy_from = sl_cidr_parse_list(cfg->proxy_protocol_from, s->proxy_from,
+                                        SL_PROXY_CIDR_MAX, why, sizeof(why));
+    if (s->nproxy_from < 0) { /* checked by the config parser already */
+        sl_log(SL_LOG_CRIT, "%s: server.proxy_protocol_from: %s", cfg->path, why);
+        goto fail;
+    }
     s->listen_fd = open_listener(cfg);
+    if (cfg->reuseport)
+        warn_migrate_req();
     if (s->listen_fd < 0)
         goto fail;
     tune_listener(cfg);
@@ -503,6 +540,16 @@ int sl_server_reload(struct sl_config *next, char *err, size_t errsz)
     keep_str(&next->listen, cur->listen, "server.listen");
     keep_str(&next->root, cur->root, "server.root");
     keep_str(&next->status_socket, cur->status_socket, "server.status_socket");
+    keep_str(&next->proxy_protocol_from, cur->proxy_protocol_from,
+             "server.proxy_protocol_from");
+    keep_str(&next->status_listen, cur->status_listen, "status.listen");
+    keep_str(&next->agent_listen, cur->agent_listen, "status.agent_listen");
+    int flag = next->proxy_protocol;
+    keep_int(&flag, cur->proxy_protocol, "server.proxy_protocol");
+    next->proxy_protocol = flag;
+    flag = next->reuseport;
+    keep_int(&flag, cur->reuseport, "server.reuseport");
+    next->reuseport = flag;
     keep_str(&next->user, cur->user, "server.user");
     keep_str(&next->pidfile, cur->pidfile, "server.pidfile");
     keep_str(&next->mime_types, cur->mime_types, "http.mime_types");

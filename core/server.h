@@ -8,6 +8,7 @@
 #include "core/conn.h"
 #include "core/http.h"
 #include "core/mime.h"
+#include "core/proxy.h"
 #include "queue/queue.h"
 
 #include <pthread.h>
@@ -97,6 +98,13 @@ struct sl_server {
     int stopping;        /* 1: draining (no accept, no keep-alive); 2: stop now */
     struct sl_settings *settings; /* the live settings: an RCU pointer, replaced
                                      whole by a reload; read via sl_settings_*() */
+    int draining;        /* readiness fails (SIGTERM or `drain`); serving goes on
+                            for drain_delay before stopping = 1 (atomic) */
+    /* [server] proxy_protocol, fixed at start: connections from PROXY_FROM
+       must begin with a PROXY header; others are closed unanswered. */
+    bool proxy_protocol;
+    int nproxy_from;
+    struct sl_cidr proxy_from[SL_PROXY_CIDR_MAX];
     /* Admission state. */
     int adm_dropping;                  /* readers shedding now (atomic count) */
     int idle_close_wanted;             /* idle keep-alive connections the acceptor

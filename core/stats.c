@@ -126,6 +126,14 @@ void sl_hist_merge(struct sl_hist *dst, const struct sl_hist *src)
     hist_read_into(dst, src);
 }
 
+uint64_t sl_hist_below(const struct sl_hist *h, unsigned log2_ns)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < SL_HIST_BUCKETS - 1 && hist_upper(i) <= (1ull << log2_ns); i++)
+        n += h->b[i];
+    return n;
+}
+
 uint64_t sl_hist_quantile(const struct sl_hist *h, double q)
 {
     uint64_t total = 0;
@@ -191,6 +199,9 @@ static void add_counters(struct sl_stats_snapshot *out, const struct sl_tstats *
     SUM_FIELD(cache_misses);
     SUM_FIELD(cache_revalidations);
     SUM_FIELD(cache_evictions);
+    SUM_FIELD(proxy_bad);
+    SUM_FIELD(proxy_untrusted);
+    hist_read_into(&out->response_time, &t->response_time);
 }
 
 void sl_stats_snapshot(struct sl_stats_snapshot *out)

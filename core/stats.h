@@ -34,6 +34,9 @@ struct sl_hist {
 void sl_hist_add(struct sl_hist *h, uint64_t v);
 /* Adds SRC into DST (both snapshots, not live). Cannot fail. */
 void sl_hist_merge(struct sl_hist *dst, const struct sl_hist *src);
+/* Returns how many values of H (a snapshot) are below 2^LOG2_NS ns, exactly:
+ * bucket edges fall on every power of two. LOG2_NS must be at most 40. */
+uint64_t sl_hist_below(const struct sl_hist *h, unsigned log2_ns);
 /* Returns the value at quantile Q in [0,1] (upper edge of its bucket, capped at
  * max), or 0 for an empty histogram. */
 uint64_t sl_hist_quantile(const struct sl_hist *h, double q);
@@ -68,6 +71,8 @@ struct sl_event_counters {
     uint64_t cache_misses;
     uint64_t cache_revalidations;
     uint64_t cache_evictions;
+    uint64_t proxy_bad;       /* closed unanswered: no valid PROXY header */
+    uint64_t proxy_untrusted; /* closed unanswered: source not in proxy_protocol_from */
 };
 
 /* One thread's counters. Only the owner writes (SL_COUNTER_ADD); readers use
@@ -75,6 +80,7 @@ struct sl_event_counters {
 struct sl_tstats {
     struct sl_stage_counters stage[SL_STAGE_COUNT];
     struct sl_event_counters ev;
+    struct sl_hist response_time; /* request head parsed to response sent */
     struct sl_tstats *next; /* registry link, guarded by the registry lock */
     bool live;
 } __attribute__((aligned(SL_CACHELINE)));
@@ -93,6 +99,7 @@ size_t sl_stats_blocks(void);
 struct sl_stats_snapshot {
     struct sl_stage_counters stage[SL_STAGE_COUNT];
     struct sl_event_counters ev;
+    struct sl_hist response_time;
 };
 
 /* Fills OUT with the sum over all threads. Any thread may call; it takes the

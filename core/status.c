@@ -15,6 +15,7 @@
  * tests/core/test_status.c can drive them without a server. */
 #include "core/status.h"
 #include "core/log.h"
+#include "core/prom.h"
 #include "core/server.h"
 #include "core/stats.h"
 
@@ -33,6 +34,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <urcu.h>
@@ -130,6 +132,7 @@ struct stage_view {
     uint64_t enqueued, dequeued;
     uint64_t wait_count, wait_sum_ns;
     uint64_t wait_p50_ns, wait_p90_ns, wait_p99_ns, wait_max_ns;
+    struct sl_hist wait_hist; /* for the Prometheus histogram */
 };
 
 enum reload_state { RELOAD_NONE = 0, RELOAD_OK = 1, RELOAD_FAILED = 2 };
@@ -143,6 +146,8 @@ struct status_sample {
     unsigned long generation, failed_reloads;
     struct stage_view stage[NSTAGES];
     struct sl_event_counters ev;
+    struct sl_hist response_time;
+    bool draining; /* readiness fails: SIGTERM or `drain` */
     long conns;
     struct sl_cache_info cache;
     enum reload_state reload;
@@ -181,7 +186,9 @@ static void sample_fill(struct status_sample *s, const struct sl_stats_snapshot 
         v->wait_p90_ns = sl_hist_quantile(&c->q_wait, 0.90);
         v->wait_p99_ns = sl_hist_quantile(&c->q_wait, 0.99);
         v->wait_max_ns = c->q_wait.max;
+        v->wait_hist = c->q_wait;
     }
+    s->response_time = snap->response_time;
     struct stage_view *a = &s->stage[SL_STAGE_ACCEPTOR];
     a->dequeued = snap->ev.conn_accepted + snap->ev.conn_rejected;
     a->enqueued = a->dequeued + (uint64_t)(a->depth > 0 ? a->depth : 0);
@@ -283,6 +290,12 @@ static void format_json(struct sbuf *b, const struct status_sample *s,
               e->status_class[4], e->status_class[5], e->sent_inline);
     sb_printf(b, ",\"bytes_sent\":%" PRIu64 ",\"body_bytes_sent\":%" PRIu64,
               e->bytes_sent, e->body_bytes_sent);
+    sb_printf(b,
+              ",\"draining\":%s,\"proxy\":{\"bad\":%" PRIu64 ",\"untrusted\":%" PRIu64
+              "},\"response_us\":{\"p50\":%.3f,\"p99\":%.3f,\"count\":%" PRIu64 "}",
+              s->draining ? "true" : "false", e->proxy_bad, e->proxy_untrusted,
+              us(sl_hist_quantile(&s->response_time, 0.5)),
+              us(sl_hist_quantile(&s->response_time, 0.99)), s->response_time.count);
     sb_printf(b,
               ",\"cache\":{\"entries\":%zu,\"open_fds\":%zu,\"hits\":%" PRIu64
               ",\"misses\":%" PRIu64 ",\"revalidations\":%" PRIu64
@@ -505,29 +518,23 @@ static void format_metrics(struct sbuf *b, const struct status_sample *s)
     metric_stages(b, s, "queue_dequeued_total", "counter",
                   "Items taken off the queue feeding the stage.", F_DEQUEUED);
 
-    /* The acceptor's queue is the kernel's, which keeps no wait times. */
-    metric_head(b, "queue_wait_seconds", "summary",
+    /* The acceptor's queue is the kernel's, which keeps no wait times.
+       Histograms with fixed bounds (core/prom.h), so a fleet's series add up. */
+    metric_head(b, "queue_wait_seconds", "histogram",
                 "Time items spent in the queue feeding the stage (not measured for the "
                 "acceptor).");
-    static const struct {
-        const char *label;
-        int which;
-    } qs[] = {{"0.5", 0}, {"0.9", 1}, {"0.99", 2}};
+    struct sl_text t = {0};
     for (int i = 1; i < NSTAGES; i++) {
-        const struct stage_view *v = &s->stage[i];
-        const char *name = sl_stage_name((enum sl_stage_id)i);
-        for (size_t q = 0; q < SL_ARRAY_LEN(qs); q++) {
-            uint64_t ns = qs[q].which == 0   ? v->wait_p50_ns
-                          : qs[q].which == 1 ? v->wait_p90_ns
-                                             : v->wait_p99_ns;
-            sb_printf(b, "sluice_queue_wait_seconds{stage=\"%s\",quantile=\"%s\"} %.9f\n",
-                      name, qs[q].label, (double)ns / 1e9);
-        }
-        sb_printf(b, "sluice_queue_wait_seconds_sum{stage=\"%s\"} %.9f\n", name,
-                  (double)v->wait_sum_ns / 1e9);
-        sb_printf(b, "sluice_queue_wait_seconds_count{stage=\"%s\"} %" PRIu64 "\n", name,
-                  v->wait_count);
+        char labels[48];
+        snprintf(labels, sizeof(labels), "stage=\"%s\"", sl_stage_name((enum sl_stage_id)i));
+        sl_prom_histogram(&t, "sluice_queue_wait_seconds", labels, &s->stage[i].wait_hist);
     }
+    metric_head(b, "response_seconds", "histogram",
+                "Time from a request head parsed to its response sent completely.");
+    sl_prom_histogram(&t, "sluice_response_seconds", "", &s->response_time);
+    if (t.len)
+        sb_put(b, t.p, t.len);
+    free(t.p);
     metric_head(b, "queue_wait_max_seconds", "gauge",
                 "Longest time an item spent in the queue feeding the stage.");
     for (int i = 1; i < NSTAGES; i++) {
@@ -560,6 +567,14 @@ static void format_metrics(struct sbuf *b, const struct status_sample *s)
                 "1 while a reader sheds work (queue wait above target).");
     sb_printf(b, "sluice_admission_dropping %d\n",
               __atomic_load_n(&sl_srv.adm_dropping, __ATOMIC_RELAXED) ? 1 : 0);
+    metric_head(b, "draining", "gauge",
+                "1 while draining: readiness fails, the listener closes after drain_delay.");
+    sb_printf(b, "sluice_draining %d\n", s->draining ? 1 : 0);
+    metric_head(b, "proxy_rejected_total", "counter",
+                "Connections closed unanswered for their PROXY header, by reason.");
+    sb_printf(b, "sluice_proxy_rejected_total{reason=\"bad\"} %" PRIu64 "\n", e->proxy_bad);
+    sb_printf(b, "sluice_proxy_rejected_total{reason=\"untrusted\"} %" PRIu64 "\n",
+              e->proxy_untrusted);
     metric_u64(b, "accept_errors_total", "counter",
                "accept() failures other than EAGAIN and aborted connections.",
                e->accept_errors);
@@ -600,6 +615,7 @@ enum cmd_kind {
     CMD_STATS_JSON,
     CMD_METRICS,
     CMD_SET, /* stage, n */
+    CMD_DRAIN,
     CMD_QUIT,
     CMD_ERROR, /* err says why */
 };
@@ -620,6 +636,8 @@ static const char help_text[] =
     "  stats json            the same figures as one JSON object on one line\n"
     "  metrics               the same figures in the Prometheus text format\n"
     "  set STAGE.threads N   resize a stage live (writer, acceptor)\n"
+    "  drain                 stop as on SIGTERM: readiness fails, then drain_delay,\n"
+    "                        then the listener closes and responses in flight finish\n"
     "  quit                  close this connection\n";
 
 /* Copies at most 40 bytes of S (length N) into OUT for an error message,
@@ -697,6 +715,12 @@ static void parse_command(const char *line, size_t len, struct command *out)
             snprintf(out->err, sizeof(out->err), "usage: stats [json] (got '%s'%s)", w,
                      nt > 2 ? " and more" : "");
         }
+        return;
+    }
+    if (tok_is(tok[0], tlen[0], "drain")) {
+        out->kind = nt == 1 ? CMD_DRAIN : CMD_ERROR;
+        if (nt != 1)
+            snprintf(out->err, sizeof(out->err), "drain takes no arguments");
         return;
     }
     if (tok_is(tok[0], tlen[0], "metrics")) {
@@ -831,9 +855,14 @@ static void gather(struct status_sample *s)
         a->depth = (long)ti.tcpi_unacked;
         a->limit = (long)ti.tcpi_sacked;
     }
-    if (a->depth > st.acceptor_max_depth)
-        st.acceptor_max_depth = a->depth;
-    a->max_depth = st.acceptor_max_depth;
+    /* Two threads sample (this one and the HTTP status listener): keep the
+       largest with an atomic max. */
+    long seen = __atomic_load_n(&st.acceptor_max_depth, __ATOMIC_RELAXED);
+    while (a->depth > seen &&
+           !__atomic_compare_exchange_n(&st.acceptor_max_depth, &seen, a->depth, false,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+    a->max_depth = __atomic_load_n(&st.acceptor_max_depth, __ATOMIC_RELAXED);
     for (int i = 0; i < sl_srv.nreaders; i++)
         queue_view(&s->stage[SL_STAGE_READER], &sl_srv.reader_q[i]);
     queue_view(&s->stage[SL_STAGE_DETECTOR], &sl_srv.detector_q);
@@ -852,6 +881,7 @@ static void gather(struct status_sample *s)
     s->generation = __atomic_load_n(&sl_srv.generation, __ATOMIC_RELAXED);
     s->failed_reloads = __atomic_load_n(&sl_srv.failed_reloads, __ATOMIC_RELAXED);
     s->conns = __atomic_load_n(&sl_srv.conns, __ATOMIC_RELAXED);
+    s->draining = __atomic_load_n(&sl_srv.draining, __ATOMIC_RELAXED) != 0;
     if (sl_srv.cache)
         sl_cache_info(sl_srv.cache, &s->cache);
     if (sl_server_config_json(s->config_json, sizeof(s->config_json)) >=
@@ -906,6 +936,14 @@ static void run_line(struct client *c, const char *line, size_t len)
             sb_printf(o, "error: %s\n", err);
         break;
     }
+    case CMD_DRAIN:
+        /* The main thread runs the drain, as for SIGTERM (it alone takes
+           signals; every other thread blocks them). */
+        if (kill(getpid(), SIGTERM) == 0)
+            sb_puts(o, "ok draining\n");
+        else
+            sb_printf(o, "error: %s\n", strerror(errno));
+        break;
     case CMD_QUIT:
         c->closing = true;
         return;
@@ -1254,4 +1292,30 @@ void sl_status_stop(void)
         unlink(st.path);
     free(st.path);
     st.path = NULL;
+}
+
+char *sl_status_render(enum sl_status_doc doc, size_t *len)
+{
+    /* The busy fractions of /status cover the time since the previous
+       /status (any HTTP client): one shared baseline, under a lock. */
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static struct busy_prev prev;
+    struct status_sample *s = sl_malloc(sizeof(*s));
+    struct sbuf b = {0};
+    pthread_mutex_lock(&lock);
+    if (prev.ns == 0)
+        prev.ns = sl_srv.start_ns; /* the first /status: busy since start */
+    gather(s);
+    if (doc == SL_STATUS_JSON) {
+        double busy[NSTAGES];
+        double iv = busy_since(s, &prev, busy);
+        format_json(&b, s, busy, iv);
+        sb_puts(&b, "\n");
+    } else {
+        format_metrics(&b, s);
+    }
+    pthread_mutex_unlock(&lock);
+    free(s);
+    *len = b.len;
+    return b.p;
 }

@@ -21,4 +21,15 @@ void sl_status_stop(void);
  * why). Any thread. */
 void sl_status_reload_result(bool ok, const char *msg);
 
+/* What sl_status_render() produces. */
+enum sl_status_doc {
+    SL_STATUS_JSON,    /* the `stats json` object, one line ending in "\n" */
+    SL_STATUS_METRICS, /* the `metrics` text (Prometheus exposition 0.0.4) */
+};
+
+/* Renders DOC from a fresh sample into a malloc'd, NUL-terminated string
+ * (the caller frees it); *LEN is its length. For the HTTP status listener.
+ * Any thread; callers are serialized. Cannot fail. */
+char *sl_status_render(enum sl_status_doc doc, size_t *len);
+
 #endif

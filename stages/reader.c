@@ -13,6 +13,7 @@
 #include "core/response.h"
 #include "core/server.h"
 #include "stages/loop.h"
+#include "stages/proxied.h"
 #include "stages/send.h"
 #include "stages/stages.h"
 
@@ -29,6 +30,8 @@
 #define LINGER_NS 2000000000ull /* drain a closing client for at most 2 s */
 #define IDLE_CLOSE_MAX 256      /* idle connections closed per round for room */
 #define INLINE_RUN_MAX 16       /* pipelined responses sent inline in a row */
+#define DRAIN_IDLE_NS 1000000000ull /* draining: an idle keep-alive connection
+                                      closes once idle this long (see sweep) */
 
 /* Admission control, per reader (CoDel's idea, Nichols & Jacobson 2012, with
  * a standing-queue test as in its first form): each interval, the least any
@@ -379,7 +382,12 @@ static void serve_input(struct reader *r, struct sl_conn *c)
     for (;;) {
         if (c->discard > 0)
             discard_buffered(c);
-        if (c->discard == 0 && c->buf_len > 0) {
+        if (SL_UNLIKELY(c->new_conn) && c->buf_len > 0 &&
+            sl_proxied_take(c, r->st) == SL_ERR) {
+            close_conn(c); /* no valid PROXY header: no response */
+            return;
+        }
+        if (c->discard == 0 && c->buf_len > 0 && !c->new_conn) {
             enum outcome o = try_parse(r, c);
             if (o == GONE)
                 return;
@@ -426,11 +434,10 @@ static void serve_input(struct reader *r, struct sl_conn *c)
             continue;
         if (n < 0 && errno == EAGAIN) {
             c->drained = true;
-            if (__atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED) && c->buf_len == 0 &&
-                c->discard == 0 && c->requests > 0) {
-                close_conn(c); /* draining: idle keep-alive connections go now */
-                return;
-            }
+            /* Draining, an idle keep-alive connection waits like any: its
+               client may be sending the next request right now, which gets
+               a response with Connection: close; sweep() closes it if it
+               stays idle. */
             wait_input(r, c);
             return;
         }
@@ -521,10 +528,17 @@ static void sweep(struct reader *r)
     struct sl_conn *c, *tmp;
     bool draining = __atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED) != 0;
     long idle = 0, heads = 0, lingering = 0;
+    uint64_t ka = sl_set.keepalive_timeout_ns;
     cds_list_for_each_entry_safe(c, tmp, &r->idle, timer_link)
     {
-        if (!draining && c->deadline_ns > r->now)
-            break; /* in deadline order (sl_timer_add) */
+        /* Draining: close idle connections, but only those idle for
+           DRAIN_IDLE_NS; closing one the moment its client sends a request
+           would fail that request (the keep-alive race), while one that
+           sends gets its response with Connection: close. In deadline order
+           (sl_timer_add), so the first that stays ends the walk. */
+        bool drain_now = draining && c->deadline_ns <= r->now + ka - DRAIN_IDLE_NS;
+        if (!drain_now && c->deadline_ns > r->now)
+            break;
         unlist(r, c);
         close_conn(c);
         idle++;
@@ -536,7 +550,9 @@ static void sweep(struct reader *r)
         if (c->deadline_ns > r->now)
             continue;
         cds_list_del(&c->timer_link);
-        time_out(c, c->buf_len > 0);
+        if (c->new_conn) /* timed out before a whole PROXY header: no 408, counted */
+            SL_COUNTER_ADD(&r->st->ev.proxy_bad, 1);
+        time_out(c, c->buf_len > 0 && !c->new_conn);
         heads++;
     }
     cds_list_for_each_entry_safe(c, tmp, &r->lingering, timer_link)

@@ -153,6 +153,8 @@ static int unread_input(const struct sl_conn *c)
 enum sl_send_next sl_send_finish(struct sl_conn *c, struct sl_tstats *st)
 {
     SL_COUNTER_ADD(&st->ev.requests, 1);
+    if (c->req_start_ns != 0)
+        sl_hist_add(&st->response_time, sl_now_ns() - c->req_start_ns);
     int cls = c->status / 100;
     if (cls >= 1 && cls <= 5)
         SL_COUNTER_ADD(&st->ev.status_class[cls], 1);

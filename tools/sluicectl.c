@@ -34,6 +34,7 @@ static void usage(FILE *f)
         "  stats                  per-stage table\n"
         "  json                   the `stats json` object (one line)\n"
         "  metrics                Prometheus text format\n"
+        "  drain                  stop as on SIGTERM (readiness fails, drain_delay, close)\n"
         "  set STAGE.threads N    resize a stage live (writer, acceptor)\n"
         "  top [-n ITER] [-i SECONDS]\n"
         "                         live view, refreshed every SECONDS (default 1);\n"
@@ -697,7 +698,7 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (strcmp(cmd, "stats") == 0 || strcmp(cmd, "metrics") == 0 ||
-        strcmp(cmd, "help") == 0)
+        strcmp(cmd, "help") == 0 || strcmp(cmd, "drain") == 0)
         return simple_command(cmd);
     if (strcmp(cmd, "json") == 0)
         return simple_command("stats json");

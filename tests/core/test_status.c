@@ -452,6 +452,7 @@ Test(status_format, metrics_follow_the_exposition_format)
             size_t tl = strlen(typed[i]);
             if (nl >= tl && strncmp(line, typed[i], tl) == 0 &&
                 (nl == tl || strncmp(line + tl, "_sum", 4) == 0 ||
+                 strncmp(line + tl, "_bucket", 7) == 0 ||
                  strncmp(line + tl, "_count", 6) == 0))
                 declared = true;
         }
@@ -496,4 +497,53 @@ Test(status_format, durations)
     cr_assert_str_eq(d, "1h02m03s");
     format_duration(d, sizeof(d), 90000ull * 1000000000ull);
     cr_assert_str_eq(d, "1d01h00m");
+}
+
+/* Queue wait and response time are Prometheus histograms with the fixed
+ * bounds of core/prom.h; the JSON only gains keys. */
+Test(status_format, metrics_histograms_and_fleet_keys)
+{
+    struct status_sample s;
+    make_sample(&s);
+    for (uint64_t v = 1; v <= 3; v++)
+        sl_hist_add(&s.response_time, v * 1000000); /* 1, 2, 3 ms */
+    s.ev.proxy_bad = 3;
+    s.ev.proxy_untrusted = 1;
+    s.draining = true;
+    struct sbuf b = {0};
+    format_metrics(&b, &s);
+    cr_assert(strstr(b.p, "# TYPE sluice_queue_wait_seconds histogram\n") != NULL);
+    cr_assert_null(strstr(b.p, "quantile="), "no summary left");
+    /* 100 waits of 1..100 us: 16 are under 2^14 ns (16.384 us), all under 2^18 ns. */
+    cr_assert(strstr(b.p, "sluice_queue_wait_seconds_bucket{stage=\"writer\",le=\"1.6384e-05\"} "
+                          "16\n") != NULL,
+              "%s", b.p);
+    cr_assert(strstr(b.p, "sluice_queue_wait_seconds_bucket{stage=\"writer\",le=\"0.000262144\"} "
+                          "100\n") != NULL);
+    cr_assert(strstr(b.p, "sluice_queue_wait_seconds_bucket{stage=\"writer\",le=\"+Inf\"} 100\n") !=
+              NULL);
+    cr_assert(strstr(b.p, "sluice_queue_wait_seconds_bucket{stage=\"reader\",le=\"+Inf\"} 0\n") !=
+              NULL);
+    cr_assert(strstr(b.p, "# TYPE sluice_response_seconds histogram\n") != NULL);
+    cr_assert(strstr(b.p, "sluice_response_seconds_bucket{le=\"0.001048576\"} 1\n") != NULL);
+    cr_assert(strstr(b.p, "sluice_response_seconds_bucket{le=\"0.004194304\"} 3\n") != NULL);
+    cr_assert(strstr(b.p, "sluice_response_seconds_count 3\n") != NULL);
+    cr_assert(strstr(b.p, "sluice_proxy_rejected_total{reason=\"bad\"} 3\n") != NULL);
+    cr_assert(strstr(b.p, "sluice_proxy_rejected_total{reason=\"untrusted\"} 1\n") != NULL);
+    cr_assert(strstr(b.p, "sluice_draining 1\n") != NULL);
+    sb_free(&b);
+    double busy[NSTAGES] = {0};
+    format_json(&b, &s, busy, 1.0);
+    cr_assert(strstr(b.p, "\"draining\":true,\"proxy\":{\"bad\":3,\"untrusted\":1}") != NULL,
+              "%s", b.p);
+    cr_assert(strstr(b.p, "\"response_us\":{") != NULL);
+    sb_free(&b);
+}
+
+Test(status_parse, drain)
+{
+    cr_assert_eq(parse("drain").kind, CMD_DRAIN);
+    struct command c = parse("drain now");
+    cr_assert_eq(c.kind, CMD_ERROR);
+    cr_assert(strstr(c.err, "drain takes no arguments") != NULL);
 }

@@ -35,7 +35,7 @@ os.environ.setdefault("TSAN_OPTIONS", f"suppressions={REPO}/tests/tsan.supp "
 # Sections of the config and their keys, for sluice_factory(section_key=value)
 # keyword arguments: the section is everything before the first underscore.
 SECTIONS = ("server", "queue", "acceptor", "reader", "detector", "writer", "cache",
-            "http", "limits", "timeouts", "admission")
+            "http", "limits", "timeouts", "admission", "status")
 
 # Extra files of the test root besides the SPECweb99-like dir00000/.
 # Policy notes: dot files are served like any other file (README "What is

@@ -404,7 +404,7 @@ def test_metrics_exposition_format(srv):
     for name in helps:
         assert name.startswith("sluice_")
     for name in samples:
-        base = re.sub(r"_(sum|count)$", "", name)
+        base = re.sub(r"_(sum|count|bucket)$", "", name)
         assert name in types or base in types, f"{name} has no TYPE"
     assert 'sluice_stage_threads{stage="writer"} 10' in out
     for st in STAGES:
