@@ -197,6 +197,8 @@ static void apply_limits(const struct sl_config *cfg)
     __atomic_store_n(&sl_srv.adm_retry_after, cfg->adm_retry_after, __ATOMIC_RELAXED);
     __atomic_store_n(&sl_srv.adm_on_full, cfg->adm_on_full, __ATOMIC_RELAXED);
     __atomic_store_n(&sl_srv.adm_close_idle, cfg->adm_close_idle, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl_srv.adm_policy, cfg->adm_policy, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl_srv.adm_backlog_max, cfg->backlog, __ATOMIC_RELAXED);
     if (sl_srv.listen_fd >= 0)
         tune_listener(cfg);
     sl_srv.limits.max_request_line = (size_t)cfg->max_request_line;
@@ -234,6 +236,9 @@ int sl_server_start(struct sl_config *cfg)
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
     s->listen_fd = -1;
+    for (int i = 0; i < SL_MAX_THREADS; i++)
+        s->adm_wait_min[i] = UINT64_MAX; /* SL_ADM_NO_WAIT: none yet */
+    s->adm_signal_ns = UINT64_MAX;
     s->start_ns = sl_now_ns();
     pthread_mutex_init(&s->resize_lock, NULL);
     apply_limits(cfg);

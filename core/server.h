@@ -70,6 +70,16 @@ struct sl_server {
     int adm_on_full;
     bool adm_close_idle;
     int adm_dropping;                  /* readers shedding now (atomic count) */
+    int adm_policy;                    /* enum sl_adm_policy */
+    int adm_backlog_max;               /* [server] backlog */
+    long adm_limit;                    /* adaptive limit on open connections
+                                          (stored by the acceptor) */
+    int adm_backlog;                   /* listen backlog in force (acceptor) */
+    uint64_t adm_signal_ns;            /* the last interval's least internal
+                                          queue wait (acceptor; UINT64_MAX: none) */
+    uint64_t adm_wait_min[SL_MAX_THREADS]; /* per reader: least internal queue
+                                          wait this interval (reader lowers it,
+                                          the acceptor takes and resets it) */
     int idle_close_wanted;             /* the acceptor asks readers to close idle
                                           keep-alive connections (atomic flag) */
     long reader_idle[SL_MAX_THREADS];  /* each reader's idle keep-alive connections
