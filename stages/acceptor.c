@@ -113,7 +113,9 @@ static uint16_t pick_reader(void)
     return (uint16_t)pick;
 }
 
-/* The adaptive limit's controller (stages/admission.h); acceptor 0 runs it. */
+/* The adaptive limit's controller (stages/admission.h). Acceptor 0 runs it;
+ * every acceptor adds to accepts, peak and bound (relaxed atomics: counts,
+ * read once per interval), and reads the limit from sl_srv.adm_limit. */
 static struct sl_adm_ctl ctl;
 
 /* The open connections admitted now: max_connections, or the adaptive limit
@@ -123,7 +125,8 @@ static long admit_limit(long max)
     if (__atomic_load_n(&sl_srv.adm_policy, __ATOMIC_RELAXED) != SL_ADM_LIMIT ||
         __atomic_load_n(&sl_srv.adm_target_ns, __ATOMIC_RELAXED) == 0)
         return max;
-    return SL_MIN(max, (long)ctl.limit);
+    long limit = __atomic_load_n(&sl_srv.adm_limit, __ATOMIC_RELAXED);
+    return limit > 0 ? SL_MIN(max, limit) : max;
 }
 
 static void set_backlog(int b)
@@ -167,24 +170,24 @@ static void adm_tick(uint64_t now)
     }
     __atomic_store_n(&sl_srv.adm_signal_ns, wait, __ATOMIC_RELAXED);
     long open = uatomic_read(&sl_srv.conns);
-    long peak = SL_MAX(ctl.peak, open);
+    long peak = SL_MAX(__atomic_load_n(&ctl.peak, __ATOMIC_RELAXED), open);
+    uint64_t accepts = __atomic_exchange_n(&ctl.accepts, 0, __ATOMIC_RELAXED);
+    bool bound = __atomic_exchange_n(&ctl.bound, false, __ATOMIC_RELAXED);
     bool on = __atomic_load_n(&sl_srv.adm_policy, __ATOMIC_RELAXED) == SL_ADM_LIMIT &&
               target > 0;
     double span = (double)(now - ctl.interval_end + interval) / 1e9;
     if (on) {
-        ctl.limit = sl_adm_next_limit(ctl.limit, peak, ctl.bound, wait, target,
+        ctl.limit = sl_adm_next_limit(ctl.limit, peak, bound, wait, target,
                                       SL_ADM_LIMIT_MIN, max);
         /* Smoothed: an interval right after the limit fell accepts little. */
-        ctl.rate += ((double)ctl.accepts / span - ctl.rate) / 4;
-        set_backlog(sl_adm_next_backlog(ctl.rate, ctl.bound, target, bmax));
+        ctl.rate += ((double)accepts / span - ctl.rate) / 4;
+        set_backlog(sl_adm_next_backlog(ctl.rate, bound, target, bmax));
     } else {
         ctl.limit = (double)max;
         set_backlog(bmax);
     }
     __atomic_store_n(&sl_srv.adm_limit, (long)ctl.limit, __ATOMIC_RELAXED);
-    ctl.peak = open;
-    ctl.accepts = 0;
-    ctl.bound = false;
+    __atomic_store_n(&ctl.peak, open, __ATOMIC_RELAXED);
     ctl.interval_end = now + interval;
 }
 
@@ -203,7 +206,7 @@ static int accept_some(struct sl_tstats *st)
         long limit = admit_limit(max);
         long open = uatomic_read(&sl_srv.conns);
         if (limit < max && open >= limit) {
-            ctl.bound = true;
+            __atomic_store_n(&ctl.bound, true, __ATOMIC_RELAXED);
             return -FULL_WAIT_MS; /* the adaptive limit: leave it in the backlog */
         }
         if (__atomic_load_n(&sl_srv.adm_on_full, __ATOMIC_RELAXED) == SL_FULL_WAIT &&
@@ -245,9 +248,12 @@ static int accept_some(struct sl_tstats *st)
         /* Reserve a slot before handing the connection on; the writer or reader
            that closes it gives the slot back. */
         long now_open = uatomic_add_return(&sl_srv.conns, 1);
-        ctl.accepts++;
-        if (now_open > ctl.peak)
-            ctl.peak = now_open;
+        __atomic_fetch_add(&ctl.accepts, 1, __ATOMIC_RELAXED);
+        long peak = __atomic_load_n(&ctl.peak, __ATOMIC_RELAXED);
+        while (now_open > peak && !__atomic_compare_exchange_n(&ctl.peak, &peak, now_open, true,
+                                                               __ATOMIC_RELAXED,
+                                                               __ATOMIC_RELAXED))
+            ;
         bool refuse = false;
         if (now_open > max && !admit_full(fd, now_open, max, &refuse, st))
             continue;
