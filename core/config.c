@@ -24,7 +24,7 @@
 #include <strings.h>
 
 enum key_type {
-    K_STR, K_INT, K_LONG, K_SIZE, K_DURATION, K_BOOL, K_MODE, K_QKIND, K_LEVEL, K_AFMT, K_FULL,
+    K_STR, K_INT, K_LONG, K_SIZE, K_DURATION, K_BOOL, K_MODE, K_QKIND, K_LEVEL, K_AFMT, K_FULL, K_POLICY,
     K_THREADS
 };
 
@@ -72,6 +72,7 @@ static const struct key keys[] = {
     {"admission", "retry_after", K_INT, OFF(adm_retry_after), 0, 86400},
     {"admission", "on_full", K_FULL, OFF(adm_on_full), 0, 0},
     {"admission", "close_idle", K_BOOL, OFF(adm_close_idle), 0, 0},
+    {"admission", "policy", K_POLICY, OFF(adm_policy), 0, 0},
     {"http", "index", K_STR, OFF(index), 0, 0},
     {"http", "mime_types", K_STR, OFF(mime_types), 0, 0},
     {"http", "default_type", K_STR, OFF(default_type), 0, 0},
@@ -146,6 +147,7 @@ void sl_config_defaults(struct sl_config *cfg)
     cfg->adm_retry_after = 1;
     cfg->adm_on_full = SL_FULL_CLOSE;
     cfg->adm_close_idle = false;
+    cfg->adm_policy = SL_ADM_LIMIT;
     cfg->index = sl_strdup("index.html");
     cfg->mime_types = sl_strdup("/etc/mime.types");
     cfg->default_type = sl_strdup("application/octet-stream");
@@ -365,6 +367,14 @@ static int set_key(struct parse_ctx *ctx, const struct key *k, const char *v)
         else
             return fail(ctx, k->section, k->name,
                         "'%s' is not an action (close, refuse, wait)", v);
+        return 1;
+    case K_POLICY:
+        if (strcmp(v, "limit") == 0)
+            *(int *)field = SL_ADM_LIMIT;
+        else if (strcmp(v, "codel") == 0)
+            *(int *)field = SL_ADM_CODEL;
+        else
+            return fail(ctx, k->section, k->name, "'%s' is not a policy (limit, codel)", v);
         return 1;
     case K_LEVEL: {
         int lvl = sl_log_level_parse(v);

@@ -13,6 +13,14 @@
 
 enum sl_access_format { SL_ACCESS_COMBINED = 0, SL_ACCESS_JSON = 1 };
 
+/* [admission] policy: how overload is met. */
+enum sl_adm_policy {
+    SL_ADM_LIMIT = 0, /* adaptive limit on open connections; the rest wait in
+                         the kernel's backlog (stages/admission.h) */
+    SL_ADM_CODEL = 1, /* CoDel-like: 503 new connections' first requests while
+                         requests wait longer than the target */
+};
+
 /* [admission] on_full: a new connection when max_connections are open. */
 enum sl_full_action {
     SL_FULL_CLOSE = 0,  /* accept and close it at once (a reset-free FIN) */
@@ -85,6 +93,7 @@ struct sl_config {
     int adm_retry_after;      /* seconds, in Retry-After of every 503 we shed */
     int adm_on_full;          /* enum sl_full_action */
     bool adm_close_idle;      /* at max_connections, close idle keep-alive first */
+    int adm_policy;           /* enum sl_adm_policy */
 
     /* [http] */
     char *index;         /* file served for a directory ("index.html") */

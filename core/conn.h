@@ -85,6 +85,7 @@ struct sl_conn {
     struct cds_list_head timer_link; /* on a reader or detector timeout list */
     uint64_t deadline_ns;
     uint64_t req_start_ns;
+    uint64_t accepted_ns; /* when the acceptor took it from the backlog */
     uint64_t rx_ns; /* when the bytes last read arrived (kernel
                        timestamp, on sl_now_ns()'s clock), if admission
                        control is on; else 0 */

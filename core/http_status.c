@@ -13,6 +13,7 @@
 #include "core/server.h"
 #include "core/stats.h"
 #include "core/status.h"
+#include "stages/admission.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -261,9 +262,18 @@ static bool ready(char *why, size_t n)
 static int agent_weight_now(void)
 {
     long max = sl_set.max_connections;
-    /* The admission limit plugs in here: today's admission bounds
-       connections by max_connections alone. */
     long limit = max;
+    /* Under policy = limit, connections past the adaptive limit wait in the
+       kernel's accept queue: the share of those present that are admitted
+       (limit of limit + waiting) says how far over its capacity the
+       instance is, so haproxy sends less before anyone waits long. */
+    struct sl_adm_state as;
+    sl_adm_state(&as);
+    if (sl_set.adm_policy == SL_ADM_LIMIT && sl_set.adm_target_ns > 0 && as.waiting > 0 &&
+        as.limit > 0 && as.limit < max) {
+        limit = as.limit;
+        max = as.limit + as.waiting;
+    }
     int dropping = __atomic_load_n(&sl_srv.adm_dropping, __ATOMIC_RELAXED);
     double shedding = sl_srv.nreaders > 0 ? (double)dropping / sl_srv.nreaders : 0.0;
     /* CoDel's dropping flag flickers at the edge of overload; the share of

@@ -251,6 +251,8 @@ static struct sl_settings *settings_new(const struct sl_config *cfg)
     n->adm_retry_after = cfg->adm_retry_after;
     n->adm_on_full = cfg->adm_on_full;
     n->adm_close_idle = cfg->adm_close_idle;
+    n->adm_policy = cfg->adm_policy;
+    n->adm_backlog_max = cfg->backlog;
     snprintf(n->index, sizeof(n->index), "%s", cfg->index); /* length checked at load */
     return n;
 }
@@ -296,6 +298,9 @@ int sl_server_start(struct sl_config *cfg)
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
     s->listen_fd = -1;
+    for (int i = 0; i < SL_MAX_THREADS; i++)
+        s->adm_wait_min[i] = UINT64_MAX; /* SL_ADM_NO_WAIT: none yet */
+    s->adm_signal_ns = UINT64_MAX;
     s->start_ns = sl_now_ns();
     pthread_mutex_init(&s->resize_lock, NULL);
     publish(settings_new(cfg));

@@ -42,6 +42,8 @@ struct sl_settings {
     int adm_retry_after;
     int adm_on_full;
     bool adm_close_idle;
+    int adm_policy;      /* enum sl_adm_policy */
+    int adm_backlog_max; /* [server] backlog: the most the adaptive backlog grows to */
     char index[SL_INDEX_MAX + 1]; /* [http] index */
 };
 
@@ -107,6 +109,14 @@ struct sl_server {
     struct sl_cidr proxy_from[SL_PROXY_CIDR_MAX];
     /* Admission state. */
     int adm_dropping;                  /* readers shedding now (atomic count) */
+    long adm_limit;                    /* adaptive limit on open connections
+                                          (stored by the acceptor) */
+    int adm_backlog;                   /* listen backlog in force (acceptor) */
+    uint64_t adm_signal_ns;            /* the last interval's least internal
+                                          queue wait (acceptor; UINT64_MAX: none) */
+    uint64_t adm_wait_min[SL_MAX_THREADS]; /* per reader: least internal queue
+                                          wait this interval (reader lowers it,
+                                          the acceptor takes and resets it) */
     int idle_close_wanted;             /* idle keep-alive connections the acceptor
                                           asks readers to close (atomic count) */
     long reader_idle[SL_MAX_THREADS];  /* each reader's idle keep-alive connections

@@ -18,6 +18,7 @@
 #include "core/prom.h"
 #include "core/server.h"
 #include "core/stats.h"
+#include "stages/admission.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -276,12 +277,16 @@ static void format_json(struct sbuf *b, const struct status_sample *s,
     for (int i = 0; i < sl_srv.nreaders; i++)
         sb_printf(b, "%s%ld", i ? "," : "", uatomic_read(&sl_srv.reader_conns[i]));
     sb_puts(b, "]}");
+    struct sl_adm_state as;
+    sl_adm_state(&as);
     sb_printf(b,
               ",\"admission\":{\"dropping\":%s,\"shed_queue_wait\":%" PRIu64
               ",\"refused_full\":%" PRIu64 ",\"closed_full\":%" PRIu64
-              ",\"closed_idle\":%" PRIu64 "}",
+              ",\"closed_idle\":%" PRIu64 ",\"policy\":\"%s\",\"limit\":%ld"
+              ",\"admitted\":%ld,\"waiting\":%ld,\"backlog\":%d,\"wait_ms\":%.3f}",
               __atomic_load_n(&sl_srv.adm_dropping, __ATOMIC_RELAXED) ? "true" : "false",
-              e->shed_queue_wait, e->refused_full, e->conn_rejected, e->closed_idle);
+              e->shed_queue_wait, e->refused_full, e->conn_rejected, e->closed_idle,
+              as.policy, as.limit, as.admitted, as.waiting, as.backlog, as.wait_ms);
     sb_printf(b,
               ",\"requests\":{\"total\":%" PRIu64 ",\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64
               ",\"3xx\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64
@@ -371,6 +376,12 @@ static void format_table(struct sbuf *b, const struct status_sample *s,
               " refused with 503, %" PRIu64 " closed; %" PRIu64 " idle closed for room\n",
               __atomic_load_n(&sl_srv.adm_dropping, __ATOMIC_RELAXED) ? "DROPPING" : "ok",
               e->shed_queue_wait, e->refused_full, e->conn_rejected, e->closed_idle);
+    struct sl_adm_state as;
+    sl_adm_state(&as);
+    sb_printf(b,
+              "admission limit (%s): %ld admitted of %ld, %ld waiting in a backlog of %d, "
+              "least internal wait %.1f ms\n",
+              as.policy, as.admitted, as.limit, as.waiting, as.backlog, as.wait_ms);
     sb_printf(b,
               "requests: %" PRIu64 " (1xx %" PRIu64 ", 2xx %" PRIu64 ", 3xx %" PRIu64
               ", 4xx %" PRIu64 ", 5xx %" PRIu64 "), %" PRIu64
@@ -575,6 +586,16 @@ static void format_metrics(struct sbuf *b, const struct status_sample *s)
     sb_printf(b, "sluice_proxy_rejected_total{reason=\"bad\"} %" PRIu64 "\n", e->proxy_bad);
     sb_printf(b, "sluice_proxy_rejected_total{reason=\"untrusted\"} %" PRIu64 "\n",
               e->proxy_untrusted);
+    struct sl_adm_state as;
+    sl_adm_state(&as);
+    metric_head(b, "admission_limit", "gauge",
+                "Open connections admitted at most now (the adaptive limit).");
+    sb_printf(b, "sluice_admission_limit %ld\n", as.limit);
+    metric_head(b, "admission_waiting", "gauge",
+                "Connections waiting in the kernel's accept queue.");
+    sb_printf(b, "sluice_admission_waiting %ld\n", as.waiting);
+    metric_head(b, "admission_backlog", "gauge", "The listen backlog in force.");
+    sb_printf(b, "sluice_admission_backlog %d\n", as.backlog);
     metric_u64(b, "accept_errors_total", "counter",
                "accept() failures other than EAGAIN and aborted connections.",
                e->accept_errors);

@@ -3,6 +3,7 @@
  * ECONNABORTED "next", EMFILE/ENFILE "log, pause accepting, retry later". */
 #include "core/log.h"
 #include "core/server.h"
+#include "stages/admission.h"
 #include "stages/stages.h"
 
 #include <errno.h>
@@ -18,7 +19,7 @@
 #define PAUSE_MS 100    /* after EMFILE/ENFILE: retry accepting this much later */
 #define POLL_MS 200     /* re-check the stop and resize flags this often */
 #define ACCEPT_BATCH 64 /* accepts per wakeup before checking flags again */
-#define FULL_WAIT_MS 5  /* on_full = wait: look at the count again this often */
+#define FULL_WAIT_MS 2  /* at a limit, waiting: look at the count again this often */
 
 /* Connections let in past max_connections: refused ones until they have
  * their 503, and new ones while readers close idle ones to make room. The
@@ -120,6 +121,84 @@ static uint16_t pick_reader(void)
     return (uint16_t)pick;
 }
 
+/* The adaptive limit's controller (stages/admission.h). Acceptor 0 runs it;
+ * every acceptor adds to accepts, peak and bound (relaxed atomics: counts,
+ * read once per interval), and reads the limit from sl_srv.adm_limit. */
+static struct sl_adm_ctl ctl;
+
+/* The open connections admitted now: max_connections, or the adaptive limit
+ * under policy = limit with admission control on. */
+static long admit_limit(long max)
+{
+    if (sl_set.adm_policy != SL_ADM_LIMIT ||
+        sl_set.adm_target_ns == 0)
+        return max;
+    long limit = __atomic_load_n(&sl_srv.adm_limit, __ATOMIC_RELAXED);
+    return limit > 0 ? SL_MIN(max, limit) : max;
+}
+
+static void set_backlog(int b)
+{
+    if (b == ctl.backlog)
+        return;
+    /* listen(2) on a listening socket changes its backlog in place. */
+    if (listen(sl_srv.listen_fd, b) != 0) {
+        sl_log(SL_LOG_WARN, "admission: listen backlog %d: %s", b, strerror(errno));
+        return;
+    }
+    ctl.backlog = b;
+    __atomic_store_n(&sl_srv.adm_backlog, b, __ATOMIC_RELAXED);
+}
+
+/* Closes an interval of the adaptive limit if one is over: takes the readers'
+ * least internal queue waits, sets the next limit and the listen backlog. */
+static void adm_tick(uint64_t now)
+{
+    uint64_t interval = sl_set.adm_interval_ns;
+    uint64_t target = sl_set.adm_target_ns;
+    long max = sl_set.max_connections;
+    int bmax = sl_set.adm_backlog_max;
+    if (ctl.interval_end == 0) {
+        ctl.limit = (double)max;
+        ctl.backlog = bmax;
+        __atomic_store_n(&sl_srv.adm_limit, max, __ATOMIC_RELAXED);
+        __atomic_store_n(&sl_srv.adm_backlog, bmax, __ATOMIC_RELAXED);
+        ctl.interval_end = now + interval;
+        return;
+    }
+    if (now < ctl.interval_end)
+        return;
+    uint64_t wait = SL_ADM_NO_WAIT;
+    for (int i = 0; i < sl_srv.nreaders; i++) {
+        uint64_t w = __atomic_exchange_n(&sl_srv.adm_wait_min[i], SL_ADM_NO_WAIT,
+                                         __ATOMIC_RELAXED);
+        /* The reader with the longest standing queue speaks for all. */
+        if (w != SL_ADM_NO_WAIT && (wait == SL_ADM_NO_WAIT || w > wait))
+            wait = w;
+    }
+    __atomic_store_n(&sl_srv.adm_signal_ns, wait, __ATOMIC_RELAXED);
+    long open = uatomic_read(&sl_srv.conns);
+    long peak = SL_MAX(__atomic_load_n(&ctl.peak, __ATOMIC_RELAXED), open);
+    uint64_t accepts = __atomic_exchange_n(&ctl.accepts, 0, __ATOMIC_RELAXED);
+    bool bound = __atomic_exchange_n(&ctl.bound, false, __ATOMIC_RELAXED);
+    bool on = sl_set.adm_policy == SL_ADM_LIMIT &&
+              target > 0;
+    double span = (double)(now - ctl.interval_end + interval) / 1e9;
+    if (on) {
+        ctl.limit = sl_adm_next_limit(ctl.limit, peak, bound, wait, target,
+                                      SL_ADM_LIMIT_MIN, max);
+        /* Smoothed: an interval right after the limit fell accepts little. */
+        ctl.rate += ((double)accepts / span - ctl.rate) / 4;
+        set_backlog(sl_adm_next_backlog(ctl.rate, bound, target, bmax));
+    } else {
+        ctl.limit = (double)max;
+        set_backlog(bmax);
+    }
+    __atomic_store_n(&sl_srv.adm_limit, (long)ctl.limit, __ATOMIC_RELAXED);
+    __atomic_store_n(&ctl.peak, open, __ATOMIC_RELAXED);
+    ctl.interval_end = now + interval;
+}
+
 static bool should_run(const struct sl_thread *t)
 {
     return __atomic_load_n(&sl_srv.stopping, __ATOMIC_ACQUIRE) == 0 &&
@@ -132,8 +211,13 @@ static int accept_some(struct sl_tstats *st)
 {
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         long max = sl_set.max_connections;
-        if (sl_set.adm_on_full == SL_FULL_WAIT &&
-            uatomic_read(&sl_srv.conns) >= max && !room_from_idle(max))
+        long limit = admit_limit(max);
+        long open = uatomic_read(&sl_srv.conns);
+        if (limit < max && open >= limit) {
+            __atomic_store_n(&ctl.bound, true, __ATOMIC_RELAXED);
+            return -FULL_WAIT_MS; /* the adaptive limit: leave it in the backlog */
+        }
+        if (sl_set.adm_on_full == SL_FULL_WAIT && open >= max && !room_from_idle(max))
             return -FULL_WAIT_MS; /* leave it queued in the kernel; look again soon */
         struct sockaddr_in6 peer;
         socklen_t plen = sizeof(peer);
@@ -171,6 +255,12 @@ static int accept_some(struct sl_tstats *st)
         /* Reserve a slot before handing the connection on; the writer or reader
            that closes it gives the slot back. */
         long now_open = uatomic_add_return(&sl_srv.conns, 1);
+        __atomic_fetch_add(&ctl.accepts, 1, __ATOMIC_RELAXED);
+        long peak = __atomic_load_n(&ctl.peak, __ATOMIC_RELAXED);
+        while (now_open > peak && !__atomic_compare_exchange_n(&ctl.peak, &peak, now_open, true,
+                                                               __ATOMIC_RELAXED,
+                                                               __ATOMIC_RELAXED))
+            ;
         bool refuse = false;
         if (now_open > max && !admit_full(fd, now_open, max, &refuse, st))
             continue;
@@ -184,6 +274,7 @@ static int accept_some(struct sl_tstats *st)
         uatomic_inc(&sl_srv.reader_conns[c->reader]);
         c->phase = SL_PHASE_READ;
         c->refuse = refuse;
+        c->accepted_ns = sl_now_ns();
         sl_to_reader(c);
     }
     return 0;
@@ -205,11 +296,17 @@ void *sl_acceptor_main(void *arg)
             int n = poll(&p, 1, timeout);
             if (n <= 0) {
                 timeout = POLL_MS;
+                if (t->index == 0) { /* the limit follows waits even with no accepts */
+                    sl_settings_refresh();
+                    adm_tick(sl_now_ns());
+                }
                 continue;
             }
         }
         uint64_t t0 = sl_now_ns();
         sl_settings_refresh(); /* the settings for this burst, one snapshot */
+        if (t->index == 0)
+            adm_tick(t0);
         sl_queue_defer_begin(); /* one wake per reader for the whole burst */
         timeout = accept_some(st);
         sl_queue_defer_end();

@@ -191,6 +191,21 @@ static void codel_reset(struct reader *r)
     r->codel = (struct codel){.min_wait = UINT64_MAX};
 }
 
+/* For the adaptive limit (stages/admission.h): the time C's request waited
+ * inside sluice, from its acceptance or the arrival of its bytes, whichever
+ * is later (the listen backlog is the limit's doing, not a queue it should
+ * shrink for), lowers this reader's least wait of the interval. */
+static void note_internal_wait(struct reader *r, const struct sl_conn *c)
+{
+    uint64_t from = SL_MAX(c->rx_ns, c->accepted_ns);
+    uint64_t w = r->now > from ? r->now - from : 0;
+    uint64_t *slot = &sl_srv.adm_wait_min[r->t->index];
+    /* Relaxed: a value the acceptor reset a moment ago may be overwritten by
+       one of the old interval; the controller only loses one sample. */
+    if (w < __atomic_load_n(slot, __ATOMIC_RELAXED))
+        __atomic_store_n(slot, w, __ATOMIC_RELAXED);
+}
+
 /* Drops request body bytes already buffered. */
 static void discard_buffered(struct sl_conn *c)
 {
@@ -301,11 +316,15 @@ static enum outcome try_parse(struct reader *r, struct sl_conn *c)
         return NEED_INPUT;
     begin_response(r, c, rc == SL_ERR ? NULL : &req);
     uint64_t wait = c->rx_ns != 0 && r->now > c->rx_ns ? r->now - c->rx_ns : 0;
+    bool codel = r->target > 0 &&
+                 sl_set.adm_policy == SL_ADM_CODEL;
+    if (r->target > 0)
+        note_internal_wait(r, c);
     if (rc == SL_ERR) {
         c->requests++;
         sl_response_error(c, status);
         c->buf_len = 0;
-    } else if (c->refuse || (r->target > 0 && codel_shed(r, c, wait))) {
+    } else if (c->refuse || (codel && codel_shed(r, c, wait))) {
         /* Turned away before any cache or disk work: 503, then close. */
         SL_COUNTER_ADD(c->refuse ? &r->st->ev.refused_full : &r->st->ev.shed_queue_wait,
                        1);
@@ -632,7 +651,8 @@ static void admission_round(struct reader *r)
     sl_settings_refresh(); /* the settings for this round, one snapshot */
     r->inline_max = (size_t)sl_set.inline_max;
     uint64_t target = sl_set.adm_target_ns;
-    if (target == 0 && r->target != 0)
+    if ((target == 0 && r->target != 0) ||
+        (r->codel.dropping && sl_set.adm_policy != SL_ADM_CODEL))
         codel_reset(r);
     /* A whole interval without a request: no standing queue. Cleared here
        too, not only at the next request, so the status socket says so. */

@@ -548,6 +548,21 @@ static void top_frame(FILE *f, const struct jv *cur, const struct jv *prev, bool
         rate(jnum(cur, "connections.rejected"), jnum(prev, "connections.rejected"), dt),
         jnum(cur, "cache.entries"), jnum(cur, "cache.open_fds"),
         lookups > 0 ? 100 * hits / lookups : 0);
+    const struct jv *adm = jget(cur, "admission");
+    double shed = 0;
+    static const char *const shed_keys[] = {"admission.shed_queue_wait",
+                                            "admission.refused_full",
+                                            "admission.closed_full"};
+    for (size_t k = 0; k < sizeof(shed_keys) / sizeof(shed_keys[0]); k++)
+        shed += jnum(cur, shed_keys[k]) - jnum(prev, shed_keys[k]);
+    fprintf(f,
+            "admission %s  limit %.0f  admitted %.0f  waiting %.0f (backlog %.0f)  "
+            "least wait %.1f ms  shed %.1f/s%s\n",
+            adm ? jstr(adm, "policy") : "?", jnum(cur, "admission.limit"),
+            jnum(cur, "admission.admitted"), jnum(cur, "admission.waiting"),
+            jnum(cur, "admission.backlog"), jnum(cur, "admission.wait_ms"),
+            dt > 0 ? shed / dt : 0,
+            adm && jget(adm, "dropping") && jget(adm, "dropping")->b ? "  DROPPING" : "");
     fprintf(f, "%-9s %4s %6s %10s %10s %6s %7s %7s %10s %10s\n", "STAGE", "THR", "BUSY%",
             "ITEMS/s", "IN/s", "BATCH", "DEPTH", "MAXDEP", "WAITp50us", "WAITp99us");
     const struct jv *stages = jget(cur, "stages");

@@ -341,7 +341,7 @@ Test(status_format, json_is_one_line_with_every_key)
         "\"connections\":{\"current\":3,\"max\":20000,\"accepted\":50,\"closed\":45,"
         "\"rejected\":2",
         "\"admission\":{\"dropping\":true,\"shed_queue_wait\":7,\"refused_full\":5,"
-        "\"closed_full\":2,\"closed_idle\":4}",
+        "\"closed_full\":2,\"closed_idle\":4,\"policy\":\"limit\",\"limit\":",
         "\"requests\":{\"total\":1000,\"1xx\":0,\"2xx\":990,\"3xx\":0,\"4xx\":10,\"5xx\":"
         "0,\"inline\":600}",
         "\"bytes_sent\":123456789",

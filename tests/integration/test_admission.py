@@ -61,6 +61,15 @@ def stats(server):
     return json.loads(status(server, "stats json"))
 
 
+COUNTERS = ("dropping", "shed_queue_wait", "refused_full", "closed_full", "closed_idle")
+
+
+def counters(st):
+    """The admission counters of a stats json object (the controller's state,
+    limit, backlog and the like, left out)."""
+    return {k: st["admission"][k] for k in COUNTERS}
+
+
 def admission_line(server):
     lines = [ln for ln in status(server, "stats").splitlines() if ln.startswith("admission:")]
     assert len(lines) == 1, f"expected one 'admission:' line in stats:\n{lines}"
@@ -107,8 +116,8 @@ def quiet(server):
     helpers.wait_until(lambda: settled() and (time.sleep(0.1) or settled()), timeout=10,
                        what="start-up probes accepted and closed")
     base = stats(server)
-    assert base["admission"] == {"dropping": False, "shed_queue_wait": 0, "refused_full": 0,
-                                 "closed_full": 0, "closed_idle": 0}, base["admission"]
+    assert counters(base) == {"dropping": False, "shed_queue_wait": 0, "refused_full": 0,
+                        "closed_full": 0, "closed_idle": 0}, base["admission"]
     return base
 
 
@@ -250,7 +259,7 @@ def test_refuse_answers_503_with_retry_after_then_closes(factory):
             assert c.closed_within(5), "refused connection left open after its 503"
 
         st = counted(server, base, 2)
-        assert st["admission"] == {"dropping": False, "shed_queue_wait": 0, "refused_full": 2,
+        assert counters(st) == {"dropping": False, "shed_queue_wait": 0, "refused_full": 2,
                                    "closed_full": 0, "closed_idle": 0}, st["admission"]
         assert delta(st, base, "connections", "accepted") == 4, st["connections"]  # 2+2
         assert delta(st, base, "connections", "rejected") == 0
@@ -299,7 +308,7 @@ def test_refuse_past_the_slack_closes(factory):
             c.send(b"\r\n")
             check_503(c.read_response(), "1")
         st = counted(server, base, 2)
-        assert st["admission"] == {"dropping": False, "shed_queue_wait": 0, "refused_full": 2,
+        assert counters(st) == {"dropping": False, "shed_queue_wait": 0, "refused_full": 2,
                                    "closed_full": 1, "closed_idle": 0}, st["admission"]
         assert delta(st, base, "connections", "accepted") == 2 + slack
         assert delta(st, base, "connections", "rejected") == 1
@@ -342,7 +351,7 @@ def test_close_drops_new_connection_without_response(factory, conf):
                 c.send(data)
                 no_response(c)
         st = counted(server, base, 0)
-        assert st["admission"] == {"dropping": False, "shed_queue_wait": 0, "refused_full": 0,
+        assert counters(st) == {"dropping": False, "shed_queue_wait": 0, "refused_full": 0,
                                    "closed_full": 2, "closed_idle": 0}, st["admission"]
         assert delta(st, base, "connections", "rejected") == 2
         assert delta(st, base, "connections", "accepted") == 2, st["connections"]  # held
@@ -384,7 +393,7 @@ def test_wait_serves_waiting_client_once_a_slot_frees(factory):
 
         complete_ok(held[1], server)  # the other held connection still works
         st = counted(server, base, 2)
-        assert st["admission"] == {"dropping": False, "shed_queue_wait": 0, "refused_full": 0,
+        assert counters(st) == {"dropping": False, "shed_queue_wait": 0, "refused_full": 0,
                                    "closed_full": 0, "closed_idle": 0}, st["admission"]
         assert delta(st, base, "connections", "accepted") == 3, st["connections"]
         assert delta(st, base, "connections", "rejected") == 0
@@ -446,7 +455,7 @@ def test_close_idle_admits_new_and_closes_longest_idle(factory, on_full):
             get_ok(c, server)
         wait_current(server, 3)
         st = counted(server, base, 8)
-        assert st["admission"] == {"dropping": False, "shed_queue_wait": 0, "refused_full": 0,
+        assert counters(st) == {"dropping": False, "shed_queue_wait": 0, "refused_full": 0,
                                    "closed_full": 0, "closed_idle": 1}, st["admission"]
         assert delta(st, base, "connections", "accepted") == 5, st["connections"]
         assert delta(st, base, "connections", "rejected") == 0
@@ -474,7 +483,7 @@ def test_close_idle_no_refuses_and_keeps_idle_connections(factory):
         for c in idle:
             get_ok(c, server)
         st = counted(server, base, 9)
-        assert st["admission"] == {"dropping": False, "shed_queue_wait": 0, "refused_full": 1,
+        assert counters(st) == {"dropping": False, "shed_queue_wait": 0, "refused_full": 1,
                                    "closed_full": 0, "closed_idle": 0}, st["admission"]
         assert delta(st, base, "connections", "accepted") == 5, st["connections"]
         assert delta(st, base, "requests", "5xx") == 1
@@ -738,7 +747,8 @@ def test_queue_wait_sheds_new_connections_and_long_waits(factory):
     request is shed even if it did not wait, and an established connection's
     quick request is served. An interval with a quick request ends it."""
     T, I = 0.05, 1.0
-    server = factory(admission_queue_wait_target="50ms", admission_queue_wait_interval="1s",
+    server = factory(admission_policy="codel",
+                     admission_queue_wait_target="50ms", admission_queue_wait_interval="1s",
                      admission_retry_after=3, reader_threads=1)
     base = quiet(server)
     ka = keepalive(server, 4)
@@ -763,7 +773,7 @@ def test_queue_wait_sheds_new_connections_and_long_waits(factory):
             assert c.closed_within(5), "a shed connection was left open"
 
         st = counted(server, base, 10)
-        assert st["admission"] == {"dropping": True, "shed_queue_wait": 3, "refused_full": 0,
+        assert counters(st) == {"dropping": True, "shed_queue_wait": 3, "refused_full": 0,
                                    "closed_full": 0, "closed_idle": 0}, st["admission"]
         assert delta(st, base, "requests", "5xx") == 3
         line = admission_line(server)
@@ -792,7 +802,8 @@ def test_queue_wait_one_slow_request_alone_does_not_drop(factory):
     (more than an interval after the last interval ended), start a fresh
     interval: however long they waited, no standing queue is inferred from
     them, nor from the burst that arrives with them."""
-    server = factory(admission_queue_wait_target="50ms", admission_queue_wait_interval="300ms",
+    server = factory(admission_policy="codel",
+                     admission_queue_wait_target="50ms", admission_queue_wait_interval="300ms",
                      reader_threads=1)
     base = quiet(server)
     conns = []
@@ -803,7 +814,7 @@ def test_queue_wait_one_slow_request_alone_does_not_drop(factory):
         conns, rs = frozen(server, 0.5, old=conns, new=1)
         assert [r.status for r in rs] == [200, 200]
         st = counted(server, base, 3)
-        assert st["admission"] == {"dropping": False, "shed_queue_wait": 0, "refused_full": 0,
+        assert counters(st) == {"dropping": False, "shed_queue_wait": 0, "refused_full": 0,
                                    "closed_full": 0, "closed_idle": 0}, st["admission"]
     finally:
         close_all(conns)
@@ -813,7 +824,8 @@ def test_queue_wait_quiet_spell_ends_dropping(factory):
     """No request for more than an interval after the last one: the next
     new connection is not shed, and the reader no longer drops."""
     I = 0.5
-    server = factory(admission_queue_wait_target="50ms", admission_queue_wait_interval="500ms",
+    server = factory(admission_policy="codel",
+                     admission_queue_wait_target="50ms", admission_queue_wait_interval="500ms",
                      reader_threads=1)
     base = quiet(server)
     ka = keepalive(server, 2)
@@ -822,7 +834,7 @@ def test_queue_wait_quiet_spell_ends_dropping(factory):
         time.sleep(3 * I)
         server.ensure_serving()
         st = counted(server, base, 2 + 2 + 1)
-        assert st["admission"] == {"dropping": False, "shed_queue_wait": 0, "refused_full": 0,
+        assert counters(st) == {"dropping": False, "shed_queue_wait": 0, "refused_full": 0,
                                    "closed_full": 0, "closed_idle": 0}, st["admission"]
     finally:
         close_all(ka)
@@ -830,7 +842,8 @@ def test_queue_wait_quiet_spell_ends_dropping(factory):
 
 def test_queue_wait_dropping_gauge_clears_when_quiet(factory):
     I = 0.5
-    server = factory(admission_queue_wait_target="50ms", admission_queue_wait_interval="500ms",
+    server = factory(admission_policy="codel",
+                     admission_queue_wait_target="50ms", admission_queue_wait_interval="500ms",
                      reader_threads=1)
     quiet(server)
     ka = keepalive(server, 2)
@@ -848,7 +861,8 @@ def test_queue_wait_slow_client_is_not_queueing(factory):
     """The wait counts from a request's last bytes: a client that trickles its
     head (0.3 s between its halves, far above the 50 ms target, over many
     100 ms intervals) is served and does not make the reader drop."""
-    server = factory(admission_queue_wait_target="50ms", admission_queue_wait_interval="100ms",
+    server = factory(admission_policy="codel",
+                     admission_queue_wait_target="50ms", admission_queue_wait_interval="100ms",
                      reader_threads=1)
     base = quiet(server)
     conns = []
@@ -866,7 +880,7 @@ def test_queue_wait_slow_client_is_not_queueing(factory):
             r = c.read_response()
             assert r.status == 200, f"trickled request {i}: {r}"
         st = counted(server, base, 4)
-        assert st["admission"] == {"dropping": False, "shed_queue_wait": 0, "refused_full": 0,
+        assert counters(st) == {"dropping": False, "shed_queue_wait": 0, "refused_full": 0,
                                    "closed_full": 0, "closed_idle": 0}, st["admission"]
     finally:
         close_all(conns)
@@ -874,7 +888,8 @@ def test_queue_wait_slow_client_is_not_queueing(factory):
 
 def test_queue_wait_off_never_sheds(factory):
     """queue_wait_target = 0: requests that waited 0.6 s, twice, are served."""
-    server = factory(admission_queue_wait_target="0", admission_queue_wait_interval="10ms",
+    server = factory(admission_policy="codel",
+                     admission_queue_wait_target="0", admission_queue_wait_interval="10ms",
                      reader_threads=1)
     base = quiet(server)
     ka = keepalive(server, 1)
@@ -885,7 +900,7 @@ def test_queue_wait_off_never_sheds(factory):
             assert [r.status for r in rs] == [200, 200]
             conns[1].close()
         st = counted(server, base, 5)
-        assert st["admission"] == {"dropping": False, "shed_queue_wait": 0, "refused_full": 0,
+        assert counters(st) == {"dropping": False, "shed_queue_wait": 0, "refused_full": 0,
                                    "closed_full": 0, "closed_idle": 0}, st["admission"]
         assert delta(st, base, "requests", "5xx") == 0
     finally:
@@ -911,7 +926,7 @@ def test_check_accepts_every_admission_key(workdir):
     conf = workdir / "good.conf"
     conf.write_text("[server]\nroot = www\n\n[admission]\nqueue_wait_target = 50ms\n"
                     "queue_wait_interval = 100ms\nretry_after = 0\non_full = wait\n"
-                    "close_idle = no\n")
+                    "close_idle = no\npolicy = codel\n")
     p = run_check(conf, workdir)
     assert p.returncode == 0, p.stderr
     for action in ("close", "refuse", "wait"):
@@ -932,6 +947,8 @@ BROKEN = {  # name -> (line in [admission], key named in the message)
     "target-too-big": ("queue_wait_target = 61s", "admission.queue_wait_target"),
     "target-word": ("queue_wait_target = fast", "admission.queue_wait_target"),
     "unknown-key": ("colour = blue", "admission.colour"),
+    "policy-bogus": ("policy = lifo", "admission.policy"),
+    "policy-empty": ("policy =", "admission.policy"),
 }
 
 
@@ -968,7 +985,7 @@ def test_reload_switches_on_full_action(factory):
             check_503(c.read_response(), "5")
             assert c.closed_within(5)
         st = counted(server, base, 1)
-        assert st["admission"] == {"dropping": False, "shed_queue_wait": 0, "refused_full": 1,
+        assert counters(st) == {"dropping": False, "shed_queue_wait": 0, "refused_full": 1,
                                    "closed_full": 1, "closed_idle": 0}, st["admission"]
         for c in held:
             complete_ok(c, server)

@@ -1,0 +1,152 @@
+"""The adaptive admission limit ([admission] policy = limit, the default): a
+standing queue inside sluice lowers the limit on open connections, new
+connections then wait in the kernel's listen backlog (never accepted, never
+a 503), the sessions already admitted are served, and the backlog is sized
+to what the acceptor takes in about twice the target."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+import helpers
+from helpers import RawConn, request
+from test_admission import accept_queue, factory, quiet, stats  # noqa: F401 (fixture)
+
+LIMIT = {"admission_queue_wait_target": "50ms", "admission_queue_wait_interval": "100ms",
+         "server_max_connections": 1000, "reader_threads": 1}
+
+
+def listen_backlog(port):
+    """The backlog the kernel holds for the listener on PORT (ss: Send-Q)."""
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out, f"no listener on port {port} in ss"
+    return int(out[2])
+
+
+def keepalive_get(conn, path="/one.bin"):
+    conn.send(request("GET", path))
+    resp = conn.read_response()
+    assert resp.status == 200, resp
+    return resp
+
+
+def stall(server, seconds):
+    """Stops the whole server for SECONDS: requests sent meanwhile wait inside
+    it (their bytes are in the kernel, timestamped, unread)."""
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+
+
+def test_standing_queue_lowers_limit_and_new_connections_wait_in_backlog(factory):
+    server = factory(**LIMIT)
+    quiet(server)
+    conns = [RawConn(server.port) for _ in range(40)]
+    try:
+        for c in conns:
+            keepalive_get(c)
+        assert stats(server)["admission"]["limit"] == 1000
+        time.sleep(0.5)  # an interval or two of short waits
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            for c in conns:
+                c.send(request("GET", "/one.bin"))
+            time.sleep(0.4)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        for c in conns:  # every admitted session is still served
+            assert c.read_response().status == 200
+        # The 400 ms waits were inside sluice: at most half of the 40 in use.
+        helpers.wait_until(lambda: stats(server)["admission"]["limit"] <= 20, timeout=5,
+                           what="the limit falling under the 40 connections in use")
+        adm = stats(server)["admission"]
+        assert adm["policy"] == "limit" and adm["limit"] >= 16, adm
+        # A new connection now waits in the backlog: not accepted, no reply.
+        newc = RawConn(server.port)
+        try:
+            newc.send(request("GET", "/one.bin"))
+            helpers.wait_until(lambda: accept_queue(server.port) == 1, timeout=5,
+                               what="the new connection in the accept queue")
+            newc.sock.settimeout(0.5)
+            with pytest.raises(socket.timeout):
+                newc.sock.recv(1)
+            assert stats(server)["admission"]["waiting"] == 1
+            # Sessions ending free slots: then it is accepted and served.
+            for c in conns[:30]:
+                c.close()
+            newc.sock.settimeout(10)
+            assert newc.read_response().status == 200
+        finally:
+            newc.close()
+        st = stats(server)
+        assert st["requests"]["5xx"] == 0 and st["admission"]["closed_full"] == 0, st
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_backlog_shrinks_while_the_limit_binds_and_comes_back(factory):
+    server = factory(server_backlog=1024, **LIMIT)
+    quiet(server)
+    assert listen_backlog(server.port) == 1024
+    conns = [RawConn(server.port) for _ in range(40)]
+    try:
+        for c in conns:
+            keepalive_get(c)
+        time.sleep(0.5)
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            for c in conns:
+                c.send(request("GET", "/one.bin"))
+            time.sleep(0.4)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        for c in conns:
+            c.read_response()
+        helpers.wait_until(lambda: stats(server)["admission"]["limit"] <= 20, timeout=5,
+                           what="the limit falling")
+        # Connections held back: the limit binds, and the backlog shrinks to
+        # what the acceptor takes in about 100 ms (the floor, here).
+        extra = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(5)]
+        try:
+            for s in extra:
+                s.sendall(request("GET", "/one.bin"))
+            helpers.wait_until(lambda: listen_backlog(server.port) < 1024, timeout=5,
+                               what="the backlog shrinking")
+            b = listen_backlog(server.port)
+            assert b == stats(server)["admission"]["backlog"] and b >= 64, b
+        finally:
+            for s in extra:
+                s.close()
+        for c in conns:
+            c.close()
+        # Load gone, nothing held back: the configured backlog again.
+        helpers.wait_until(lambda: listen_backlog(server.port) == 1024, timeout=5,
+                           what="the backlog back at its configured size")
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_codel_policy_keeps_503_shedding_and_limit_stays_at_max(factory):
+    server = factory(admission_policy="codel", **LIMIT)
+    quiet(server)
+    conns = [RawConn(server.port) for _ in range(20)]
+    try:
+        for c in conns:
+            keepalive_get(c)
+        time.sleep(0.3)
+        stall(server, 0.3)
+        adm = stats(server)["admission"]
+        assert adm["policy"] == "codel" and adm["limit"] == 1000, adm
+    finally:
+        for c in conns:
+            c.close()
