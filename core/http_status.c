@@ -77,13 +77,21 @@ enum sl_hs_route sl_hs_route(const char *head, size_t len, bool *head_only)
     return SL_HS_NOT_FOUND;
 }
 
-int sl_agent_weight(long limit, long max_connections, double shedding, bool draining)
+double sl_agent_capacity(long limit, long waiting, uint64_t wait_ns, uint64_t target_ns)
+{
+    double cap = 1.0;
+    if (waiting > 0 && limit > 0)
+        cap = (double)limit / (double)(limit + waiting);
+    if (target_ns > 0 && wait_ns != UINT64_MAX && wait_ns > target_ns)
+        cap *= (double)target_ns / (double)wait_ns;
+    return cap;
+}
+
+int sl_agent_weight(double capacity, double shedding, bool draining)
 {
     if (draining)
         return 0;
-    double cap = max_connections > 0 && limit < max_connections && limit >= 0
-                     ? (double)limit / (double)max_connections
-                     : 1.0;
+    double cap = capacity < 0 ? 0 : capacity > 1 ? 1 : capacity;
     if (shedding < 0)
         shedding = 0;
     if (shedding > 1)
@@ -261,18 +269,17 @@ static bool ready(char *why, size_t n)
 
 static int agent_weight_now(void)
 {
-    long max = sl_set.max_connections;
-    long limit = max;
-    /* Under policy = limit, connections past the adaptive limit wait in the
-       kernel's accept queue: the share of those present that are admitted
-       (limit of limit + waiting) says how far over its capacity the
-       instance is, so haproxy sends less before anyone waits long. */
-    struct sl_adm_state as;
-    sl_adm_state(&as);
-    if (sl_set.adm_policy == SL_ADM_LIMIT && sl_set.adm_target_ns > 0 && as.waiting > 0 &&
-        as.limit > 0 && as.limit < max) {
-        limit = as.limit;
-        max = as.limit + as.waiting;
+    /* Under policy = limit nothing is answered 503: the instance says how
+       far over its capacity it is by the connections waiting for the limit
+       and by its queue wait over the target, so haproxy sends less before
+       anyone waits long. */
+    double capacity = 1.0;
+    if (sl_set.adm_policy == SL_ADM_LIMIT && sl_set.adm_target_ns > 0) {
+        struct sl_adm_state as;
+        sl_adm_state(&as);
+        uint64_t wait = __atomic_load_n(&sl_srv.adm_signal_ns, __ATOMIC_RELAXED);
+        capacity = sl_agent_capacity(as.limit < sl_set.max_connections ? as.limit : 0,
+                                     as.waiting, wait, sl_set.adm_target_ns);
     }
     int dropping = __atomic_load_n(&sl_srv.adm_dropping, __ATOMIC_RELAXED);
     double shedding = sl_srv.nreaders > 0 ? (double)dropping / sl_srv.nreaders : 0.0;
@@ -280,7 +287,7 @@ static int agent_weight_now(void)
        responses shed in the last tick says the same more steadily. */
     if (hs.shed_share > shedding)
         shedding = hs.shed_share;
-    return sl_agent_weight(limit, max, shedding,
+    return sl_agent_weight(capacity, shedding,
                            __atomic_load_n(&sl_srv.draining, __ATOMIC_RELAXED) != 0);
 }
 

@@ -38,14 +38,21 @@ enum sl_hs_route {
  * *HEAD_ONLY: the method was HEAD. A query string is ignored. Cannot fail. */
 enum sl_hs_route sl_hs_route(const char *head, size_t len, bool *head_only);
 
+/* The share (0..1] of the work offered to it that the instance can take in
+ * time, from the adaptive admission limit (policy = limit): LIMIT connections
+ * admitted at most while WAITING more wait in the kernel's accept queue, and
+ * WAIT_NS, the last interval's least queue wait inside sluice, against its
+ * target TARGET_NS (SL_ADM_NO_WAIT or a 0 target: not known). 1 while nothing
+ * waits and the wait is within the target. Pure; cannot fail. */
+double sl_agent_capacity(long limit, long waiting, uint64_t wait_ns, uint64_t target_ns);
+
 /* The agent-check weight, in percent of the weight haproxy has configured
- * for the server: 0 while draining; else 100 scaled by how much of
- * MAX_CONNECTIONS the admission limit LIMIT allows (today's admission has no
- * adaptive limit: pass max_connections) and lowered by SHEDDING, the share
- * (0..1) of the admission controller shedding now, down to 10% when all of
- * it sheds. At least 1 unless draining, so haproxy keeps probing it with a
- * little traffic. Cannot fail. */
-int sl_agent_weight(long limit, long max_connections, double shedding, bool draining);
+ * for the server: 0 while draining; else 100 scaled by CAPACITY (0..1,
+ * sl_agent_capacity) and lowered by SHEDDING, the share (0..1) of the
+ * admission controller answering 503 now, down to 10% when all of it sheds.
+ * At least 1 unless draining, so haproxy keeps probing it with a little
+ * traffic. Cannot fail. */
+int sl_agent_weight(double capacity, double shedding, bool draining);
 
 /* Writes haproxy's agent-check reply into OUT (N bytes, at least 32):
  * "drain\n" while draining, "maint\n" once the listener closed (STOPPING),

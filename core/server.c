@@ -720,10 +720,12 @@ size_t sl_server_config_json(char *out, size_t cap)
              ",\"small_file_max\":%zu}",
              v.cache.max_entries, (unsigned long long)v.cache.validity_ns,
              (unsigned long long)v.cache.negative_ns, v.cache.small_file_max);
-    JSON_PUT(",\"admission\":{\"queue_wait_target_ns\":%llu,\"queue_wait_interval_ns\":%llu"
-             ",\"retry_after\":%d,\"on_full\":%d,\"close_idle\":%s}}",
-             (unsigned long long)v.adm_target_ns, (unsigned long long)v.adm_interval_ns,
-             v.adm_retry_after, v.adm_on_full, v.adm_close_idle ? "true" : "false");
+    JSON_PUT(",\"admission\":{\"policy\":\"%s\",\"queue_wait_target_ns\":%llu"
+             ",\"queue_wait_interval_ns\":%llu,\"retry_after\":%d,\"on_full\":%d"
+             ",\"close_idle\":%s}}",
+             v.adm_policy == SL_ADM_CODEL ? "codel" : "limit", (unsigned long long)v.adm_target_ns,
+             (unsigned long long)v.adm_interval_ns, v.adm_retry_after, v.adm_on_full,
+             v.adm_close_idle ? "true" : "false");
     if (len >= cap)
         out[cap - 1] = '\0';
     return len;

@@ -36,22 +36,42 @@ Test(http_status, routes)
 
 Test(http_status, agent_weight)
 {
-    cr_assert_eq(sl_agent_weight(20000, 20000, 0.0, false), 100);
-    cr_assert_eq(sl_agent_weight(20000, 20000, 0.0, true), 0, "draining");
-    cr_assert_eq(sl_agent_weight(20000, 20000, 1.0, true), 0);
-    cr_assert_eq(sl_agent_weight(20000, 20000, 1.0, false), 10, "all shedding");
-    cr_assert_eq(sl_agent_weight(20000, 20000, 0.5, false), 55);
-    cr_assert_eq(sl_agent_weight(5000, 20000, 0.0, false), 25, "a quarter of the limit");
-    cr_assert_eq(sl_agent_weight(6000, 20000, 1.0, false), 3);
-    cr_assert_eq(sl_agent_weight(1, 20000, 1.0, false), 1, "never 0 unless draining");
-    cr_assert_eq(sl_agent_weight(0, 20000, 0.0, false), 1);
-    cr_assert_eq(sl_agent_weight(40000, 20000, 0.0, false), 100, "a limit above max");
-    cr_assert_eq(sl_agent_weight(100, 0, 2.0, false), 10, "shedding clamped to 1");
-    /* Monotonic: more shedding or a lower limit never raises the weight. */
-    for (int l = 100; l <= 1000; l += 100)
-        for (int k = 0; k < 10; k++)
-            cr_assert_geq(sl_agent_weight(l, 1000, k / 10.0, false),
-                          sl_agent_weight(l, 1000, (k + 1) / 10.0, false));
+    cr_assert_eq(sl_agent_weight(1.0, 0.0, false), 100);
+    cr_assert_eq(sl_agent_weight(1.0, 0.0, true), 0, "draining");
+    cr_assert_eq(sl_agent_weight(1.0, 1.0, true), 0);
+    cr_assert_eq(sl_agent_weight(1.0, 1.0, false), 10, "all shedding");
+    cr_assert_eq(sl_agent_weight(1.0, 0.5, false), 55);
+    cr_assert_eq(sl_agent_weight(0.25, 0.0, false), 25, "a quarter of the work");
+    cr_assert_eq(sl_agent_weight(0.3, 1.0, false), 3);
+    cr_assert_eq(sl_agent_weight(0.00005, 1.0, false), 1, "never 0 unless draining");
+    cr_assert_eq(sl_agent_weight(0.0, 0.0, false), 1);
+    cr_assert_eq(sl_agent_weight(2.0, 0.0, false), 100, "capacity clamped to 1");
+    cr_assert_eq(sl_agent_weight(-1.0, 0.0, false), 1, "and to 0");
+    cr_assert_eq(sl_agent_weight(1.0, 2.0, false), 10, "shedding clamped to 1");
+    /* Monotonic: more shedding or less capacity never raises the weight. */
+    for (int l = 1; l <= 10; l++)
+        for (int k = 0; k < 10; k++) {
+            cr_assert_geq(sl_agent_weight(l / 10.0, k / 10.0, false),
+                          sl_agent_weight(l / 10.0, (k + 1) / 10.0, false));
+            cr_assert_geq(sl_agent_weight(l / 10.0, k / 10.0, false),
+                          sl_agent_weight((l - 1) / 10.0, k / 10.0, false));
+        }
+}
+
+Test(http_status, agent_capacity)
+{
+    const uint64_t ms = 1000000;
+    cr_assert_float_eq(sl_agent_capacity(0, 0, UINT64_MAX, 50 * ms), 1.0, 1e-9, "nothing known");
+    cr_assert_float_eq(sl_agent_capacity(100, 0, 10 * ms, 50 * ms), 1.0, 1e-9,
+                       "nothing waits, within the target");
+    cr_assert_float_eq(sl_agent_capacity(100, 300, 10 * ms, 50 * ms), 0.25, 1e-9,
+                       "a quarter of those present admitted");
+    cr_assert_float_eq(sl_agent_capacity(100, 0, 200 * ms, 50 * ms), 0.25, 1e-9,
+                       "waits four times the target");
+    cr_assert_float_eq(sl_agent_capacity(100, 100, 100 * ms, 50 * ms), 0.25, 1e-9, "both");
+    cr_assert_float_eq(sl_agent_capacity(0, 500, 10 * ms, 50 * ms), 1.0, 1e-9,
+                       "no limit in force: waiting is the kernel's business");
+    cr_assert_float_eq(sl_agent_capacity(100, 0, 200 * ms, 0), 1.0, 1e-9, "control off");
 }
 
 Test(http_status, agent_reply)

@@ -574,8 +574,9 @@ def cpu_cgroup():
 
 def test_haproxy_gives_an_instance_on_a_small_cpu_budget_a_smaller_share(sluice_factory,
                                                                         tmp_path):
-    """One instance confined to 1% of a CPU sheds (queue wait above a 5 ms
-    target), its agent weight drops, and haproxy sends it a smaller share."""
+    """One instance confined to 1% of a CPU is over its capacity (queue wait
+    above a 5 ms target, connections held back by its admission limit), its
+    agent weight drops, and haproxy sends it a smaller share."""
     found = cpu_cgroup()
     if found is None:
         pytest.skip("no writable cgroup cpu controller on this machine")
