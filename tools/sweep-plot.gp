@@ -6,7 +6,7 @@
 #               budget='budget per server: 0.25 CPU'; stagecfg='sluice'; \
 #               loadmode='sessions'; lagmax=50" tools/sweep-plot.gp
 #
-# Twelve panels. Top row, against offered load, one line per server (index i
+# Fourteen panels. Top row, against offered load, one line per server (index i
 # of plot-steps.dat, labelled by word i+1 of titles; paper figures 6-8 with
 # today's servers): goodput within the deadline, p99 of admitted requests,
 # 503 replies per second, sessions completed within the deadline per second.
@@ -16,16 +16,21 @@
 # client's schedule lag (the INVALID limit dashed), server CPU per reply.
 # Bottom row, sluice (config stagecfg) over the sweep's time line: queue
 # depth, mean queue wait and busy share per stage, and requests shed per
-# second by reason.
+# second by reason; last row, its admission controller over the same time
+# line: the limit, open connections, connections waiting in the accept queue
+# and the listen backlog, and the least queue wait inside sluice per interval.
+# plot-server.dat columns: 1 t, 2 conns, 3 requests/s, 4 Mbit/s, 5 offered,
+# 6 shed/s, 7-10 shed/s by reason, 11 limit, 12 admitted, 13 waiting,
+# 14 backlog, 15 least queue wait ms.
 # plot-steps.dat columns: 1 offered, 2 goodput, 3 replies/s, 4 p99 ms,
 # 5 503/s, 6 p50 ms, 7 p99.9 ms, 8 sessions ok/s, 9 invalid (0/1), 10 Mbit/s,
 # 11 connect failures/s, 12 resets after accept/s, 13 client timeouts/s,
 # 14 lag p99 ms, 15 server CPU us/reply.
 
 if (fmt eq 'svg') {
-    set terminal svg size 1800,1300 dynamic enhanced font 'Helvetica,11' background rgb 'white'
+    set terminal svg size 1800,1700 dynamic enhanced font 'Helvetica,11' background rgb 'white'
 } else {
-    set terminal pngcairo size 1800,1300 enhanced font 'Helvetica,9' background rgb 'white'
+    set terminal pngcairo size 1800,1700 enhanced font 'Helvetica,9' background rgb 'white'
 }
 set output out
 set datafile missing '?'
@@ -48,7 +53,7 @@ srv = dir.'/plot-server.dat'
 offlabel = 'offered load (requests/s'.(loadmode eq 'sessions' ? ', sessions x length)' : ')')
 what = (mode eq 'tuning') ? 'sluice tuning (w = writer threads, c = max\_connections)' : 'under overload'
 
-set multiplot layout 3,4 title what.': '.budget font ',13'
+set multiplot layout 4,4 title what.': '.budget font ',13'
 
 set offsets 0, graph 0.05, 0, 0
 set xlabel offlabel
@@ -155,4 +160,20 @@ plot srv using 1:7 with lines ls 2 title '503 queue wait', \
      srv using 1:9 with lines ls 4 title 'closed at max\_connections', \
      srv using 1:10 with lines ls 5 title 'idle closed for room', \
      srv using 1:5 axes x1y2 with lines ls 9 title 'offered'
+
+set ylabel 'connections (log)'
+set logscale y
+set yrange [*:*]
+set title stagecfg.': admission limit, open, waiting in the accept queue, backlog'
+plot srv using 1:($11 > 0 ? $11 : 1/0) with lines ls 2 title 'limit', \
+     srv using 1:($12 > 0 ? $12 : 1/0) with lines ls 1 title 'open', \
+     srv using 1:($13 > 0 ? $13 : 1/0) with lines ls 5 title 'waiting', \
+     srv using 1:($14 > 0 ? $14 : 1/0) with lines ls 4 title 'backlog', \
+     srv using 1:5 axes x1y2 with lines ls 9 title 'offered'
+
+set ylabel 'ms (log)'
+set title stagecfg.': least queue wait inside sluice per interval'
+plot srv using 1:($15 > 0 ? $15 : 1/0) with lines ls 3 title 'least wait', \
+     srv using 1:5 axes x1y2 with lines ls 9 title 'offered'
+unset logscale y
 unset multiplot

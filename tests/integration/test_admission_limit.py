@@ -15,7 +15,7 @@ import pytest
 
 import helpers
 from helpers import RawConn, request
-from test_admission import accept_queue, factory, quiet, stats  # noqa: F401 (fixture)
+from test_admission import accept_queue, all_stopped, factory, quiet, stats  # noqa: F401 (fixture)
 
 LIMIT = {"admission_queue_wait_target": "50ms", "admission_queue_wait_interval": "100ms",
          "server_max_connections": 1000, "reader_threads": 1}
@@ -36,11 +36,20 @@ def keepalive_get(conn, path="/one.bin"):
     return resp
 
 
+def freeze(server):
+    """SIGSTOP, and wait until every thread has stopped: a reader still
+    running when a request arrives would parse it at once, and that one short
+    wait would be the interval's least."""
+    os.kill(server.pid, signal.SIGSTOP)
+    helpers.wait_until(lambda: all_stopped(server.pid), timeout=5, step=0.005,
+                       what="every sluice thread stopped")
+
+
 def stall(server, seconds):
     """Stops the whole server for SECONDS: requests sent meanwhile wait inside
     it (their bytes are in the kernel, timestamped, unread)."""
-    os.kill(server.pid, signal.SIGSTOP)
     try:
+        freeze(server)
         time.sleep(seconds)
     finally:
         os.kill(server.pid, signal.SIGCONT)
@@ -55,8 +64,8 @@ def test_standing_queue_lowers_limit_and_new_connections_wait_in_backlog(factory
             keepalive_get(c)
         assert stats(server)["admission"]["limit"] == 1000
         time.sleep(0.5)  # an interval or two of short waits
-        os.kill(server.pid, signal.SIGSTOP)
         try:
+            freeze(server)
             for c in conns:
                 c.send(request("GET", "/one.bin"))
             time.sleep(0.4)
@@ -65,8 +74,12 @@ def test_standing_queue_lowers_limit_and_new_connections_wait_in_backlog(factory
         for c in conns:  # every admitted session is still served
             assert c.read_response().status == 200
         # The 400 ms waits were inside sluice: at most half of the 40 in use.
-        helpers.wait_until(lambda: stats(server)["admission"]["limit"] <= 20, timeout=5,
-                           what="the limit falling under the 40 connections in use")
+        seen = []
+        end = time.monotonic() + 5
+        while not seen or seen[-1]["limit"] > 20:
+            assert time.monotonic() < end, f"the limit did not fall under 40: {seen[-3:]}"
+            time.sleep(0.02)
+            seen.append(stats(server)["admission"])
         adm = stats(server)["admission"]
         assert adm["policy"] == "limit" and adm["limit"] >= 16, adm
         # A new connection now waits in the backlog: not accepted, no reply.
@@ -102,8 +115,8 @@ def test_backlog_shrinks_while_the_limit_binds_and_comes_back(factory):
         for c in conns:
             keepalive_get(c)
         time.sleep(0.5)
-        os.kill(server.pid, signal.SIGSTOP)
         try:
+            freeze(server)
             for c in conns:
                 c.send(request("GET", "/one.bin"))
             time.sleep(0.4)
