@@ -298,8 +298,6 @@ int sl_server_start(struct sl_config *cfg)
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
     s->listen_fd = -1;
-    for (int i = 0; i < SL_MAX_THREADS; i++)
-        s->adm_wait_min[i] = UINT64_MAX; /* SL_ADM_NO_WAIT: none yet */
     s->adm_signal_ns = UINT64_MAX;
     s->start_ns = sl_now_ns();
     pthread_mutex_init(&s->resize_lock, NULL);

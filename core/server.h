@@ -43,7 +43,7 @@ struct sl_settings {
     int adm_on_full;
     bool adm_close_idle;
     int adm_policy;      /* enum sl_adm_policy */
-    int adm_backlog_max; /* [server] backlog: the most the adaptive backlog grows to */
+    int adm_backlog_max; /* [server] backlog */
     char index[SL_INDEX_MAX + 1]; /* [http] index */
 };
 
@@ -111,12 +111,16 @@ struct sl_server {
     int adm_dropping;                  /* readers shedding now (atomic count) */
     long adm_limit;                    /* adaptive limit on open connections
                                           (stored by the acceptor) */
-    int adm_backlog;                   /* listen backlog in force (acceptor) */
-    uint64_t adm_signal_ns;            /* the last interval's least internal
-                                          queue wait (acceptor; UINT64_MAX: none) */
-    uint64_t adm_wait_min[SL_MAX_THREADS]; /* per reader: least internal queue
-                                          wait this interval (reader lowers it,
-                                          the acceptor takes and resets it) */
+    uint64_t adm_signal_ns;            /* the last interval's mean internal queue
+                                          wait (acceptor; UINT64_MAX: none) */
+    int adm_idle_pct;                  /* the last interval's idle share of the
+                                          readers, percent (acceptor) */
+    /* Per reader, counts only that reader adds to and the acceptor reads the
+       growth of once per interval: internal queue waits of parsed requests,
+       summed, and their count; time spent waiting for events. */
+    uint64_t adm_wait_sum[SL_MAX_THREADS];
+    uint64_t adm_wait_count[SL_MAX_THREADS];
+    uint64_t adm_idle_ns[SL_MAX_THREADS];
     int idle_close_wanted;             /* idle keep-alive connections the acceptor
                                           asks readers to close (atomic count) */
     long reader_idle[SL_MAX_THREADS];  /* each reader's idle keep-alive connections

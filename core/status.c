@@ -283,10 +283,11 @@ static void format_json(struct sbuf *b, const struct status_sample *s,
               ",\"admission\":{\"dropping\":%s,\"shed_queue_wait\":%" PRIu64
               ",\"refused_full\":%" PRIu64 ",\"closed_full\":%" PRIu64
               ",\"closed_idle\":%" PRIu64 ",\"policy\":\"%s\",\"limit\":%ld"
-              ",\"admitted\":%ld,\"waiting\":%ld,\"backlog\":%d,\"wait_ms\":%.3f}",
+              ",\"admitted\":%ld,\"waiting\":%ld,\"backlog\":%d,\"wait_ms\":%.3f"
+              ",\"readers_idle\":%.2f}",
               __atomic_load_n(&sl_srv.adm_dropping, __ATOMIC_RELAXED) ? "true" : "false",
               e->shed_queue_wait, e->refused_full, e->conn_rejected, e->closed_idle,
-              as.policy, as.limit, as.admitted, as.waiting, as.backlog, as.wait_ms);
+              as.policy, as.limit, as.admitted, as.waiting, as.backlog, as.wait_ms, as.idle);
     sb_printf(b,
               ",\"requests\":{\"total\":%" PRIu64 ",\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64
               ",\"3xx\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64
@@ -380,8 +381,9 @@ static void format_table(struct sbuf *b, const struct status_sample *s,
     sl_adm_state(&as);
     sb_printf(b,
               "admission limit (%s): %ld admitted of %ld, %ld waiting in a backlog of %d, "
-              "least internal wait %.1f ms\n",
-              as.policy, as.admitted, as.limit, as.waiting, as.backlog, as.wait_ms);
+              "mean internal wait %.1f ms, readers idle %.0f%%\n",
+              as.policy, as.admitted, as.limit, as.waiting, as.backlog, as.wait_ms,
+              as.idle * 100);
     sb_printf(b,
               "requests: %" PRIu64 " (1xx %" PRIu64 ", 2xx %" PRIu64 ", 3xx %" PRIu64
               ", 4xx %" PRIu64 ", 5xx %" PRIu64 "), %" PRIu64
@@ -594,8 +596,15 @@ static void format_metrics(struct sbuf *b, const struct status_sample *s)
     metric_head(b, "admission_waiting", "gauge",
                 "Connections waiting in the kernel's accept queue.");
     sb_printf(b, "sluice_admission_waiting %ld\n", as.waiting);
-    metric_head(b, "admission_backlog", "gauge", "The listen backlog in force.");
+    metric_head(b, "admission_backlog", "gauge", "The listen backlog.");
     sb_printf(b, "sluice_admission_backlog %d\n", as.backlog);
+    metric_head(b, "admission_queue_wait_seconds", "gauge",
+                "Mean queue wait inside sluice over the last admission interval.");
+    sb_printf(b, "sluice_admission_queue_wait_seconds %.6f\n",
+              as.wait_ms < 0 ? 0.0 : as.wait_ms / 1000);
+    metric_head(b, "admission_readers_idle_ratio", "gauge",
+                "Share of the last admission interval the readers waited for work.");
+    sb_printf(b, "sluice_admission_readers_idle_ratio %.2f\n", as.idle);
     metric_u64(b, "accept_errors_total", "counter",
                "accept() failures other than EAGAIN and aborted connections.",
                e->accept_errors);

@@ -10,19 +10,20 @@
 #include <urcu/uatomic.h>
 
 double sl_adm_next_limit(double limit, long peak, bool bound, uint64_t wait,
-                         uint64_t target, long lo, long hi)
+                         uint64_t target, double idle, long lo, long hi)
 {
-    if (wait == SL_ADM_NO_WAIT || target == 0) {
-        /* Nothing measured: keep the limit. */
-    } else if (wait > target) {
+    if (target == 0) {
+        /* Off: keep the limit. */
+    } else if (wait != SL_ADM_NO_WAIT && wait > target) {
         /* A standing queue: what was in use, scaled down in proportion. */
         double used = SL_MIN(limit, (double)peak);
         double g = (double)target / (double)wait;
         limit = used * SL_MAX(0.5, SL_MIN(g, 0.95));
-    } else if (bound) {
+    } else if (bound && idle >= SL_ADM_IDLE_MIN) {
         /* Room to spare and connections waiting for it: grow, faster the
-           further the wait is below the target. */
-        double room = 1.0 - (double)wait / (double)target;
+           further the wait is below the target. No request at all (the
+           admitted connections idle between requests): no queue either. */
+        double room = wait == SL_ADM_NO_WAIT ? 1.0 : 1.0 - (double)wait / (double)target;
         limit += SL_MAX(1.0, limit * room / 8);
     }
     if (limit < (double)lo)
@@ -32,25 +33,14 @@ double sl_adm_next_limit(double limit, long peak, bool bound, uint64_t wait,
     return limit;
 }
 
-int sl_adm_next_backlog(double rate, bool bound, uint64_t target, int max)
-{
-    if (!bound || target == 0)
-        return max;
-    double b = rate * 2.0 * (double)target / 1e9;
-    if (b < SL_ADM_BACKLOG_MIN)
-        b = SL_ADM_BACKLOG_MIN;
-    if (b > (double)max)
-        b = (double)max;
-    return (int)b;
-}
-
 void sl_adm_state(struct sl_adm_state *st)
 {
     bool codel = sl_set.adm_policy == SL_ADM_CODEL; /* the caller refreshed sl_set */
     st->policy = codel ? "codel" : "limit";
     st->limit = __atomic_load_n(&sl_srv.adm_limit, __ATOMIC_RELAXED);
     st->admitted = uatomic_read(&sl_srv.conns);
-    st->backlog = __atomic_load_n(&sl_srv.adm_backlog, __ATOMIC_RELAXED);
+    st->backlog = sl_set.adm_backlog_max;
+    st->idle = __atomic_load_n(&sl_srv.adm_idle_pct, __ATOMIC_RELAXED) / 100.0;
     uint64_t w = __atomic_load_n(&sl_srv.adm_signal_ns, __ATOMIC_RELAXED);
     st->wait_ms = w == SL_ADM_NO_WAIT ? -1 : (double)w / 1e6;
     /* On a listening socket, TCP_INFO's unacked is the accept queue's length. */

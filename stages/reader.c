@@ -194,16 +194,15 @@ static void codel_reset(struct reader *r)
 /* For the adaptive limit (stages/admission.h): the time C's request waited
  * inside sluice, from its acceptance or the arrival of its bytes, whichever
  * is later (the listen backlog is the limit's doing, not a queue it should
- * shrink for), lowers this reader's least wait of the interval. */
+ * shrink for), counts toward the mean wait of the interval. */
 static void note_internal_wait(struct reader *r, const struct sl_conn *c)
 {
     uint64_t from = SL_MAX(c->rx_ns, c->accepted_ns);
     uint64_t w = r->now > from ? r->now - from : 0;
-    uint64_t *slot = &sl_srv.adm_wait_min[r->t->index];
-    /* Relaxed: a value the acceptor reset a moment ago may be overwritten by
-       one of the old interval; the controller only loses one sample. */
-    if (w < __atomic_load_n(slot, __ATOMIC_RELAXED))
-        __atomic_store_n(slot, w, __ATOMIC_RELAXED);
+    /* Relaxed: counts the acceptor reads once per interval; a request that
+       lands in the next interval's figures changes nothing that matters. */
+    __atomic_fetch_add(&sl_srv.adm_wait_sum[r->t->index], w, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&sl_srv.adm_wait_count[r->t->index], 1, __ATOMIC_RELAXED);
 }
 
 /* Drops request body bytes already buffered. */
@@ -716,6 +715,9 @@ void *sl_reader_main(void *arg)
         /* n == max: more may be queued. */
         int nev = sl_loop_wait(&r.loop, evs, MAX_EVENTS, n == max, t1);
         uint64_t t2 = sl_now_ns();
+        /* Time waiting for work, for the adaptive limit: it grows only while
+           the readers have some to spare (stages/admission.h). */
+        __atomic_fetch_add(&sl_srv.adm_idle_ns[t->index], t2 - t1, __ATOMIC_RELAXED);
         r.now = t2;
         admission_round(&r);
         sl_queue_defer_begin();

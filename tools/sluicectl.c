@@ -557,10 +557,11 @@ static void top_frame(FILE *f, const struct jv *cur, const struct jv *prev, bool
         shed += jnum(cur, shed_keys[k]) - jnum(prev, shed_keys[k]);
     fprintf(f,
             "admission %s  limit %.0f  admitted %.0f  waiting %.0f (backlog %.0f)  "
-            "least wait %.1f ms  shed %.1f/s%s\n",
+            "wait %.1f ms  readers idle %.0f%%  shed %.1f/s%s\n",
             adm ? jstr(adm, "policy") : "?", jnum(cur, "admission.limit"),
             jnum(cur, "admission.admitted"), jnum(cur, "admission.waiting"),
             jnum(cur, "admission.backlog"), jnum(cur, "admission.wait_ms"),
+            100 * jnum(cur, "admission.readers_idle"),
             dt > 0 ? shed / dt : 0,
             adm && jget(adm, "dropping") && jget(adm, "dropping")->b ? "  DROPPING" : "");
     fprintf(f, "%-9s %4s %6s %10s %10s %6s %7s %7s %10s %10s\n", "STAGE", "THR", "BUSY%",

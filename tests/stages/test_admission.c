@@ -4,61 +4,74 @@
 #include <criterion/criterion.h>
 
 #define MS 1000000ull
+#define IDLE 0.5 /* readers with time to spare */
+#define BUSY 0.0 /* readers busy all the time */
 
-Test(admission, no_sample_keeps_the_limit)
+Test(admission, no_request_in_the_interval)
 {
-    cr_expect_float_eq(sl_adm_next_limit(500, 500, true, SL_ADM_NO_WAIT, 50 * MS, 16, 20000),
-                       500, 1e-9);
+    /* Not reached: keep it. */
+    cr_expect_float_eq(
+        sl_adm_next_limit(500, 100, false, SL_ADM_NO_WAIT, 50 * MS, IDLE, 16, 20000), 500, 1e-9);
+    /* Reached by connections idle between requests while others wait: no
+       queue at all, so an eighth more (idle keep-alive connections must not
+       hold new clients back for good). */
+    cr_expect_float_eq(
+        sl_adm_next_limit(500, 500, true, SL_ADM_NO_WAIT, 50 * MS, IDLE, 16, 20000), 562.5,
+        1e-9);
 }
 
 Test(admission, standing_queue_shrinks_to_what_was_used)
 {
     /* Twice the target: half of the connections that were open. */
-    double l = sl_adm_next_limit(20000, 800, true, 100 * MS, 50 * MS, 16, 20000);
+    double l = sl_adm_next_limit(20000, 800, true, 100 * MS, 50 * MS, BUSY, 16, 20000);
     cr_expect_float_eq(l, 400, 1e-9);
     /* Far above the target: at most halved per interval. */
-    l = sl_adm_next_limit(1000, 1000, true, 5000 * MS, 50 * MS, 16, 20000);
+    l = sl_adm_next_limit(1000, 1000, true, 5000 * MS, 50 * MS, BUSY, 16, 20000);
     cr_expect_float_eq(l, 500, 1e-9);
     /* Just above: a little below what was used, never above it. */
-    l = sl_adm_next_limit(1000, 1000, true, 51 * MS, 50 * MS, 16, 20000);
+    l = sl_adm_next_limit(1000, 1000, true, 51 * MS, 50 * MS, BUSY, 16, 20000);
     cr_expect(l < 1000 && l >= 900, "got %f", l);
+    /* Idle readers do not stop it falling: the queue is there. */
+    l = sl_adm_next_limit(1000, 1000, true, 100 * MS, 50 * MS, IDLE, 16, 20000);
+    cr_expect_float_eq(l, 500, 1e-9);
 }
 
 Test(admission, never_below_the_floor_nor_above_max)
 {
-    cr_expect_float_eq(sl_adm_next_limit(20, 20, true, 1000 * MS, 50 * MS, 16, 20000), 16,
+    cr_expect_float_eq(sl_adm_next_limit(20, 20, true, 1000 * MS, 50 * MS, BUSY, 16, 20000), 16,
                        1e-9);
-    cr_expect_float_eq(sl_adm_next_limit(19990, 19990, true, 0, 50 * MS, 16, 20000), 20000,
+    cr_expect_float_eq(sl_adm_next_limit(19990, 19990, true, 0, 50 * MS, IDLE, 16, 20000), 20000,
                        1e-9);
 }
 
-Test(admission, grows_only_when_it_binds)
+Test(admission, grows_only_when_it_binds_and_readers_have_room)
 {
     /* Not reached in the interval: no reason to grow. */
-    cr_expect_float_eq(sl_adm_next_limit(400, 100, false, 1 * MS, 50 * MS, 16, 20000), 400,
+    cr_expect_float_eq(sl_adm_next_limit(400, 100, false, 1 * MS, 50 * MS, IDLE, 16, 20000), 400,
                        1e-9);
     /* Reached, with no wait at all: an eighth more. */
-    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 0, 50 * MS, 16, 20000), 450, 1e-9);
+    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 0, 50 * MS, IDLE, 16, 20000), 450,
+                       1e-9);
     /* Reached, waits half the target: a sixteenth more. */
-    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 25 * MS, 50 * MS, 16, 20000), 425,
+    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 25 * MS, 50 * MS, IDLE, 16, 20000), 425,
                        1e-9);
     /* At the target: at least one more, so it can always probe upward. */
-    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 50 * MS, 50 * MS, 16, 20000), 401,
+    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 50 * MS, 50 * MS, IDLE, 16, 20000), 401,
                        1e-9);
+    /* Reached, short waits, but the readers never waited for work: more
+       connections would only queue longer. */
+    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 1 * MS, 50 * MS, BUSY, 16, 20000), 400,
+                       1e-9);
+    cr_expect_float_eq(
+        sl_adm_next_limit(400, 400, true, 1 * MS, 50 * MS, SL_ADM_IDLE_MIN / 2, 16, 20000), 400,
+        1e-9);
+    cr_expect(sl_adm_next_limit(400, 400, true, 1 * MS, 50 * MS, SL_ADM_IDLE_MIN, 16, 20000) >
+              400);
 }
 
 Test(admission, off_without_a_target)
 {
-    cr_expect_float_eq(sl_adm_next_limit(300, 300, true, 900 * MS, 0, 16, 20000), 300, 1e-9);
-    cr_expect_eq(sl_adm_next_backlog(5000, true, 0, 4096), 4096);
-}
-
-Test(admission, backlog_holds_twice_the_target_while_bound)
-{
-    /* 8,000 accepts/s, 50 ms target: 800 connections, about 100 ms of them. */
-    cr_expect_eq(sl_adm_next_backlog(8000, true, 50 * MS, 4096), 800);
-    cr_expect_eq(sl_adm_next_backlog(8000, false, 50 * MS, 4096), 4096);
-    cr_expect_eq(sl_adm_next_backlog(10, true, 50 * MS, 4096), SL_ADM_BACKLOG_MIN);
-    cr_expect_eq(sl_adm_next_backlog(10, true, 50 * MS, 32), 32);
-    cr_expect_eq(sl_adm_next_backlog(1e6, true, 50 * MS, 4096), 4096);
+    cr_expect_float_eq(sl_adm_next_limit(300, 300, true, 900 * MS, 0, BUSY, 16, 20000), 300,
+                       1e-9);
+    cr_expect_float_eq(sl_adm_next_limit(300, 300, true, 0, 0, IDLE, 16, 20000), 300, 1e-9);
 }
