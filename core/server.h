@@ -111,6 +111,7 @@ struct sl_server {
     int adm_dropping;                  /* readers shedding now (atomic count) */
     long adm_limit;                    /* adaptive limit on open connections
                                           (stored by the acceptor) */
+    int adm_backlog;                   /* listen backlog in force (acceptor) */
     uint64_t adm_signal_ns;            /* the last interval's mean internal queue
                                           wait (acceptor; UINT64_MAX: none) */
     int adm_idle_pct;                  /* the last interval's idle share of the

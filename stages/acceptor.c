@@ -122,8 +122,8 @@ static uint16_t pick_reader(void)
 }
 
 /* The adaptive limit's controller (stages/admission.h). Acceptor 0 runs it;
- * every acceptor adds to peak and bound (relaxed atomics, read once per
- * interval), and reads the limit from sl_srv.adm_limit. */
+ * every acceptor adds to accepts, peak and bound (relaxed atomics, read once
+ * per interval), and reads the limit from sl_srv.adm_limit. */
 static struct sl_adm_ctl ctl;
 
 /* The open connections admitted now: max_connections, or the adaptive limit
@@ -137,19 +137,36 @@ static long admit_limit(long max)
     return limit > 0 ? SL_MIN(max, limit) : max;
 }
 
+static void set_backlog(int b)
+{
+    if (b == ctl.backlog)
+        return;
+    /* listen(2) on a listening socket changes its backlog in place. */
+    if (listen(sl_srv.listen_fd, b) != 0) {
+        sl_log(SL_LOG_WARN, "admission: listen backlog %d: %s", b, strerror(errno));
+        return;
+    }
+    ctl.backlog = b;
+    __atomic_store_n(&sl_srv.adm_backlog, b, __ATOMIC_RELAXED);
+}
+
 /* Closes an interval of the adaptive limit if one is over: takes the mean
  * internal queue wait of the requests the readers parsed in it and the share
- * of it the readers spent waiting for work, and sets the next limit. */
+ * of it the readers spent waiting for work, and sets the next limit and the
+ * listen backlog. */
 static void adm_tick(uint64_t now)
 {
     uint64_t interval = sl_set.adm_interval_ns;
     uint64_t target = sl_set.adm_target_ns;
     long max = sl_set.max_connections;
+    int bmax = sl_set.adm_backlog_max;
     bool on = sl_set.adm_policy == SL_ADM_LIMIT && target > 0;
     if (ctl.interval_end == 0) {
         ctl.on = on;
         ctl.limit = on ? (double)SL_MIN((long)SL_ADM_LIMIT_START, max) : (double)max;
+        ctl.backlog = bmax;
         __atomic_store_n(&sl_srv.adm_limit, (long)ctl.limit, __ATOMIC_RELAXED);
+        __atomic_store_n(&sl_srv.adm_backlog, bmax, __ATOMIC_RELAXED);
         ctl.interval_end = now + interval;
         return;
     }
@@ -171,6 +188,7 @@ static void adm_tick(uint64_t now)
     __atomic_store_n(&sl_srv.adm_signal_ns, wait, __ATOMIC_RELAXED);
     long open = uatomic_read(&sl_srv.conns);
     long peak = SL_MAX(__atomic_load_n(&ctl.peak, __ATOMIC_RELAXED), open);
+    uint64_t accepts = __atomic_exchange_n(&ctl.accepts, 0, __ATOMIC_RELAXED);
     bool bound = __atomic_exchange_n(&ctl.bound, false, __ATOMIC_RELAXED);
     double span = (double)(now - ctl.interval_end + interval) / 1e9;
     double idle = sl_srv.nreaders > 0 ? (double)idle_ns / 1e9 / span / sl_srv.nreaders : 1.0;
@@ -181,8 +199,12 @@ static void adm_tick(uint64_t now)
     if (on) {
         ctl.limit = sl_adm_next_limit(ctl.limit, peak, bound, wait, target, idle,
                                       SL_ADM_LIMIT_MIN, max);
+        /* Smoothed: an interval right after the limit fell accepts little. */
+        ctl.rate += ((double)accepts / span - ctl.rate) / 4;
+        set_backlog(sl_adm_next_backlog(ctl.rate, bound, target, bmax));
     } else {
         ctl.limit = (double)max;
+        set_backlog(bmax);
     }
     __atomic_store_n(&sl_srv.adm_limit, (long)ctl.limit, __ATOMIC_RELAXED);
     __atomic_store_n(&ctl.peak, open, __ATOMIC_RELAXED);
@@ -245,6 +267,7 @@ static int accept_some(struct sl_tstats *st)
         /* Reserve a slot before handing the connection on; the writer or reader
            that closes it gives the slot back. */
         long now_open = uatomic_add_return(&sl_srv.conns, 1);
+        __atomic_fetch_add(&ctl.accepts, 1, __ATOMIC_RELAXED);
         long peak = __atomic_load_n(&ctl.peak, __ATOMIC_RELAXED);
         while (now_open > peak && !__atomic_compare_exchange_n(&ctl.peak, &peak, now_open, true,
                                                                __ATOMIC_RELAXED,

@@ -33,13 +33,25 @@ double sl_adm_next_limit(double limit, long peak, bool bound, uint64_t wait,
     return limit;
 }
 
+int sl_adm_next_backlog(double rate, bool bound, uint64_t target, int max)
+{
+    if (!bound || target == 0)
+        return max;
+    double b = rate * SL_ADM_BACKLOG_TARGETS * (double)target / 1e9;
+    if (b < SL_ADM_BACKLOG_MIN)
+        b = SL_ADM_BACKLOG_MIN;
+    if (b > (double)max)
+        b = (double)max;
+    return (int)b;
+}
+
 void sl_adm_state(struct sl_adm_state *st)
 {
     bool codel = sl_set.adm_policy == SL_ADM_CODEL; /* the caller refreshed sl_set */
     st->policy = codel ? "codel" : "limit";
     st->limit = __atomic_load_n(&sl_srv.adm_limit, __ATOMIC_RELAXED);
     st->admitted = uatomic_read(&sl_srv.conns);
-    st->backlog = sl_set.adm_backlog_max;
+    st->backlog = __atomic_load_n(&sl_srv.adm_backlog, __ATOMIC_RELAXED);
     st->idle = __atomic_load_n(&sl_srv.adm_idle_pct, __ATOMIC_RELAXED) / 100.0;
     uint64_t w = __atomic_load_n(&sl_srv.adm_signal_ns, __ATOMIC_RELAXED);
     st->wait_ms = w == SL_ADM_NO_WAIT ? -1 : (double)w / 1e6;

@@ -1,12 +1,14 @@
 """The adaptive admission limit ([admission] policy = limit, the default): it
 starts at 256 open connections; a standing queue inside sluice lowers it, new
 connections then wait in the kernel's listen backlog (never accepted, never
-a 503), the sessions already admitted are served; and it grows back while
+a 503), the sessions already admitted are served, and the backlog is sized
+to what the acceptor takes in five targets; and it grows back while
 connections wait and the readers have time to spare."""
 
 import json
 import os
 import signal
+import subprocess
 import socket
 import time
 
@@ -18,6 +20,14 @@ from test_admission import accept_queue, all_stopped, factory, quiet, stats  # n
 
 LIMIT = {"admission_queue_wait_target": "50ms", "admission_queue_wait_interval": "100ms",
          "server_max_connections": 1000, "reader_threads": 1}
+
+
+def listen_backlog(port):
+    """The backlog the kernel holds for the listener on PORT (ss: Send-Q)."""
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out, f"no listener on port {port} in ss"
+    return int(out[2])
 
 
 def keepalive_get(conn, path="/one.bin"):
@@ -135,6 +145,49 @@ def test_limit_grows_back_while_connections_wait_and_readers_are_idle(factory):
                 c.close()
         st = stats(server)
         assert st["requests"]["5xx"] == 0 and st["admission"]["closed_full"] == 0, st
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_backlog_shrinks_while_the_limit_binds_and_comes_back(factory):
+    server = factory(server_backlog=1024, **LIMIT)
+    quiet(server)
+    assert listen_backlog(server.port) == 1024
+    conns = [RawConn(server.port) for _ in range(40)]
+    try:
+        for c in conns:
+            keepalive_get(c)
+        time.sleep(0.5)
+        try:
+            freeze(server)
+            for c in conns:
+                c.send(request("GET", "/one.bin"))
+            time.sleep(0.4)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        for c in conns:
+            c.read_response()
+        helpers.wait_until(lambda: stats(server)["admission"]["limit"] <= 20, timeout=5,
+                           what="the limit falling")
+        # Connections held back: the limit binds, and the backlog shrinks to
+        # what the acceptor takes in about 250 ms (the floor, here).
+        extra = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(5)]
+        try:
+            for s in extra:
+                s.sendall(request("GET", "/one.bin"))
+            helpers.wait_until(lambda: listen_backlog(server.port) < 1024, timeout=5,
+                               what="the backlog shrinking")
+            b = listen_backlog(server.port)
+            assert b == stats(server)["admission"]["backlog"] and b >= 64, b
+        finally:
+            for s in extra:
+                s.close()
+        for c in conns:
+            c.close()
+        # Load gone, nothing held back: the configured backlog again.
+        helpers.wait_until(lambda: listen_backlog(server.port) == 1024, timeout=5,
+                           what="the backlog back at its configured size")
     finally:
         for c in conns:
             c.close()
