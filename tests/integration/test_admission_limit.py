@@ -56,6 +56,31 @@ def stall(server, seconds):
         os.kill(server.pid, signal.SIGCONT)
 
 
+def lower_the_limit(server, conns):
+    """Each of CONNS (kept-alive, idle) sends a request while sluice is
+    frozen for 400 ms, so each waits that long inside it: a standing queue
+    eight times the 50 ms target. Checks every one is still served, then
+    waits for the limit to fall to at most half of the connections in use.
+    Returns the admission object then."""
+    time.sleep(0.5)  # an interval or two of short waits first
+    try:
+        freeze(server)
+        for c in conns:
+            c.send(request("GET", "/one.bin"))
+        time.sleep(0.4)
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    for c in conns:  # every admitted session is still served
+        assert c.read_response().status == 200
+    seen = []
+    end = time.monotonic() + 5
+    while not seen or seen[-1]["limit"] > len(conns) // 2:
+        assert time.monotonic() < end, f"the limit did not fall: {seen[-3:]}"
+        time.sleep(0.02)
+        seen.append(stats(server)["admission"])
+    return seen[-1]
+
+
 def test_standing_queue_lowers_limit_and_new_connections_wait_in_backlog(factory):
     server = factory(**LIMIT)
     quiet(server)
@@ -64,23 +89,7 @@ def test_standing_queue_lowers_limit_and_new_connections_wait_in_backlog(factory
         for c in conns:
             keepalive_get(c)
         assert stats(server)["admission"]["limit"] == 256  # the start, under max_connections
-        time.sleep(0.5)  # an interval or two of short waits
-        try:
-            freeze(server)
-            for c in conns:
-                c.send(request("GET", "/one.bin"))
-            time.sleep(0.4)
-        finally:
-            os.kill(server.pid, signal.SIGCONT)
-        for c in conns:  # every admitted session is still served
-            assert c.read_response().status == 200
-        # The 400 ms waits were inside sluice: at most half of the 40 in use.
-        seen = []
-        end = time.monotonic() + 5
-        while not seen or seen[-1]["limit"] > 20:
-            assert time.monotonic() < end, f"the limit did not fall under 40: {seen[-3:]}"
-            time.sleep(0.02)
-            seen.append(stats(server)["admission"])
+        lower_the_limit(server, conns)  # the 400 ms waits were inside sluice
         adm = stats(server)["admission"]
         assert adm["policy"] == "limit" and adm["limit"] >= 16, adm
         # A new connection now waits in the backlog: not accepted, no reply.
@@ -114,19 +123,7 @@ def test_limit_grows_back_while_connections_wait_and_readers_are_idle(factory):
     try:
         for c in conns:
             keepalive_get(c)
-        time.sleep(0.5)
-        try:
-            freeze(server)
-            for c in conns:
-                c.send(request("GET", "/one.bin"))
-            time.sleep(0.4)
-        finally:
-            os.kill(server.pid, signal.SIGCONT)
-        for c in conns:
-            c.read_response()
-        helpers.wait_until(lambda: stats(server)["admission"]["limit"] <= 20, timeout=5,
-                           what="the limit falling")
-        low = stats(server)["admission"]["limit"]
+        low = lower_the_limit(server, conns)["limit"]
         # The 40 stay open and idle; 20 more clients come. They wait, the
         # readers have nothing to do: the limit grows until all are in, and
         # each is served, none refused.
@@ -158,18 +155,7 @@ def test_backlog_shrinks_while_the_limit_binds_and_comes_back(factory):
     try:
         for c in conns:
             keepalive_get(c)
-        time.sleep(0.5)
-        try:
-            freeze(server)
-            for c in conns:
-                c.send(request("GET", "/one.bin"))
-            time.sleep(0.4)
-        finally:
-            os.kill(server.pid, signal.SIGCONT)
-        for c in conns:
-            c.read_response()
-        helpers.wait_until(lambda: stats(server)["admission"]["limit"] <= 20, timeout=5,
-                           what="the limit falling")
+        lower_the_limit(server, conns)
         # Connections held back: the limit binds, and the backlog shrinks to
         # what the acceptor takes in about 250 ms (the floor, here).
         extra = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(5)]
