@@ -622,23 +622,25 @@ def test_haproxy_gives_an_instance_on_a_small_cpu_budget_a_smaller_share(sluice_
         assert low and min(low) < 100, f"agent weights seen: {weights}"
         assert served[0] < min(served[1:]), f"sessions per instance: {served}"
     finally:
-        for server in moved:
-            # Back to the parent group first: the test confines the instance
-            # to weigh it, not to time its drain on 1% of a CPU (under
-            # ThreadSanitizer that takes longer than stop() waits).
-            try:
-                (root / "cgroup.procs").write_text(f"{server.pid}\n")
-            except OSError:
-                pass
-            server.stop()
-        if group.exists():
-            for _ in range(50):
+        try:
+            for server in moved:
+                # Back to the parent group first: the test confines the
+                # instance to weigh it, not to time its drain on 1% of a CPU
+                # (under ThreadSanitizer that takes longer than stop() waits).
                 try:
-                    group.rmdir()
-                    break
+                    (root / "cgroup.procs").write_text(f"{server.pid}\n")
                 except OSError:
-                    time.sleep(0.1)
-        fleet.close()
+                    pass
+                server.stop()
+        finally:  # the group goes even when a stop fails
+            if group.exists():
+                for _ in range(50):
+                    try:
+                        group.rmdir()
+                        break
+                    except OSError:
+                        time.sleep(0.1)
+            fleet.close()
 
 
 # ------------------------------------------------------------------ SO_REUSEPORT
