@@ -5,7 +5,7 @@ a 503), the sessions already admitted are served, and the backlog is sized
 to what the acceptor takes in five targets; and it grows back while
 connections wait and the readers have time to spare."""
 
-import json
+import contextlib
 import os
 import signal
 import subprocess
@@ -56,6 +56,26 @@ def stall(server, seconds):
         os.kill(server.pid, signal.SIGCONT)
 
 
+@contextlib.contextmanager
+def sessions(server, n=40):
+    """N kept-alive connections, each served one request; closed on exit."""
+    conns = [RawConn(server.port) for _ in range(n)]
+    try:
+        for c in conns:
+            keepalive_get(c)
+        yield conns
+    finally:
+        for c in conns:
+            c.close()
+
+
+def assert_nothing_refused(server):
+    """No 5xx and no connection closed at max_connections: the limit only
+    made clients wait."""
+    st = stats(server)
+    assert st["requests"]["5xx"] == 0 and st["admission"]["closed_full"] == 0, st
+
+
 def lower_the_limit(server, conns):
     """Each of CONNS (kept-alive, idle) sends a request while sluice is
     frozen for 400 ms, so each waits that long inside it: a standing queue
@@ -84,10 +104,7 @@ def lower_the_limit(server, conns):
 def test_standing_queue_lowers_limit_and_new_connections_wait_in_backlog(factory):
     server = factory(**LIMIT)
     quiet(server)
-    conns = [RawConn(server.port) for _ in range(40)]
-    try:
-        for c in conns:
-            keepalive_get(c)
+    with sessions(server) as conns:
         assert stats(server)["admission"]["limit"] == 256  # the start, under max_connections
         lower_the_limit(server, conns)  # the 400 ms waits were inside sluice
         adm = stats(server)["admission"]
@@ -109,20 +126,13 @@ def test_standing_queue_lowers_limit_and_new_connections_wait_in_backlog(factory
             assert newc.read_response().status == 200
         finally:
             newc.close()
-        st = stats(server)
-        assert st["requests"]["5xx"] == 0 and st["admission"]["closed_full"] == 0, st
-    finally:
-        for c in conns:
-            c.close()
+        assert_nothing_refused(server)
 
 
 def test_limit_grows_back_while_connections_wait_and_readers_are_idle(factory):
     server = factory(**LIMIT)
     quiet(server)
-    conns = [RawConn(server.port) for _ in range(40)]
-    try:
-        for c in conns:
-            keepalive_get(c)
+    with sessions(server) as conns:
         low = lower_the_limit(server, conns)["limit"]
         # The 40 stay open and idle; 20 more clients come. They wait, the
         # readers have nothing to do: the limit grows until all are in, and
@@ -140,21 +150,14 @@ def test_limit_grows_back_while_connections_wait_and_readers_are_idle(factory):
         finally:
             for c in extra:
                 c.close()
-        st = stats(server)
-        assert st["requests"]["5xx"] == 0 and st["admission"]["closed_full"] == 0, st
-    finally:
-        for c in conns:
-            c.close()
+        assert_nothing_refused(server)
 
 
 def test_backlog_shrinks_while_the_limit_binds_and_comes_back(factory):
     server = factory(server_backlog=1024, **LIMIT)
     quiet(server)
     assert listen_backlog(server.port) == 1024
-    conns = [RawConn(server.port) for _ in range(40)]
-    try:
-        for c in conns:
-            keepalive_get(c)
+    with sessions(server) as conns:
         lower_the_limit(server, conns)
         # Connections held back: the limit binds, and the backlog shrinks to
         # what the acceptor takes in about 250 ms (the floor, here).
@@ -174,22 +177,13 @@ def test_backlog_shrinks_while_the_limit_binds_and_comes_back(factory):
         # Load gone, nothing held back: the configured backlog again.
         helpers.wait_until(lambda: listen_backlog(server.port) == 1024, timeout=5,
                            what="the backlog back at its configured size")
-    finally:
-        for c in conns:
-            c.close()
 
 
 def test_codel_policy_keeps_503_shedding_and_limit_stays_at_max(factory):
     server = factory(admission_policy="codel", **LIMIT)
     quiet(server)
-    conns = [RawConn(server.port) for _ in range(20)]
-    try:
-        for c in conns:
-            keepalive_get(c)
+    with sessions(server, 20):
         time.sleep(0.3)
         stall(server, 0.3)
         adm = stats(server)["admission"]
         assert adm["policy"] == "codel" and adm["limit"] == 1000, adm
-    finally:
-        for c in conns:
-            c.close()
