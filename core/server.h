@@ -23,6 +23,14 @@ struct sl_thread {
 
 struct sl_reader; /* stages/reader.c */
 
+/* Per reader, counts only that reader adds to and the acceptor reads the
+ * growth of once per interval (the adaptive admission limit): internal queue
+ * waits of parsed requests, summed, and their count; time spent waiting for
+ * events. One cache line each: readers add per request. */
+struct sl_adm_reader {
+    uint64_t wait_sum, wait_count, idle_ns;
+} __attribute__((aligned(SL_CACHELINE)));
+
 /* The settings the stages read while serving, copied out of a config by the
  * main thread into one immutable snapshot. A reload publishes a new snapshot
  * through RCU (sl_srv.settings) only once everything that can fail has
@@ -116,12 +124,7 @@ struct sl_server {
                                           wait (acceptor; UINT64_MAX: none) */
     int adm_idle_pct;                  /* the last interval's idle share of the
                                           readers, percent (acceptor) */
-    /* Per reader, counts only that reader adds to and the acceptor reads the
-       growth of once per interval: internal queue waits of parsed requests,
-       summed, and their count; time spent waiting for events. */
-    uint64_t adm_wait_sum[SL_MAX_THREADS];
-    uint64_t adm_wait_count[SL_MAX_THREADS];
-    uint64_t adm_idle_ns[SL_MAX_THREADS];
+    struct sl_adm_reader adm_reader[SL_MAX_THREADS];
     int idle_close_wanted;             /* idle keep-alive connections the acceptor
                                           asks readers to close (atomic count) */
     long reader_idle[SL_MAX_THREADS];  /* each reader's idle keep-alive connections

@@ -174,9 +174,10 @@ static void adm_tick(uint64_t now)
         return;
     uint64_t sum = 0, count = 0, idle_ns = 0;
     for (int i = 0; i < sl_srv.nreaders; i++) {
-        uint64_t ws = __atomic_load_n(&sl_srv.adm_wait_sum[i], __ATOMIC_RELAXED);
-        uint64_t wn = __atomic_load_n(&sl_srv.adm_wait_count[i], __ATOMIC_RELAXED);
-        uint64_t in = __atomic_load_n(&sl_srv.adm_idle_ns[i], __ATOMIC_RELAXED);
+        const struct sl_adm_reader *a = &sl_srv.adm_reader[i];
+        uint64_t ws = __atomic_load_n(&a->wait_sum, __ATOMIC_RELAXED);
+        uint64_t wn = __atomic_load_n(&a->wait_count, __ATOMIC_RELAXED);
+        uint64_t in = __atomic_load_n(&a->idle_ns, __ATOMIC_RELAXED);
         sum += ws - ctl.wait_sum[i];
         count += wn - ctl.wait_count[i];
         idle_ns += in - ctl.idle_ns[i];

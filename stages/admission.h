@@ -64,9 +64,10 @@ struct sl_adm_ctl {
     uint64_t accepts;       /* connections accepted in the interval */
     double rate;            /* accepts per second, smoothed over intervals */
     int backlog;            /* the listen backlog in force */
-    uint64_t wait_sum[SL_MAX_THREADS];   /* each reader's adm_wait_sum, */
-    uint64_t wait_count[SL_MAX_THREADS]; /* adm_wait_count and adm_idle_ns */
-    uint64_t idle_ns[SL_MAX_THREADS];    /* at the last tick */
+    /* Each reader's sl_adm_reader counts at the last tick. */
+    uint64_t wait_sum[SL_MAX_THREADS];
+    uint64_t wait_count[SL_MAX_THREADS];
+    uint64_t idle_ns[SL_MAX_THREADS];
 };
 
 /* The next limit after an interval in which the mean internal queue wait was

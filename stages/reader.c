@@ -201,8 +201,9 @@ static void note_internal_wait(struct reader *r, const struct sl_conn *c)
     uint64_t w = r->now > from ? r->now - from : 0;
     /* Relaxed: counts the acceptor reads once per interval; a request that
        lands in the next interval's figures changes nothing that matters. */
-    __atomic_fetch_add(&sl_srv.adm_wait_sum[r->t->index], w, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&sl_srv.adm_wait_count[r->t->index], 1, __ATOMIC_RELAXED);
+    struct sl_adm_reader *a = &sl_srv.adm_reader[r->t->index];
+    __atomic_fetch_add(&a->wait_sum, w, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&a->wait_count, 1, __ATOMIC_RELAXED);
 }
 
 /* Drops request body bytes already buffered. */
@@ -717,7 +718,7 @@ void *sl_reader_main(void *arg)
         uint64_t t2 = sl_now_ns();
         /* Time waiting for work, for the adaptive limit: it grows only while
            the readers have some to spare (stages/admission.h). */
-        __atomic_fetch_add(&sl_srv.adm_idle_ns[t->index], t2 - t1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&sl_srv.adm_reader[t->index].idle_ns, t2 - t1, __ATOMIC_RELAXED);
         r.now = t2;
         admission_round(&r);
         sl_queue_defer_begin();
