@@ -3,7 +3,7 @@
  * and pushes a pointer. */
 #include "core/accesslog.h"
 #include "core/config.h"
-#include "core/log.h"
+#include "lib/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -4,7 +4,7 @@
 #ifndef SLUICE_ACCESSLOG_H
 #define SLUICE_ACCESSLOG_H
 
-#include "core/common.h"
+#include "lib/common.h"
 #include "core/http.h"
 #include "queue/queue.h"
 

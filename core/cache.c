@@ -42,8 +42,8 @@
  */
 #include "core/cache.h"
 #include "core/http.h"
-#include "core/log.h"
-#include "core/stats.h"
+#include "lib/log.h"
+#include "lib/stats.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -5,7 +5,7 @@
 #ifndef SLUICE_CACHE_H
 #define SLUICE_CACHE_H
 
-#include "core/common.h"
+#include "lib/common.h"
 #include "core/mime.h"
 
 #include <sys/types.h>

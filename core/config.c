@@ -1,7 +1,7 @@
 /* config.c: table-driven INI parsing with libinih; see config.h. Each key is
  * one row: section, name, type, where it goes, and its allowed range. */
 #include "core/config.h"
-#include "core/log.h"
+#include "lib/log.h"
 #include "core/proxy.h"
 
 #include <arpa/inet.h>

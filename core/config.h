@@ -3,7 +3,7 @@
 #ifndef SLUICE_CONFIG_H
 #define SLUICE_CONFIG_H
 
-#include "core/common.h"
+#include "lib/common.h"
 #include "queue/queue.h"
 
 #include <sys/types.h>

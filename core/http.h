@@ -4,7 +4,7 @@
 #ifndef SLUICE_HTTP_H
 #define SLUICE_HTTP_H
 
-#include "core/common.h"
+#include "lib/common.h"
 
 #include <sys/types.h>
 #include <time.h>

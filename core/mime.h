@@ -5,7 +5,7 @@
 #ifndef SLUICE_MIME_H
 #define SLUICE_MIME_H
 
-#include "core/common.h"
+#include "lib/common.h"
 
 struct sl_mime;
 

@@ -4,7 +4,7 @@
 #ifndef SLUICE_PROXY_H
 #define SLUICE_PROXY_H
 
-#include "core/common.h"
+#include "lib/common.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>

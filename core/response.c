@@ -1,8 +1,8 @@
 /* response.c: request -> response decision; see response.h. errno chooses the
  * status (ENOENT -> 404, EACCES -> 403, others -> 500 logged loudly). */
 #include "core/response.h"
-#include "core/log.h"
-#include "core/server.h"
+#include "lib/log.h"
+#include "stages/pipeline.h"
 
 #include <errno.h>
 #include <stdio.h>

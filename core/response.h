@@ -5,7 +5,7 @@
 #ifndef SLUICE_RESPONSE_H
 #define SLUICE_RESPONSE_H
 
-#include "core/conn.h"
+#include "stages/conn.h"
 #include "core/http.h"
 
 /* Prepares the response to REQ (parsed from C's buffer, HEAD_LEN bytes long;

@@ -6,8 +6,8 @@
 #ifndef SLUICE_QUEUE_H
 #define SLUICE_QUEUE_H
 
-#include "core/common.h"
-#include "core/stats.h"
+#include "lib/common.h"
+#include "lib/stats.h"
 
 #include <urcu/wfcqueue.h>
 

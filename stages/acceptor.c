@@ -1,10 +1,9 @@
 /* acceptor.c: stage 1. Accepts connections, enforces max_connections and hands
  * each new connection to a reader, round robin. EAGAIN means "wait again",
  * ECONNABORTED "next", EMFILE/ENFILE "log, pause accepting, retry later". */
-#include "core/log.h"
-#include "core/server.h"
+#include "lib/log.h"
+#include "stages/pipeline.h"
 #include "stages/admission.h"
-#include "stages/stages.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -1,8 +1,8 @@
 /* admission.c: the adaptive admission limit (see admission.h). */
 #include "stages/admission.h"
 
-#include "core/common.h"
-#include "core/server.h"
+#include "lib/common.h"
+#include "stages/pipeline.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>

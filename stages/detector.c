@@ -3,10 +3,9 @@
  * in a one-shot EPOLLOUT registration until the socket can take more, then
  * go back to the writer pool. A connection that cannot take a byte for
  * [timeouts] send is closed. */
-#include "core/log.h"
-#include "core/server.h"
+#include "lib/log.h"
+#include "stages/pipeline.h"
 #include "stages/loop.h"
-#include "stages/stages.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* loop.c: the event loop shared by the reader and the detector; see loop.h. */
 #include "stages/loop.h"
-#include "core/common.h"
+#include "lib/common.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -4,7 +4,7 @@
 #ifndef SLUICE_LOOP_H
 #define SLUICE_LOOP_H
 
-#include "core/conn.h"
+#include "stages/conn.h"
 #include "queue/queue.h"
 
 #include <stdbool.h>

@@ -9,13 +9,12 @@
  * keep-alive connections (keep-alive timeout, in deadline order) and
  * lingering closes. */
 #include "core/http.h"
-#include "core/log.h"
+#include "lib/log.h"
 #include "core/response.h"
-#include "core/server.h"
+#include "stages/pipeline.h"
 #include "stages/loop.h"
 #include "stages/proxied.h"
 #include "stages/send.h"
-#include "stages/stages.h"
 
 #include <errno.h>
 #include <string.h>

@@ -6,7 +6,7 @@
 #include "stages/send.h"
 
 #include "core/accesslog.h"
-#include "core/log.h"
+#include "lib/log.h"
 
 #include <errno.h>
 #include <stdlib.h>

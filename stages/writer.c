@@ -4,10 +4,9 @@
  * write-readiness detector. A finished response sends
  * the connection back to its reader (keep-alive), to lingering close, or
  * closes it. A writer may block on disk; that is why there is a pool. */
-#include "core/log.h"
-#include "core/server.h"
+#include "lib/log.h"
+#include "stages/pipeline.h"
 #include "stages/send.h"
-#include "stages/stages.h"
 
 #include <urcu.h>
 

@@ -4,8 +4,8 @@
  * per connection in a min-heap. Latency is measured from when a request was
  * due, not when it was sent, so a lagging client or server cannot hide
  * queueing (no coordinated omission). Loopback targets only. */
-#include "core/common.h"
-#include "core/stats.h"
+#include "lib/common.h"
+#include "lib/stats.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

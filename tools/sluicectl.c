@@ -3,7 +3,7 @@
  * per-stage view (top) computed from consecutive `stats json` samples.
  * Exit codes: 0 ok, 1 the server answered "error: ...", 2 usage,
  * 3 cannot connect or the connection failed. */
-#include "core/common.h"
+#include "lib/common.h"
 
 #include <errno.h>
 #include <math.h>

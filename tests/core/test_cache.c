@@ -6,9 +6,9 @@
  * across eviction and replacement, and a multi-threaded race against a file
  * system in motion that ends with an exact account of open files and memory. */
 #include "core/cache.h"
-#include "core/log.h"
+#include "lib/log.h"
 #include "core/mime.h"
-#include "core/stats.h"
+#include "lib/stats.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>

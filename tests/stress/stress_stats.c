@@ -3,7 +3,7 @@
  * totals and exit while others take snapshots, as a resized writer pool and
  * the status thread do. Exits 0 when every count is kept and the registry is
  * back to its size; TSan fails it on any race. */
-#include "core/stats.h"
+#include "lib/stats.h"
 
 #include <pthread.h>
 #include <stdio.h>

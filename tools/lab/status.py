@@ -1,6 +1,6 @@
 """Reading sluice's status socket. Every reply is one or more lines, each
 ending in "\\n", followed by one empty line; no reply contains an empty line
-(core/status.c). So a client reads up to the first "\\n\\n", not the first
+(app/status.c). So a client reads up to the first "\\n\\n", not the first
 "\\n": stopping at the first newline leaves the empty line in the buffer, where
 it is taken for the next reply."""
 

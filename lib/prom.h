@@ -4,7 +4,7 @@
 #ifndef SLUICE_PROM_H
 #define SLUICE_PROM_H
 
-#include "core/stats.h"
+#include "lib/stats.h"
 
 #include <stddef.h>
 

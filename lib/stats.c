@@ -1,5 +1,5 @@
 /* stats.c: per-thread counter registry and histograms; see stats.h. */
-#include "core/stats.h"
+#include "lib/stats.h"
 
 #include <pthread.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* log.c: a small thread-safe error log; see log.h. */
-#include "core/log.h"
-#include "core/common.h"
+#include "lib/log.h"
+#include "lib/common.h"
 
 #include <errno.h>
 #include <fcntl.h>

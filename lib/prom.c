@@ -1,5 +1,5 @@
 /* prom.c: Prometheus text helpers; see prom.h. */
-#include "core/prom.h"
+#include "lib/prom.h"
 
 #include <inttypes.h>
 #include <stdarg.h>

@@ -4,7 +4,7 @@
 #ifndef SLUICE_STATS_H
 #define SLUICE_STATS_H
 
-#include "core/common.h"
+#include "lib/common.h"
 
 /* The pipeline stages in pipeline order, the access logger, and the
  * stage-less "other" slot used by tests, tools and the status thread. */

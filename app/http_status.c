@@ -8,11 +8,11 @@
  * closed. The agent check answers on accept and closes. Like the status
  * socket it never touches a connection or a queue of the data path: it reads
  * counters (sl_stats_snapshot), queue depths and atomics of sl_srv. */
-#include "core/http_status.h"
-#include "core/log.h"
-#include "core/server.h"
-#include "core/stats.h"
-#include "core/status.h"
+#include "app/http_status.h"
+#include "lib/log.h"
+#include "app/server.h"
+#include "lib/stats.h"
+#include "app/status.h"
 #include "stages/admission.h"
 
 #include <errno.h>

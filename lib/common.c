@@ -1,6 +1,6 @@
 /* common.c: the allocation policy and small helpers declared in common.h. */
-#include "core/common.h"
-#include "core/log.h"
+#include "lib/common.h"
+#include "lib/log.h"
 
 #include <pthread.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /* test_stats.c: per-thread counters are summed across threads (also after
  * they exit), and histogram quantiles stay within the bucket error. */
-#include "core/stats.h"
+#include "lib/stats.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>

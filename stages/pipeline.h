@@ -1,15 +1,17 @@
-/* server.h: the running server: its configuration, listening socket, cache,
- * stage queues and threads. One instance per process (sl_srv). */
-#ifndef SLUICE_SERVER_H
-#define SLUICE_SERVER_H
+/* pipeline.h: the stages and the links between them: the server's shared
+ * state (sl_srv), the settings snapshot the stages read, the stage threads
+ * (start, resize, stop) and the hand-offs that move a connection from one
+ * stage's queue to the next. */
+#ifndef SLUICE_PIPELINE_H
+#define SLUICE_PIPELINE_H
 
 #include "core/cache.h"
 #include "core/config.h"
-#include "core/conn.h"
 #include "core/http.h"
 #include "core/mime.h"
 #include "core/proxy.h"
 #include "queue/queue.h"
+#include "stages/conn.h"
 
 #include <pthread.h>
 
@@ -18,10 +20,7 @@ struct sl_thread {
     pthread_t tid;
     int index;
     bool running; /* joinable */
-    struct sl_reader *reader; /* reader threads: their state */
 };
-
-struct sl_reader; /* stages/reader.c */
 
 /* Per reader, counts only that reader adds to and the acceptor reads the
  * growth of once per interval (the adaptive admission limit): internal queue
@@ -66,12 +65,6 @@ void sl_settings_refresh(void);
 
 /* Copies the live settings into OUT (same rules). Cannot fail. */
 void sl_settings_read(struct sl_settings *out);
-
-/* Renders the live configuration as one JSON object (every setting in
- * effect, thread counts as running, log paths) into OUT, always
- * NUL-terminated. Returns the length that
- * was needed. Caller: a registered RCU thread. */
-size_t sl_server_config_json(char *out, size_t cap);
 
 struct sl_server {
     struct sl_config *cfg;   /* current config: an RCU pointer, replaced by reload;
@@ -136,25 +129,57 @@ struct sl_server {
 
 extern struct sl_server sl_srv;
 
-/* Opens the listening socket and the root, loads MIME types, creates the cache
- * and queues and starts every stage thread but the acceptors, from CFG (kept by the server).
- * Returns SL_OK, or SL_ERR after logging a precise message (nothing left
- * running). */
-int sl_server_start(struct sl_config *cfg);
+/* For ThreadSanitizer only: stands for the RCU grace period. Readers of
+ * sl_srv.settings and sl_srv.cfg mark it (SL_TSAN_RELEASE) before
+ * rcu_read_unlock(); the main thread marks it (SL_TSAN_ACQUIRE) after
+ * synchronize_rcu(), before it frees what they read. TSan cannot see
+ * liburcu's own ordering (tests/tsan.supp). */
+extern char sl_rcu_gp_token;
+
+/* Makes NEXT the live settings snapshot; returns the one it replaced (to be
+ * freed after a grace period; NULL the first time). Main thread only. Cannot
+ * fail. */
+struct sl_settings *sl_settings_publish(struct sl_settings *next);
+
+/* The stage entry points, one file each; each is a pthread start routine
+ * taking its struct sl_thread. */
+void *sl_acceptor_main(void *thread); /* stages/acceptor.c */
+void *sl_reader_main(void *thread);   /* stages/reader.c */
+void *sl_detector_main(void *thread); /* stages/detector.c */
+void *sl_writer_main(void *thread);   /* stages/writer.c */
+
+/* Creates the stage queues and starts the writer, detector and reader
+ * threads (acceptors come with sl_pipeline_accept()), from CFG and the
+ * fields of sl_srv the caller set up (cache, listening socket, settings).
+ * Returns SL_OK, or SL_ERR after logging (threads it started are stopped). */
+int sl_pipeline_start(const struct sl_config *cfg);
 
 /* Starts the acceptor threads: connections queued by the kernel since
- * sl_server_start() are served from now on. Called after privileges are
+ * sl_pipeline_start() are served from now on. Called after privileges are
  * dropped, so no request is ever served as root. Returns SL_OK or SL_ERR. */
-int sl_server_accept(void);
+int sl_pipeline_accept(void);
 
 /* Graceful stop: no more accepts, idle keep-alive connections closed, the
  * responses in flight finish; returns when no connection is left or after
- * TIMEOUT_NS, then stops every thread and frees everything. Main thread only. */
-void sl_server_stop(uint64_t timeout_ns);
+ * TIMEOUT_NS, then stops every thread, drains the queues, stops the access
+ * log and frees the cache and the queues. Main thread only. */
+void sl_pipeline_stop(uint64_t timeout_ns);
 
 /* Changes the number of writer or acceptor threads live (reader and detector
  * counts are fixed at start). Returns SL_OK, or SL_ERR with a message in ERR. */
-int sl_server_set_threads(const char *stage, int n, char *err, size_t errsz);
+int sl_pipeline_set_threads(const char *stage, int n, char *err, size_t errsz);
+
+/* A reload's thread counts, all or nothing. Prepare starts what WRITERS and
+ * ACCEPTORS need beyond the running threads and returns SL_OK holding the
+ * resize lock (no `set STAGE.threads` meanwhile); or SL_ERR with every pool
+ * as it was, the lock released and *FAILED the stage that could not grow.
+ * Commit (after SL_OK, cannot fail) stops the surplus threads and releases
+ * the lock. Main thread only. */
+int sl_pipeline_threads_prepare(int writers, int acceptors, enum sl_stage_id *failed);
+void sl_pipeline_threads_commit(int writers, int acceptors);
+
+/* The running threads of a stage, for the status socket. */
+int sl_pipeline_threads(enum sl_stage_id stage);
 
 /* Hand-offs between stages; each transfers ownership of C. */
 void sl_to_reader(struct sl_conn *c);
@@ -164,27 +189,4 @@ void sl_to_detector(struct sl_conn *c);
  * the detector first when optimistic writes are off. */
 void sl_to_send(struct sl_conn *c);
 
-/* Closes C's socket, drops its cache reference, frees it, counts it. The
- * caller must own C. Cannot fail. */
-void sl_conn_close(struct sl_conn *c);
-
-/* A new connection for socket FD (owned by the caller until handed off). */
-struct sl_conn *sl_conn_new(int fd);
-
-/* The running threads of a stage, for the status socket. */
-int sl_server_threads(enum sl_stage_id stage);
-
 #endif
-
-/* Applies NEXT (already validated) to the running server, all or nothing:
- * first everything that can fail is prepared (new log files opened, new
- * writer and acceptor threads started), then, once nothing can fail any
- * more, surplus threads are stopped, the logs switched, and one new settings
- * snapshot (limits, timeouts, cache sizes, admission) is published through
- * RCU. Keys that only take effect at start (listen, root, reader threads,
- * queue kind, status socket, user, pidfile, MIME table) keep their running
- * values, with a warning each. On success takes ownership of NEXT and frees
- * the old config after a grace period. Main thread only. Returns SL_OK, or
- * SL_ERR with "FILE:LINE: key: reason" in ERR and every setting as it was
- * (NEXT stays the caller's). */
-int sl_server_reload(struct sl_config *next, char *err, size_t errsz);

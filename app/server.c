@@ -1,10 +1,10 @@
-/* server.c: builds the pipeline from the config (listening socket, root,
- * MIME table, cache, queues, threads), the hand-offs between stages, and the
- * graceful stop. */
-#include "core/server.h"
+/* server.c: the server as the application starts it: listening socket,
+ * root, MIME table, cache and settings from the config, then the pipeline
+ * (stages/pipeline.c); reload, all or nothing; the live configuration as
+ * JSON; the stop. */
+#include "app/server.h"
 #include "core/accesslog.h"
-#include "core/log.h"
-#include "stages/stages.h"
+#include "lib/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,86 +19,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <urcu.h>
-
-struct sl_server sl_srv;
-__thread struct sl_settings sl_set;
-
-/* For ThreadSanitizer only: stands for the grace period. RCU readers of
- * sl_srv.settings and sl_srv.cfg mark it before rcu_read_unlock(); the main
- * thread after synchronize_rcu(), before it frees what they read. TSan cannot
- * see liburcu's own ordering (tests/tsan.supp). */
-static char rcu_gp_token;
-
-void sl_settings_read(struct sl_settings *out)
-{
-    rcu_read_lock();
-    /* rcu_dereference pairs with rcu_assign_pointer/rcu_xchg_pointer in
-       publish(): the snapshot's fields are seen as initialised. */
-    const struct sl_settings *s = rcu_dereference(sl_srv.settings);
-    SL_TSAN_ACQUIRE(s); /* pairs with publish() */
-    if (s != NULL)
-        *out = *s;
-    SL_TSAN_RELEASE(&rcu_gp_token);
-    rcu_read_unlock();
-}
-
-void sl_settings_refresh(void)
-{
-    sl_settings_read(&sl_set);
-}
-
-/* ---- connections and hand-offs ---- */
-
-struct sl_conn *sl_conn_new(int fd)
-{
-    struct sl_conn *c = sl_calloc(1, sizeof(*c));
-    c->fd = fd;
-    c->new_conn = sl_srv.proxy_protocol; /* its PROXY header is still to come */
-    CDS_INIT_LIST_HEAD(&c->timer_link);
-    return c;
-}
-
-void sl_conn_close(struct sl_conn *c)
-{
-    if (c->logrec) { /* a response cut short still gets its line */
-        c->logrec->status = c->status;
-        c->logrec->body_bytes = c->body_sent;
-        c->logrec->bytes = c->hdr_off + c->logrec->body_bytes;
-        sl_accesslog_submit(c->logrec);
-    }
-    if (c->entry)
-        sl_cache_release(sl_srv.cache, c->entry);
-    free(c->parts);
-    close(c->fd); /* also leaves every epoll set */
-    uatomic_dec(&sl_srv.reader_conns[c->reader]);
-    free(c->buf);
-    free(c);
-    uatomic_dec(&sl_srv.conns);
-    SL_COUNTER_ADD(&sl_tstats_self()->ev.conn_closed, 1);
-}
-
-void sl_to_reader(struct sl_conn *c)
-{
-    sl_queue_push(&sl_srv.reader_q[c->reader], &c->qnode);
-}
-
-void sl_to_writer(struct sl_conn *c)
-{
-    sl_queue_push(&sl_srv.writer_q, &c->qnode);
-}
-
-void sl_to_detector(struct sl_conn *c)
-{
-    sl_queue_push(&sl_srv.detector_q, &c->qnode);
-}
-
-void sl_to_send(struct sl_conn *c)
-{
-    if (sl_set.optimistic_write)
-        sl_to_writer(c);
-    else
-        sl_to_detector(c);
-}
 
 /* ---- setup ---- */
 
@@ -257,41 +177,6 @@ static struct sl_settings *settings_new(const struct sl_config *cfg)
     return n;
 }
 
-/* Makes NEXT the live snapshot; returns the one it replaced (to be freed
- * after a grace period). Main thread only. Cannot fail. */
-static struct sl_settings *publish(struct sl_settings *next)
-{
-    /* rcu_xchg_pointer has release semantics: NEXT's fields are written
-       before any reader can load the pointer (pairs with rcu_dereference in
-       sl_settings_read). */
-    SL_TSAN_RELEASE(next);
-    return rcu_xchg_pointer(&sl_srv.settings, next);
-}
-
-static int spawn(struct sl_thread *t, int index, void *(*fn)(void *))
-{
-    t->index = index;
-    int rc = pthread_create(&t->tid, NULL, fn, t);
-    if (rc != 0) {
-        sl_log(SL_LOG_CRIT, "cannot start a thread: %s", strerror(rc));
-        return SL_ERR;
-    }
-    /* Named here as well as by the thread itself, so /proc shows the new
-       name as soon as a resize returns, not when the thread first runs. */
-    char name[16];
-    if (fn == sl_writer_main)
-        snprintf(name, sizeof(name), "writer-%d", index);
-    else if (fn == sl_reader_main)
-        snprintf(name, sizeof(name), "reader-%d", index);
-    else if (fn == sl_acceptor_main)
-        snprintf(name, sizeof(name), "acceptor");
-    else
-        snprintf(name, sizeof(name), "detector");
-    pthread_setname_np(t->tid, name);
-    t->running = true;
-    return SL_OK;
-}
-
 int sl_server_start(struct sl_config *cfg)
 {
     struct sl_server *s = &sl_srv;
@@ -301,7 +186,7 @@ int sl_server_start(struct sl_config *cfg)
     s->adm_signal_ns = UINT64_MAX;
     s->start_ns = sl_now_ns();
     pthread_mutex_init(&s->resize_lock, NULL);
-    publish(settings_new(cfg));
+    sl_settings_publish(settings_new(cfg));
 
     s->root_fd = open(cfg->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->root_fd < 0) {
@@ -337,172 +222,15 @@ int sl_server_start(struct sl_config *cfg)
         goto fail;
     }
 
-    s->nreaders = cfg->reader_threads;
-    s->reader_q = SL_NEW_ARRAY(struct sl_queue, (size_t)s->nreaders);
-    for (int i = 0; i < s->nreaders; i++)
-        if (sl_queue_init(&s->reader_q[i], cfg->queue_kind, SL_WAKE_EVENTFD,
-                          SL_STAGE_READER) != SL_OK)
-            goto fail_errno;
-    if (sl_queue_init(&s->detector_q, cfg->queue_kind, SL_WAKE_EVENTFD, SL_STAGE_DETECTOR) !=
-            SL_OK ||
-        sl_queue_init(&s->writer_q, cfg->queue_kind, SL_WAKE_FUTEX, SL_STAGE_WRITER) != SL_OK)
-        goto fail_errno;
-
-    s->writer_target = cfg->writer_threads;
-    s->acceptor_target = cfg->acceptor_threads;
-    for (int i = 0; i < cfg->writer_threads; i++)
-        if (spawn(&s->writers[i], i, sl_writer_main) != SL_OK)
-            goto fail_threads;
-    s->nwriters = cfg->writer_threads;
-    if (spawn(&s->detector, 0, sl_detector_main) != SL_OK)
-        goto fail_threads;
-    for (int i = 0; i < s->nreaders; i++)
-        if (spawn(&s->readers[i], i, sl_reader_main) != SL_OK)
-            goto fail_threads;
-    sl_log(SL_LOG_INFO,
-           "listening on %s, root %s, queue %s; threads: %d acceptor, %d reader, "
-           "1 detector, %d writer",
-           cfg->listen, cfg->root, sl_queue_kind_name(cfg->queue_kind), cfg->acceptor_threads,
-           cfg->reader_threads, cfg->writer_threads);
+    if (sl_pipeline_start(cfg) != SL_OK)
+        goto fail;
     return SL_OK;
 
-fail_errno:
-    sl_log(SL_LOG_CRIT, "cannot create the stage queues: %s", strerror(errno));
-    goto fail;
-fail_threads:
-    sl_server_stop(0);
-    return SL_ERR;
 fail:
     if (s->listen_fd >= 0)
         close(s->listen_fd);
     /* Nothing else started; the process exits right after this. */
     return SL_ERR;
-}
-
-/* ---- live resizing ---- */
-
-/* One resizable pool: its slots, how many are started, and the target its
- * threads compare their index with (threads at index >= target exit). */
-struct pool {
-    struct sl_thread *slots;
-    int *started;
-    int *target;
-    void *(*fn)(void *);
-};
-
-static struct pool pool_of(const char *stage)
-{
-    if (strcmp(stage, "writer") == 0)
-        return (struct pool){sl_srv.writers, &sl_srv.nwriters, &sl_srv.writer_target,
-                             sl_writer_main};
-    return (struct pool){sl_srv.acceptors, &sl_srv.nacceptors, &sl_srv.acceptor_target,
-                         sl_acceptor_main};
-}
-
-/* Stops and joins the threads at index >= N (no-op if N is not smaller).
- * Cannot fail. Caller holds resize_lock. */
-static void shrink(struct pool p, int n)
-{
-    if (n >= *p.started)
-        return;
-    __atomic_store_n(p.target, n, __ATOMIC_RELEASE); /* pairs with the stage's acquire load */
-    if (p.fn == sl_writer_main)
-        sl_queue_wake_all(&sl_srv.writer_q);
-    for (int i = n; i < *p.started; i++) {
-        if (p.slots[i].running) {
-            pthread_join(p.slots[i].tid, NULL);
-            p.slots[i].running = false;
-        }
-    }
-    *p.started = n;
-}
-
-/* Starts threads up to N (no-op if N is not larger). Returns SL_OK, or
- * SL_ERR with the pool as it was (the threads it did start are stopped
- * again). Caller holds resize_lock. */
-static int grow(struct pool p, int n)
-{
-    int was = *p.started;
-    if (n <= was)
-        return SL_OK;
-    __atomic_store_n(p.target, n, __ATOMIC_RELEASE);
-    for (int i = was; i < n; i++) {
-        if (spawn(&p.slots[i], i, p.fn) != SL_OK) {
-            *p.started = i;
-            shrink(p, was);
-            __atomic_store_n(p.target, was, __ATOMIC_RELEASE);
-            return SL_ERR;
-        }
-    }
-    *p.started = n;
-    return SL_OK;
-}
-
-static int resize(struct pool p, int n)
-{
-    shrink(p, n);
-    return grow(p, n);
-}
-
-int sl_server_accept(void)
-{
-    /* Under the resize lock: the status socket is already up, and a `set
-       acceptor.threads` may run at the same time (TSan found the race). */
-    pthread_mutex_lock(&sl_srv.resize_lock);
-    int rc = grow(pool_of("acceptor"), sl_srv.cfg->acceptor_threads);
-    pthread_mutex_unlock(&sl_srv.resize_lock);
-    return rc;
-}
-
-int sl_server_set_threads(const char *stage, int n, char *err, size_t errsz)
-{
-    if (n < 1 || n > SL_MAX_THREADS) {
-        snprintf(err, errsz, "thread count must be between 1 and %d", SL_MAX_THREADS);
-        return SL_ERR;
-    }
-    int rc;
-    pthread_mutex_lock(&sl_srv.resize_lock);
-    if (strcmp(stage, "writer") == 0) {
-        rc = resize(pool_of("writer"), n);
-    } else if (strcmp(stage, "acceptor") == 0) {
-        rc = resize(pool_of("acceptor"), n);
-    } else if (strcmp(stage, "reader") == 0 || strcmp(stage, "detector") == 0) {
-        int cur = sl_server_threads(strcmp(stage, "reader") == 0 ? SL_STAGE_READER
-                                                                  : SL_STAGE_DETECTOR);
-        pthread_mutex_unlock(&sl_srv.resize_lock);
-        if (n == cur)
-            return SL_OK;
-        snprintf(err, errsz,
-                 "%s threads own connections and are fixed at start (restart to change)",
-                 stage);
-        return SL_ERR;
-    } else {
-        pthread_mutex_unlock(&sl_srv.resize_lock);
-        snprintf(err, errsz, "unknown stage '%s' (acceptor, reader, detector, writer)", stage);
-        return SL_ERR;
-    }
-    pthread_mutex_unlock(&sl_srv.resize_lock);
-    if (rc != SL_OK)
-        snprintf(err, errsz, "could not start all threads");
-    else
-        sl_log(SL_LOG_INFO, "%s threads: %d", stage, n);
-    return rc;
-}
-
-int sl_server_threads(enum sl_stage_id stage)
-{
-    switch (stage) {
-    case SL_STAGE_ACCEPTOR:
-        return __atomic_load_n(&sl_srv.acceptor_target, __ATOMIC_RELAXED);
-    case SL_STAGE_READER:
-        return sl_srv.nreaders;
-    case SL_STAGE_DETECTOR:
-        return 1;
-    case SL_STAGE_WRITER:
-        return __atomic_load_n(&sl_srv.writer_target, __ATOMIC_RELAXED);
-    default:
-        return 0;
-    }
 }
 
 /* ---- reload ---- */
@@ -589,29 +317,22 @@ int sl_server_reload(struct sl_config *next, char *err, size_t errsz)
         goto fail_logs;
     }
     struct sl_settings *set = settings_new(next);
-    /* Threads last: starting one is the only step with a visible effect, and
-       grow() undoes its own partial work; shrinking cannot fail, so it waits
-       for the commit. The lock keeps `set STAGE.threads` out meanwhile. */
-    pthread_mutex_lock(&sl_srv.resize_lock);
-    struct pool wp = pool_of("writer"), ap = pool_of("acceptor");
-    int old_writers = *wp.started;
-    if (grow(wp, next->writer_threads) != SL_OK) {
-        snprintf(err, errsz, "%s:%d: writer.threads: could not start %d threads", next->path,
-                 sl_config_line(next, "writer", "threads"), next->writer_threads);
-        goto fail_threads;
-    }
-    if (grow(ap, next->acceptor_threads) != SL_OK) {
-        shrink(wp, old_writers);
-        snprintf(err, errsz, "%s:%d: acceptor.threads: could not start %d threads",
-                 next->path, sl_config_line(next, "acceptor", "threads"),
-                 next->acceptor_threads);
+    enum sl_stage_id failed;
+    if (sl_pipeline_threads_prepare(next->writer_threads, next->acceptor_threads, &failed) !=
+        SL_OK) {
+        if (failed == SL_STAGE_WRITER)
+            snprintf(err, errsz, "%s:%d: writer.threads: could not start %d threads",
+                     next->path, sl_config_line(next, "writer", "threads"),
+                     next->writer_threads);
+        else
+            snprintf(err, errsz, "%s:%d: acceptor.threads: could not start %d threads",
+                     next->path, sl_config_line(next, "acceptor", "threads"),
+                     next->acceptor_threads);
         goto fail_threads;
     }
 
     /* 2. Commit: nothing below can fail. */
-    shrink(wp, next->writer_threads);
-    shrink(ap, next->acceptor_threads);
-    pthread_mutex_unlock(&sl_srv.resize_lock);
+    sl_pipeline_threads_commit(next->writer_threads, next->acceptor_threads);
     if (new_elog)
         sl_log_use(elog_fd, next->error_log);
     sl_log_set_level((enum sl_log_level)next->log_level);
@@ -620,13 +341,13 @@ int sl_server_reload(struct sl_config *next, char *err, size_t errsz)
     sl_accesslog_set_format(next->access_log_format);
     sl_cache_configure(sl_srv.cache, &set->cache);
     tune_listener(next);
-    struct sl_settings *old_set = publish(set);
+    struct sl_settings *old_set = sl_settings_publish(set);
     /* Readers may be looking at the old config (index name) under
        rcu_read_lock(); free both only after they are done. */
     SL_TSAN_RELEASE(next);
     struct sl_config *old = rcu_xchg_pointer(&sl_srv.cfg, next);
     synchronize_rcu();
-    SL_TSAN_ACQUIRE(&rcu_gp_token); /* every reader of OLD and OLD_SET is done */
+    SL_TSAN_ACQUIRE(&sl_rcu_gp_token); /* every reader of OLD and OLD_SET is done */
     free(old_set);
     sl_config_free(old);
     free(old);
@@ -634,7 +355,6 @@ int sl_server_reload(struct sl_config *next, char *err, size_t errsz)
     return SL_OK;
 
 fail_threads:
-    pthread_mutex_unlock(&sl_srv.resize_lock);
     free(set);
 fail_logs:
     if (alog_fd >= 0) {
@@ -697,11 +417,11 @@ size_t sl_server_config_json(char *out, size_t cap)
     JSON_PUT(",\"access_log_format\":\"%s\",\"log_level\":%d",
              cfg && cfg->access_log_format == SL_ACCESS_JSON ? "json" : "combined",
              cfg ? cfg->log_level : -1);
-    SL_TSAN_RELEASE(&rcu_gp_token);
+    SL_TSAN_RELEASE(&sl_rcu_gp_token);
     rcu_read_unlock();
     JSON_PUT(",\"threads\":{\"acceptor\":%d,\"reader\":%d,\"detector\":1,\"writer\":%d}",
-             sl_server_threads(SL_STAGE_ACCEPTOR), sl_server_threads(SL_STAGE_READER),
-             sl_server_threads(SL_STAGE_WRITER));
+             sl_pipeline_threads(SL_STAGE_ACCEPTOR), sl_pipeline_threads(SL_STAGE_READER),
+             sl_pipeline_threads(SL_STAGE_WRITER));
     JSON_PUT(",\"max_connections\":%ld,\"optimistic_write\":%s,\"inline_max\":%ld"
              ",\"queue_batch\":%d,\"precompressed\":%s",
              v.max_connections, v.optimistic_write ? "true" : "false", v.inline_max,
@@ -731,75 +451,10 @@ size_t sl_server_config_json(char *out, size_t cap)
 
 /* ---- stopping ---- */
 
-static void join(struct sl_thread *t)
-{
-    if (t->running) {
-        pthread_join(t->tid, NULL);
-        t->running = false;
-    }
-}
-
-/* Closes connections left in a queue after every stage thread is gone. */
-static void drain_queue(struct sl_queue *q)
-{
-    struct sl_qnode *batch[256];
-    size_t n;
-    while ((n = sl_queue_pop_batch(q, batch, SL_ARRAY_LEN(batch))) > 0)
-        for (size_t i = 0; i < n; i++)
-            sl_conn_close(sl_conn_of(batch[i]));
-}
-
 void sl_server_stop(uint64_t timeout_ns)
 {
     struct sl_server *s = &sl_srv;
-    /* 1: draining. Acceptors leave; readers close idle keep-alive
-       connections; responses in flight finish without keep-alive. */
-    __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
-    for (int i = 0; i < s->nacceptors; i++)
-        join(&s->acceptors[i]);
-    if (s->listen_fd >= 0) {
-        close(s->listen_fd);
-        s->listen_fd = -1;
-    }
-    for (int i = 0; i < s->nreaders; i++)
-        sl_queue_wake_all(&s->reader_q[i]);
-    uint64_t deadline = sl_now_ns() + timeout_ns;
-    while (uatomic_read(&s->conns) > 0 && sl_now_ns() < deadline) {
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    if (uatomic_read(&s->conns) > 0)
-        sl_log(SL_LOG_WARN, "shutdown timeout: closing %ld connections still open",
-               uatomic_read(&s->conns));
-    /* 2: stop now. */
-    __atomic_store_n(&s->stopping, 2, __ATOMIC_RELEASE);
-    __atomic_store_n(&s->writer_target, 0, __ATOMIC_RELEASE);
-    sl_queue_wake_all(&s->writer_q);
-    sl_queue_wake_all(&s->detector_q);
-    for (int i = 0; i < s->nreaders; i++)
-        sl_queue_wake_all(&s->reader_q[i]);
-    for (int i = 0; i < s->nwriters; i++)
-        join(&s->writers[i]);
-    join(&s->detector);
-    for (int i = 0; i < s->nreaders; i++)
-        join(&s->readers[i]);
-
-    rcu_register_thread();
-    for (int i = 0; i < s->nreaders; i++)
-        drain_queue(&s->reader_q[i]);
-    drain_queue(&s->detector_q);
-    drain_queue(&s->writer_q);
-    sl_accesslog_stop(); /* after the stages: every line they queued gets written */
-    sl_cache_destroy(s->cache);
-    s->cache = NULL;
-    rcu_unregister_thread();
-    rcu_barrier(); /* rculfq nodes and cache entries freed by call_rcu */
-    for (int i = 0; i < s->nreaders; i++)
-        sl_queue_destroy(&s->reader_q[i]);
-    free(s->reader_q);
-    s->reader_q = NULL;
-    sl_queue_destroy(&s->detector_q);
-    sl_queue_destroy(&s->writer_q);
+    sl_pipeline_stop(timeout_ns);
     sl_mime_free(s->mime);
     s->mime = NULL;
     close(s->root_fd);

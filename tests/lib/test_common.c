@@ -1,6 +1,6 @@
 /* test_common.c: the allocation wrappers honour the alignment a type
  * declares (cache-line aligned queues and per-thread counters). */
-#include "core/common.h"
+#include "lib/common.h"
 #include "queue/queue.h"
 
 #include <criterion/criterion.h>

@@ -6,7 +6,7 @@
 #ifndef SLUICE_HTTP_STATUS_H
 #define SLUICE_HTTP_STATUS_H
 
-#include "core/common.h"
+#include "lib/common.h"
 
 #define SL_HS_MAX_CLIENTS 16      /* more are answered 503 and closed */
 #define SL_HS_TIMEOUT_NS 5000000000ull /* a whole exchange, request to last byte */
@@ -15,7 +15,7 @@
 
 /* Opens LISTEN and AGENT ("HOST:PORT" each, "" for none) and starts the
  * thread if either is set. Returns SL_OK, or SL_ERR after logging why
- * (nothing left running). Main thread only, after sl_server_accept(). */
+ * (nothing left running). Main thread only, after sl_pipeline_accept(). */
 int sl_http_status_start(const char *listen, const char *agent);
 
 /* Stops the thread and closes its sockets and clients. Safe if not started.

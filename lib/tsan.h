@@ -9,7 +9,7 @@
  * read-modify-writes are full barriers: seq_cst; its loads and stores are
  * relaxed), which TSan understands. What still runs inside liburcu itself
  * (its queues, hash table, call_rcu, grace periods) stays invisible: see
- * SL_TSAN_RELEASE/ACQUIRE in core/common.h and tests/tsan.supp. */
+ * SL_TSAN_RELEASE/ACQUIRE in lib/common.h and tests/tsan.supp. */
 #ifndef SLUICE_TSAN_H
 #define SLUICE_TSAN_H
 

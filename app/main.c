@@ -3,10 +3,10 @@
  * gracefully, HUP reloads the config, USR1 reopens the logs. */
 #include "core/accesslog.h"
 #include "core/config.h"
-#include "core/http_status.h"
-#include "core/log.h"
-#include "core/server.h"
-#include "core/status.h"
+#include "app/http_status.h"
+#include "lib/log.h"
+#include "app/server.h"
+#include "app/status.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -309,7 +309,7 @@ int main(int argc, char **argv)
         sl_server_stop(0);
         goto fail;
     }
-    if (drop_privileges(cfg->user) != SL_OK || sl_server_accept() != SL_OK ||
+    if (drop_privileges(cfg->user) != SL_OK || sl_pipeline_accept() != SL_OK ||
         sl_http_status_start(cfg->status_listen, cfg->agent_listen) != SL_OK) {
         sl_status_stop();
         sl_server_stop(0);

@@ -4,7 +4,7 @@
 #ifndef SLUICE_STATUS_H
 #define SLUICE_STATUS_H
 
-#include "core/common.h"
+#include "lib/common.h"
 
 #include <sys/types.h>
 

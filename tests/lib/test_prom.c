@@ -1,6 +1,6 @@
 /* test_prom.c: the Prometheus histogram renderer: exact cumulative counts at
  * the fixed bounds, +Inf and _count equal, labels, and the text buffer. */
-#include "core/prom.h"
+#include "lib/prom.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
  * framing, busy fractions, and the JSON, table and Prometheus formats. The
  * module is included whole so its static helpers are reachable; the library's
  * copy of status.o is then never pulled in (every symbol it defines is here). */
-#include "core/status.c"
+#include "app/status.c"
 
 #include <criterion/criterion.h>
 
@@ -42,7 +42,7 @@ Test(status_parse, set_threads)
     cr_assert_eq(c.kind, CMD_SET);
     cr_assert_str_eq(c.stage, "acceptor");
     cr_assert_eq(c.n, 12);
-    /* Range checks belong to the server (sl_server_set_threads). */
+    /* Range checks belong to the server (sl_pipeline_set_threads). */
     c = parse("set writer.threads 0");
     cr_assert_eq(c.kind, CMD_SET);
     cr_assert_eq(c.n, 0);
@@ -500,7 +500,7 @@ Test(status_format, durations)
 }
 
 /* Queue wait and response time are Prometheus histograms with the fixed
- * bounds of core/prom.h; the JSON only gains keys. */
+ * bounds of lib/prom.h; the JSON only gains keys. */
 Test(status_format, metrics_histograms_and_fleet_keys)
 {
     struct status_sample s;

@@ -13,11 +13,11 @@
  *
  * The formatting and parsing helpers below are pure (a sample in, text out) so
  * tests/core/test_status.c can drive them without a server. */
-#include "core/status.h"
-#include "core/log.h"
-#include "core/prom.h"
-#include "core/server.h"
-#include "core/stats.h"
+#include "app/status.h"
+#include "lib/log.h"
+#include "lib/prom.h"
+#include "app/server.h"
+#include "lib/stats.h"
 #include "stages/admission.h"
 
 #include <errno.h>
@@ -532,7 +532,7 @@ static void format_metrics(struct sbuf *b, const struct status_sample *s)
                   "Items taken off the queue feeding the stage.", F_DEQUEUED);
 
     /* The acceptor's queue is the kernel's, which keeps no wait times.
-       Histograms with fixed bounds (core/prom.h), so a fleet's series add up. */
+       Histograms with fixed bounds (lib/prom.h), so a fleet's series add up. */
     metric_head(b, "queue_wait_seconds", "histogram",
                 "Time items spent in the queue feeding the stage (not measured for the "
                 "acceptor).");
@@ -872,7 +872,7 @@ static void gather(struct status_sample *s)
     memset(s, 0, sizeof(*s));
     sl_settings_refresh();
     for (int i = 0; i < NSTAGES; i++) {
-        s->stage[i].threads = sl_server_threads((enum sl_stage_id)i);
+        s->stage[i].threads = sl_pipeline_threads((enum sl_stage_id)i);
         s->stage[i].limit = -1;
     }
     /* The acceptor's queue is the kernel's accept queue: for a listening
@@ -960,7 +960,7 @@ static void run_line(struct client *c, const char *line, size_t len)
     }
     case CMD_SET: {
         char err[200];
-        if (sl_server_set_threads(cmd.stage, cmd.n, err, sizeof(err)) == SL_OK)
+        if (sl_pipeline_set_threads(cmd.stage, cmd.n, err, sizeof(err)) == SL_OK)
             sb_printf(o, "ok %s.threads=%d\n", cmd.stage, cmd.n);
         else
             sb_printf(o, "error: %s\n", err);

@@ -1,6 +1,6 @@
 /* test_http_status.c: the pure parts of the HTTP status listener and agent
  * check: routing, the agent weight and reply, and stage progress. */
-#include "core/http_status.h"
+#include "app/http_status.h"
 
 #include <criterion/criterion.h>
 #include <string.h>

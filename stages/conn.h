@@ -6,7 +6,7 @@
 
 #include "core/accesslog.h"
 #include "core/cache.h"
-#include "core/common.h"
+#include "lib/common.h"
 #include "queue/queue.h"
 
 #include <netinet/in.h>
@@ -95,6 +95,14 @@ struct sl_conn {
         struct sockaddr_in6 in6;
     } peer;
 };
+
+/* A new connection for socket FD (owned by the caller until handed off).
+ * Cannot fail (allocation follows the OOM policy). */
+struct sl_conn *sl_conn_new(int fd);
+
+/* Closes C's socket, drops its cache reference, frees it, counts it. The
+ * caller must own C. Cannot fail. */
+void sl_conn_close(struct sl_conn *c);
 
 static inline struct sl_conn *sl_conn_of(struct sl_qnode *n)
 {
