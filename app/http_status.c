@@ -10,13 +10,13 @@
  * counters (sl_stats_snapshot), queue depths and atomics of sl_srv. */
 #include "app/http_status.h"
 #include "lib/log.h"
+#include "lib/net.h"
 #include "app/server.h"
 #include "lib/stats.h"
 #include "app/status.h"
 #include "stages/admission.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -179,33 +179,10 @@ static int open_tcp(const char *spec, const char *key)
     }
     memcpy(host, h, hl);
     host[hl] = '\0';
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res;
-    int rc = getaddrinfo(hl ? host : NULL, colon + 1, &hints, &res);
-    if (rc != 0) {
-        sl_log(SL_LOG_CRIT, "status.%s: '%s': %s", key, spec, gai_strerror(rc));
-        return -1;
-    }
-    int fd = -1, err = 0;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            err = errno;
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 64) == 0)
-            break;
-        err = errno;
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
+    char reason[512];
+    int fd = sl_listen_bind(spec, host, colon + 1, 64, false, reason, sizeof(reason));
     if (fd < 0)
-        sl_log(SL_LOG_CRIT, "status.%s: cannot listen on %s: %s", key, spec, strerror(err));
+        sl_log(SL_LOG_CRIT, "status.%s: %s", key, reason);
     return fd;
 }
 

@@ -5,10 +5,10 @@
 #include "app/server.h"
 #include "core/accesslog.h"
 #include "lib/log.h"
+#include "lib/net.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <sys/resource.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -27,56 +27,19 @@
  * "PATH:LINE: server.listen: reason". */
 static int open_listener(const struct sl_config *cfg)
 {
-    const char *listen_spec = cfg->listen;
     int line = sl_config_line(cfg, "server", "listen");
     char host[256], reason[512], port[8];
     unsigned pn;
-    if (sl_listen_split(listen_spec, host, sizeof(host), &pn, reason, sizeof(reason)) !=
+    if (sl_listen_split(cfg->listen, host, sizeof(host), &pn, reason, sizeof(reason)) !=
         SL_OK) {
         sl_log(SL_LOG_CRIT, "%s:%d: server.listen: %s", cfg->path, line, reason);
         return -1;
     }
     snprintf(port, sizeof(port), "%u", pn);
-    size_t hl = strlen(host);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res;
-    int rc = getaddrinfo(hl ? host : NULL, port, &hints, &res);
-    if (rc != 0) {
-        sl_log(SL_LOG_CRIT, "%s:%d: server.listen: '%s': %s", cfg->path, line, listen_spec,
-               gai_strerror(rc));
-        return -1;
-    }
-    int fd = -1;
-    int err = 0;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            err = errno;
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        /* Several sluices on one port: the kernel spreads new connections
-           over every listener of the group, and a new instance can start
-           before the old one leaves (README "Behind a balancer"). */
-        if (cfg->reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
-            err = errno;
-            close(fd);
-            fd = -1;
-            continue;
-        }
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, cfg->backlog) == 0)
-            break;
-        err = errno;
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
+    int fd = sl_listen_bind(cfg->listen, host, port, cfg->backlog, cfg->reuseport, reason,
+                            sizeof(reason));
     if (fd < 0)
-        sl_log(SL_LOG_CRIT, "%s:%d: server.listen: cannot listen on %s: %s", cfg->path, line,
-               listen_spec, strerror(err));
+        sl_log(SL_LOG_CRIT, "%s:%d: server.listen: %s", cfg->path, line, reason);
     return fd;
 }
 
