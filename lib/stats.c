@@ -121,11 +121,6 @@ static void hist_read_into(struct sl_hist *dst, const struct sl_hist *live)
         dst->b[i] += SL_COUNTER_GET(&live->b[i]);
 }
 
-void sl_hist_merge(struct sl_hist *dst, const struct sl_hist *src)
-{
-    hist_read_into(dst, src);
-}
-
 uint64_t sl_hist_below(const struct sl_hist *h, unsigned log2_ns)
 {
     uint64_t n = 0;

@@ -32,8 +32,6 @@ struct sl_hist {
 
 /* Records V into H. Single writer (the owning thread). Cannot fail. */
 void sl_hist_add(struct sl_hist *h, uint64_t v);
-/* Adds SRC into DST (both snapshots, not live). Cannot fail. */
-void sl_hist_merge(struct sl_hist *dst, const struct sl_hist *src);
 /* Returns how many values of H (a snapshot) are below 2^LOG2_NS ns, exactly:
  * bucket edges fall on every power of two. LOG2_NS must be at most 40. */
 uint64_t sl_hist_below(const struct sl_hist *h, unsigned log2_ns);

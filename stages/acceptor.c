@@ -284,7 +284,6 @@ static int accept_some(struct sl_tstats *st)
         memcpy(&c->peer, &peer, SL_MIN((size_t)plen, sizeof(c->peer)));
         c->reader = pick_reader();
         uatomic_inc(&sl_srv.reader_conns[c->reader]);
-        c->phase = SL_PHASE_READ;
         c->refuse = refuse;
         c->accepted_ns = sl_now_ns();
         sl_to_reader(c);

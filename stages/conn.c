@@ -1,4 +1,5 @@
-/* conn.c: a connection's birth and death. */
+/* conn.c: a connection's birth and death, its state transitions, and the
+ * end of each response. */
 #include "stages/conn.h"
 #include "stages/pipeline.h"
 
@@ -10,27 +11,64 @@ struct sl_conn *sl_conn_new(int fd)
 {
     struct sl_conn *c = sl_calloc(1, sizeof(*c));
     c->fd = fd;
-    c->new_conn = sl_srv.proxy_protocol; /* its PROXY header is still to come */
+    /* Its PROXY header is still to come: */
+    c->state = sl_srv.proxy_protocol ? SL_CONN_PROXY : SL_CONN_READ;
     CDS_INIT_LIST_HEAD(&c->timer_link);
     return c;
 }
 
 void sl_conn_close(struct sl_conn *c)
 {
-    if (c->logrec) { /* a response cut short still gets its line */
-        c->logrec->status = c->status;
-        c->logrec->body_bytes = c->body_sent;
-        c->logrec->bytes = c->hdr_off + c->logrec->body_bytes;
-        sl_accesslog_submit(c->logrec);
-    }
-    if (c->entry)
-        sl_cache_release(sl_srv.cache, c->entry);
-    free(c->parts);
+    struct sl_tstats *st = sl_tstats_self();
+    /* A response cut short still gets its line (not counted as a request). */
+    sl_conn_end_response(c, st, false);
     close(c->fd); /* also leaves every epoll set */
     uatomic_dec(&sl_srv.reader_conns[c->reader]);
     free(c->buf);
     free(c);
     uatomic_dec(&sl_srv.conns);
-    SL_COUNTER_ADD(&sl_tstats_self()->ev.conn_closed, 1);
+    SL_COUNTER_ADD(&st->ev.conn_closed, 1);
+}
+
+bool sl_conn_state_legal(enum sl_conn_state from, enum sl_conn_state to)
+{
+    switch (from) {
+    case SL_CONN_PROXY:
+        return to == SL_CONN_READ;
+    case SL_CONN_READ:
+        return to == SL_CONN_IDLE || to == SL_CONN_SEND;
+    case SL_CONN_IDLE:
+        return to == SL_CONN_READ;
+    case SL_CONN_SEND:
+        return to == SL_CONN_READ || to == SL_CONN_LINGER;
+    case SL_CONN_LINGER:
+    default:
+        return false;
+    }
+}
+
+void sl_conn_end_response(struct sl_conn *c, struct sl_tstats *st, bool complete)
+{
+    if (complete) {
+        SL_COUNTER_ADD(&st->ev.requests, 1);
+        if (c->req_start_ns != 0)
+            sl_hist_add(&st->response_time, sl_now_ns() - c->req_start_ns);
+        int cls = c->status / 100;
+        if (cls >= 1 && cls <= 5)
+            SL_COUNTER_ADD(&st->ev.status_class[cls], 1);
+    }
+    if (c->logrec) {
+        c->logrec->status = c->status;
+        c->logrec->body_bytes = c->body_sent;
+        c->logrec->bytes = c->hdr_off + c->logrec->body_bytes;
+        sl_accesslog_submit(c->logrec);
+        c->logrec = NULL;
+    }
+    if (c->entry) {
+        sl_cache_release(sl_srv.cache, c->entry);
+        c->entry = NULL;
+    }
+    free(c->parts);
+    c->parts = NULL;
 }
 

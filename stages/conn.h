@@ -7,8 +7,10 @@
 #include "core/accesslog.h"
 #include "core/cache.h"
 #include "lib/common.h"
+#include "lib/stats.h"
 #include "queue/queue.h"
 
+#include <assert.h>
 #include <netinet/in.h>
 #include <sys/types.h>
 #include <urcu/list.h>
@@ -31,11 +33,40 @@ struct sl_parts {
     char buf[];                    /* the texts, back to back */
 };
 
-/* What the stage receiving the connection should do with it. */
-enum sl_conn_phase {
-    SL_PHASE_READ = 0, /* reader: read and parse the next request */
-    SL_PHASE_WRITE,    /* writer (or detector first): send the prepared response */
-    SL_PHASE_LINGER,   /* reader: our side is shut; drain input until EOF, then close */
+/* The connection's states. Each is set through sl_conn_set_state() only,
+ * which in debug builds asserts that the transition is one of these:
+ *
+ *               sl_conn_new() (acceptor)
+ *                |           |  [server] proxy_protocol
+ *                |           v
+ *                |         PROXY    the PROXY header is still to come;
+ *                |           |      taken by the reader (stages/proxied.c)
+ *                v           v
+ *   +---------> READ <-------------- IDLE   kept alive, no request yet: on
+ *   |            |  \                ^      the reader's idle list; new
+ *   |            |   +---------------+      input takes it back to READ
+ *   |            |    nothing buffered after a response (reader: wait_input)
+ *   |            v
+ *   |           SEND    a head is in and its response prepared (reader:
+ *   |            |      respond); it goes out from the reader (inline), the
+ *   | keep-alive |      writers, the detector in between (waiting for room)
+ *   +------------+
+ *                | not kept alive (sl_send_finish)
+ *                v
+ *              LINGER   our side is shut; the reader drains the client, then
+ *                       closes
+ *
+ * Any state may end in sl_conn_close() (client gone, timeout, stopping):
+ * that frees the connection, it is no state. Which stage holds the
+ * connection is not a state either: it is the stage that dequeued it. */
+enum sl_conn_state {
+    SL_CONN_READ = 0, /* reader: read and parse the next request head (or drop a body) */
+    SL_CONN_PROXY,    /* reader: a new connection whose PROXY header is still to come */
+    SL_CONN_IDLE,     /* reader: kept alive, no request yet; on the reader's idle list */
+    SL_CONN_SEND,     /* the response is prepared: sending it (reader inline, writer,
+                         detector waiting for room) */
+    SL_CONN_LINGER,   /* reader: our side is shut; drain input until EOF, then close */
+    SL_CONN_NSTATES
 };
 
 /* A connection's registration in its reader's epoll set. */
@@ -49,7 +80,7 @@ struct sl_conn {
     struct sl_qnode qnode; /* queue link, while the connection is in a queue */
     int fd;
     uint16_t reader; /* the reader whose epoll set holds fd */
-    uint8_t phase;   /* enum sl_conn_phase */
+    uint8_t state;   /* enum sl_conn_state: set by sl_conn_set_state() only */
     uint8_t reg;     /* how fd is in the reader's epoll set: enum sl_reg (edge-
                         triggered, kept across requests while the
                         reader holds the connection) */
@@ -60,9 +91,7 @@ struct sl_conn {
     bool client_close; /* the client asked to close after this response
                           (Connection: close, HTTP/1.0): no lingering
                           needed when nothing else was sent */
-    bool new_conn;     /* not read from yet */
     bool refuse;       /* accepted past max_connections: answer 503 */
-    bool on_idle;      /* on the reader's idle (keep-alive) list */
     uint32_t requests; /* responses started on this connection */
 
     /* Input: a request head being read, and pipelined bytes after it. */
@@ -73,7 +102,8 @@ struct sl_conn {
 
     /* The response being sent. */
     struct sl_cache_entry *entry; /* referenced while the body is sent */
-    off_t body_start, body_off, body_end;
+    off_t body_start; /* set by core/response.c, read by nothing */
+    off_t body_off, body_end;
     struct sl_logrec *logrec; /* access log line for it, if logging */
     struct sl_parts *parts;   /* multipart/byteranges body, else NULL */
     uint64_t body_sent;       /* body bytes of this response sent so far */
@@ -84,7 +114,8 @@ struct sl_conn {
     /* Timers: owned by the stage holding the connection. */
     struct cds_list_head timer_link; /* on a reader or detector timeout list */
     uint64_t deadline_ns;
-    uint64_t req_start_ns;
+    uint64_t req_start_ns; /* when the reader began this response (response time);
+                              0: not timed */
     uint64_t accepted_ns; /* when the acceptor took it from the backlog */
     uint64_t rx_ns; /* when the bytes last read arrived (kernel
                        timestamp, on sl_now_ns()'s clock), if admission
@@ -103,6 +134,26 @@ struct sl_conn *sl_conn_new(int fd);
 /* Closes C's socket, drops its cache reference, frees it, counts it. The
  * caller must own C. Cannot fail. */
 void sl_conn_close(struct sl_conn *c);
+
+/* Pure. Is FROM -> TO one of the transitions of the diagram above? */
+bool sl_conn_state_legal(enum sl_conn_state from, enum sl_conn_state to);
+
+/* Moves C to state TO; in debug builds (no NDEBUG) asserts the transition is
+ * legal. The caller owns C. Cannot fail. */
+static inline void sl_conn_set_state(struct sl_conn *c, enum sl_conn_state to)
+{
+    assert(sl_conn_state_legal((enum sl_conn_state)c->state, to));
+    c->state = (uint8_t)to;
+}
+
+/* Ends C's response; the one place that does, whichever path decided it and
+ * however it ended. When COMPLETE (it went out whole) it counts in ST:
+ * requests, its status class, the response time if the reader timed it. Its
+ * access log line, if it has one, is submitted with the status and the bytes
+ * that did go out (head: c->hdr_off, body: c->body_sent); its cache entry and
+ * multipart texts are released. The connection stays open and C's. Cannot
+ * fail. */
+void sl_conn_end_response(struct sl_conn *c, struct sl_tstats *st, bool complete);
 
 static inline struct sl_conn *sl_conn_of(struct sl_qnode *n)
 {

@@ -25,6 +25,6 @@ int sl_proxied_take(struct sl_conn *c, struct sl_tstats *st)
         memcpy(&c->peer, &r.src, sizeof(c->peer));
     memmove(c->buf, c->buf + n, c->buf_len - (uint32_t)n);
     c->buf_len -= (uint32_t)n;
-    c->new_conn = false;
+    sl_conn_set_state(c, SL_CONN_READ);
     return SL_OK;
 }

@@ -6,12 +6,12 @@
 #include "stages/conn.h"
 #include "lib/stats.h"
 
-/* For a new connection C whose PROXY header is still expected (c->new_conn),
+/* For a new connection C whose PROXY header is still expected (state SL_CONN_PROXY),
  * with C->BUF_LEN bytes read: from a source outside proxy_protocol_from, or
  * with bytes that are not a valid header (or one longer than the input
  * buffer), returns SL_ERR and counts it (the caller closes C unanswered).
  * With a complete header, takes its client address as C's peer, removes it
- * from the buffer, clears c->new_conn and returns SL_OK. Else SL_AGAIN: read
+ * from the buffer, moves C to SL_CONN_READ and returns SL_OK. Else SL_AGAIN: read
  * more. Called by C's reader (its owner). */
 int sl_proxied_take(struct sl_conn *c, struct sl_tstats *st);
 

@@ -96,7 +96,7 @@ static void wait_input(struct reader *r, struct sl_conn *c)
         }
         c->reg = edge ? SL_REG_EDGE : SL_REG_ONESHOT;
     }
-    if (c->phase == SL_PHASE_LINGER) {
+    if (c->state == SL_CONN_LINGER) {
         /* Deadline set when lingering began; a connection back from a read
            keeps it, so the list is kept in deadline order by insertion. */
         sl_timer_add(&r->lingering, c);
@@ -109,7 +109,7 @@ static void wait_input(struct reader *r, struct sl_conn *c)
                 r->now + sl_set.header_timeout_ns;
         cds_list_add_tail(&c->timer_link, &r->heads);
     } else {
-        c->on_idle = true;
+        sl_conn_set_state(c, SL_CONN_IDLE);
         r->nidle++;
         c->deadline_ns =
             r->now + sl_set.keepalive_timeout_ns;
@@ -132,12 +132,12 @@ static void leave(struct reader *r, struct sl_conn *c)
     }
 }
 
-/* Takes C off its timeout list. */
+/* Takes C off its timeout list; an idle connection is reading again. */
 static void unlist(struct reader *r, struct sl_conn *c)
 {
     cds_list_del(&c->timer_link);
-    if (c->on_idle) {
-        c->on_idle = false;
+    if (c->state == SL_CONN_IDLE) {
+        sl_conn_set_state(c, SL_CONN_READ);
         r->nidle--;
     }
 }
@@ -251,7 +251,7 @@ static bool inline_ok(const struct reader *r, struct sl_conn *c)
  * goes on to the detector or the writers as usual. */
 static enum outcome respond(struct reader *r, struct sl_conn *c)
 {
-    c->phase = SL_PHASE_WRITE;
+    sl_conn_set_state(c, SL_CONN_SEND);
     if (!inline_ok(r, c)) {
         leave(r, c);
         sl_to_send(c);
@@ -400,12 +400,12 @@ static void serve_input(struct reader *r, struct sl_conn *c)
     for (;;) {
         if (c->discard > 0)
             discard_buffered(c);
-        if (SL_UNLIKELY(c->new_conn) && c->buf_len > 0 &&
+        if (SL_UNLIKELY(c->state == SL_CONN_PROXY) && c->buf_len > 0 &&
             sl_proxied_take(c, r->st) == SL_ERR) {
             close_conn(c); /* no valid PROXY header: no response */
             return;
         }
-        if (c->discard == 0 && c->buf_len > 0 && !c->new_conn) {
+        if (c->discard == 0 && c->buf_len > 0 && c->state != SL_CONN_PROXY) {
             enum outcome o = try_parse(r, c);
             if (o == GONE)
                 return;
@@ -488,7 +488,7 @@ static void serve_linger(struct reader *r, struct sl_conn *c)
 /* A connection handed to this reader by another stage. */
 static void take(struct reader *r, struct sl_conn *c)
 {
-    if (c->phase == SL_PHASE_LINGER) {
+    if (c->state == SL_CONN_LINGER) {
         c->deadline_ns = r->now + LINGER_NS;
         serve_linger(r, c);
         return;
@@ -508,7 +508,7 @@ static void take(struct reader *r, struct sl_conn *c)
 /* A connection of the epoll set with new input (or a hang-up). */
 static void readable(struct reader *r, struct sl_conn *c)
 {
-    if (c->phase == SL_PHASE_LINGER)
+    if (c->state == SL_CONN_LINGER)
         serve_linger(r, c);
     else
         serve_input(r, c);
@@ -518,25 +518,25 @@ static void readable(struct reader *r, struct sl_conn *c)
 static void time_out(struct sl_conn *c, bool send_408)
 {
     if (send_408) {
-        char resp[512];
-        size_t n = sl_http_error_response(resp, sizeof(resp), 408, false, false, NULL);
-        ssize_t w = send(c->fd, resp, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w == (ssize_t)n) { /* a response the client got: count it like any */
-            struct sl_tstats *st = sl_tstats_self();
-            SL_COUNTER_ADD(&st->ev.requests, 1);
-            SL_COUNTER_ADD(&st->ev.status_class[4], 1);
+        /* A response like any other (c->hdr is free: the last one ended),
+           sent once without waiting: counted and logged if it went out. */
+        struct sl_tstats *st = sl_tstats_self();
+        size_t n = sl_http_error_response(c->hdr, sizeof(c->hdr), 408, false, false, NULL);
+        ssize_t w = send(c->fd, c->hdr, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        c->status = 408;
+        c->hdr_len = (uint32_t)n;
+        c->hdr_off = w > 0 ? (uint32_t)w : 0;
+        c->body_sent = 0;
+        c->req_start_ns = 0; /* the reader never began it: not timed */
+        if (w > 0)
+            SL_COUNTER_ADD(&st->ev.bytes_sent, (uint64_t)w);
+        if (w == (ssize_t)n) {
             SL_COUNTER_ADD(&st->ev.sent_inline, 1); /* sent here, by the reader */
             SL_COUNTER_ADD(&st->stage[SL_STAGE_READER].processed, 1);
         }
-        if (w > 0)
-            SL_COUNTER_ADD(&sl_tstats_self()->ev.bytes_sent, (uint64_t)w);
-        if (sl_accesslog_enabled()) {
-            struct sl_logrec *rec =
-                sl_accesslog_record(NULL, c->buf, c->buf_len, &c->peer.sa);
-            rec->status = 408;
-            rec->bytes = w > 0 ? (uint64_t)w : 0;
-            sl_accesslog_submit(rec);
-        }
+        if (sl_accesslog_enabled())
+            c->logrec = sl_accesslog_record(NULL, c->buf, c->buf_len, &c->peer.sa);
+        sl_conn_end_response(c, st, w == (ssize_t)n);
     }
     close_conn(c);
 }
@@ -568,9 +568,10 @@ static void sweep(struct reader *r)
         if (c->deadline_ns > r->now)
             continue;
         cds_list_del(&c->timer_link);
-        if (c->new_conn) /* timed out before a whole PROXY header: no 408, counted */
+        bool proxy = c->state == SL_CONN_PROXY;
+        if (proxy) /* timed out before a whole PROXY header: no 408, counted */
             SL_COUNTER_ADD(&r->st->ev.proxy_bad, 1);
-        time_out(c, c->buf_len > 0 && !c->new_conn);
+        time_out(c, c->buf_len > 0 && !proxy);
         heads++;
     }
     cds_list_for_each_entry_safe(c, tmp, &r->lingering, timer_link)
@@ -725,7 +726,7 @@ void *sl_reader_main(void *arg)
             struct sl_conn *c = evs[i].data.ptr;
             if (c == NULL)
                 continue; /* the queue's eventfd: drained above next round */
-            bool was_idle = c->on_idle;
+            bool was_idle = c->state == SL_CONN_IDLE;
             unlist(&r, c);
             /* The keep-alive wait is over: the next request's header timeout
                starts now. Only then: a head or body on its way keeps the

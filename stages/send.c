@@ -5,7 +5,6 @@
  * response inline. */
 #include "stages/send.h"
 
-#include "core/accesslog.h"
 #include "lib/log.h"
 
 #include <errno.h>
@@ -152,27 +151,9 @@ static int unread_input(const struct sl_conn *c)
 
 enum sl_send_next sl_send_finish(struct sl_conn *c, struct sl_tstats *st)
 {
-    SL_COUNTER_ADD(&st->ev.requests, 1);
-    if (c->req_start_ns != 0)
-        sl_hist_add(&st->response_time, sl_now_ns() - c->req_start_ns);
-    int cls = c->status / 100;
-    if (cls >= 1 && cls <= 5)
-        SL_COUNTER_ADD(&st->ev.status_class[cls], 1);
-    if (c->logrec) {
-        c->logrec->status = c->status;
-        c->logrec->body_bytes = c->body_sent;
-        c->logrec->bytes = c->hdr_off + c->logrec->body_bytes;
-        sl_accesslog_submit(c->logrec);
-        c->logrec = NULL;
-    }
-    if (c->entry) {
-        sl_cache_release(sl_srv.cache, c->entry);
-        c->entry = NULL;
-    }
-    free(c->parts);
-    c->parts = NULL;
+    sl_conn_end_response(c, st, true);
     if (c->keepalive) {
-        c->phase = SL_PHASE_READ;
+        sl_conn_set_state(c, SL_CONN_READ);
         return SL_NEXT_READ;
     }
     if (c->client_close && c->status < 400 && c->buf_len == 0 && c->discard == 0 &&
@@ -189,6 +170,6 @@ enum sl_send_next sl_send_finish(struct sl_conn *c, struct sl_tstats *st)
        make the kernel reset the connection, and a reset can destroy the
        response before the client has read it. */
     shutdown(c->fd, SHUT_WR);
-    c->phase = SL_PHASE_LINGER;
+    sl_conn_set_state(c, SL_CONN_LINGER);
     return SL_NEXT_LINGER;
 }

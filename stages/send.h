@@ -26,9 +26,9 @@ enum sl_send_next {
     SL_NEXT_CLOSED, /* closed and freed: C is gone */
 };
 
-/* Ends C's response: counts it, submits its access log record, releases
- * its cache entry, and decides keep-alive, lingering or closing (closing
- * happens here). Sets c->phase for the READ and LINGER outcomes. */
+/* C's response went out whole: ends it (sl_conn_end_response) and decides
+ * keep-alive, lingering or closing (closing happens here). Moves C to
+ * SL_CONN_READ or SL_CONN_LINGER for those outcomes. */
 enum sl_send_next sl_send_finish(struct sl_conn *c, struct sl_tstats *st);
 
 #endif
