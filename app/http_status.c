@@ -9,11 +9,11 @@
  * socket it never touches a connection or a queue of the data path: it reads
  * counters (sl_stats_snapshot), queue depths and atomics of sl_srv. */
 #include "app/http_status.h"
+#include "app/server.h"
+#include "app/status.h"
 #include "lib/log.h"
 #include "lib/net.h"
-#include "app/server.h"
 #include "lib/stats.h"
-#include "app/status.h"
 #include "stages/admission.h"
 
 #include <errno.h>

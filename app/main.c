@@ -1,12 +1,12 @@
 /* main.c: command line, daemonizing, signals and the life of the process. The
  * main thread starts the pipeline, then only waits for signals: TERM/INT stop
  * gracefully, HUP reloads the config, USR1 reopens the logs. */
-#include "core/accesslog.h"
-#include "core/config.h"
 #include "app/http_status.h"
-#include "lib/log.h"
 #include "app/server.h"
 #include "app/status.h"
+#include "core/accesslog.h"
+#include "core/config.h"
+#include "lib/log.h"
 
 #include <errno.h>
 #include <fcntl.h>

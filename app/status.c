@@ -15,9 +15,9 @@
  * (gather). The command parser and the line framing below are pure, so
  * tests/app/test_status.c can drive them without a server. */
 #include "app/status.h"
+#include "app/server.h"
 #include "app/status_report.h"
 #include "lib/log.h"
-#include "app/server.h"
 #include "lib/stats.h"
 #include "stages/admission.h"
 

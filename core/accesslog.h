@@ -4,8 +4,8 @@
 #ifndef SLUICE_ACCESSLOG_H
 #define SLUICE_ACCESSLOG_H
 
-#include "lib/common.h"
 #include "core/http.h"
+#include "lib/common.h"
 #include "queue/queue.h"
 
 #include <netinet/in.h>

@@ -5,8 +5,8 @@
 #ifndef SLUICE_CACHE_H
 #define SLUICE_CACHE_H
 
-#include "lib/common.h"
 #include "core/mime.h"
+#include "lib/common.h"
 
 #include <sys/types.h>
 #include <time.h>

@@ -1,8 +1,8 @@
 /* config.c: table-driven INI parsing with libinih; see config.h. Each key is
  * one row: section, name, type, where it goes, and its allowed range. */
 #include "core/config.h"
-#include "lib/log.h"
 #include "core/proxy.h"
+#include "lib/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

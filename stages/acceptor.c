@@ -2,8 +2,8 @@
  * each new connection to a reader, round robin. EAGAIN means "wait again",
  * ECONNABORTED "next", EMFILE/ENFILE "log, pause accepting, retry later". */
 #include "lib/log.h"
-#include "stages/pipeline.h"
 #include "stages/admission.h"
+#include "stages/pipeline.h"
 
 #include <errno.h>
 #include <limits.h>

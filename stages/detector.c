@@ -4,8 +4,8 @@
  * go back to the writer pool. A connection that cannot take a byte for
  * [timeouts] send is closed. */
 #include "lib/log.h"
-#include "stages/pipeline.h"
 #include "stages/loop.h"
+#include "stages/pipeline.h"
 
 #include <errno.h>
 #include <string.h>

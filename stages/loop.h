@@ -4,8 +4,8 @@
 #ifndef SLUICE_LOOP_H
 #define SLUICE_LOOP_H
 
-#include "stages/conn.h"
 #include "queue/queue.h"
+#include "stages/conn.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,8 +1,8 @@
 /* proxied.c: the PROXY header of a new connection; see proxied.h. The parser
  * is core/proxy.c; this file applies its result to a connection. */
 #include "stages/proxied.h"
-#include "lib/log.h"
 #include "core/proxy.h"
+#include "lib/log.h"
 #include "stages/pipeline.h"
 
 #include <string.h>

@@ -3,8 +3,8 @@
 #ifndef SLUICE_PROXIED_H
 #define SLUICE_PROXIED_H
 
-#include "stages/conn.h"
 #include "lib/stats.h"
+#include "stages/conn.h"
 
 /* For a new connection C whose PROXY header is still expected (state SL_CONN_PROXY),
  * with C->BUF_LEN bytes read: from a source outside proxy_protocol_from, or

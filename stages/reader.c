@@ -9,10 +9,10 @@
  * keep-alive connections (keep-alive timeout, in deadline order) and
  * lingering closes. */
 #include "core/http.h"
-#include "lib/log.h"
 #include "core/response.h"
-#include "stages/pipeline.h"
+#include "lib/log.h"
 #include "stages/loop.h"
+#include "stages/pipeline.h"
 #include "stages/proxied.h"
 #include "stages/send.h"
 

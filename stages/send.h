@@ -4,8 +4,8 @@
 #ifndef SLUICE_SEND_H
 #define SLUICE_SEND_H
 
-#include "stages/pipeline.h"
 #include "lib/stats.h"
+#include "stages/pipeline.h"
 
 enum sl_send_rc {
     SL_SENT_ALL,   /* the whole response is out */

@@ -6,8 +6,8 @@
  * across eviction and replacement, and a multi-threaded race against a file
  * system in motion that ends with an exact account of open files and memory. */
 #include "core/cache.h"
-#include "lib/log.h"
 #include "core/mime.h"
+#include "lib/log.h"
 #include "lib/stats.h"
 
 #include <criterion/criterion.h>
