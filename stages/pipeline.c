@@ -21,9 +21,9 @@ void sl_settings_read(struct sl_settings *out)
 {
     rcu_read_lock();
     /* rcu_dereference pairs with rcu_assign_pointer/rcu_xchg_pointer in
-       publish(): the snapshot's fields are seen as initialised. */
+       sl_settings_publish(): the snapshot's fields are seen as initialised. */
     const struct sl_settings *s = rcu_dereference(sl_srv.settings);
-    SL_TSAN_ACQUIRE(s); /* pairs with publish() */
+    SL_TSAN_ACQUIRE(s); /* pairs with sl_settings_publish() */
     if (s != NULL)
         *out = *s;
     SL_TSAN_RELEASE(&sl_rcu_gp_token);
