@@ -4,6 +4,7 @@
 #include "core/log.h"
 #include "core/server.h"
 #include "stages/admission.h"
+#include "stages/synfilter.h"
 #include "stages/stages.h"
 
 #include <errno.h>
@@ -203,9 +204,13 @@ static void adm_tick(uint64_t now)
         /* Smoothed: an interval right after the limit fell accepts little. */
         ctl.rate += ((double)accepts / span - ctl.rate) / 4;
         set_backlog(sl_adm_next_backlog(ctl.rate, bound, target, bmax));
+        /* While the limit binds the short backlog overflows: keep its room
+           for new clients, not for retransmissions already late. */
+        sl_synfilter_shed(bound);
     } else {
         ctl.limit = (double)max;
         set_backlog(bmax);
+        sl_synfilter_shed(false);
     }
     __atomic_store_n(&sl_srv.adm_limit, (long)ctl.limit, __ATOMIC_RELAXED);
     __atomic_store_n(&ctl.peak, open, __ATOMIC_RELAXED);
