@@ -6,6 +6,7 @@
 #include "core/accesslog.h"
 #include "lib/log.h"
 #include "lib/net.h"
+#include "stages/synfilter.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -178,6 +179,14 @@ int sl_server_start(struct sl_config *cfg)
     if (s->listen_fd < 0)
         goto fail;
     tune_listener(cfg);
+    if (cfg->adm_drop_syn_retries) {
+        if (sl_synfilter_attach(s->listen_fd, why, sizeof(why)) == SL_OK)
+            sl_log(SL_LOG_INFO, "admission: retransmitted SYNs are dropped while the limit "
+                                "binds (BPF filter on the listener)");
+        else
+            sl_log(SL_LOG_WARN, "%s:%d: admission.drop_syn_retries: %s; going on without",
+                   cfg->path, sl_config_line(cfg, "admission", "drop_syn_retries"), why);
+    }
     if (sl_accesslog_start(cfg->access_log, cfg->access_log_format, cfg->queue_kind) !=
         SL_OK) {
         sl_log(SL_LOG_CRIT, "%s:%d: server.access_log: cannot open '%s': %s", cfg->path,
@@ -244,6 +253,9 @@ int sl_server_reload(struct sl_config *next, char *err, size_t errsz)
     flag = next->reuseport;
     keep_int(&flag, cur->reuseport, "server.reuseport");
     next->reuseport = flag;
+    flag = next->adm_drop_syn_retries;
+    keep_int(&flag, cur->adm_drop_syn_retries, "admission.drop_syn_retries");
+    next->adm_drop_syn_retries = flag;
     keep_str(&next->user, cur->user, "server.user");
     keep_str(&next->pidfile, cur->pidfile, "server.pidfile");
     keep_str(&next->mime_types, cur->mime_types, "http.mime_types");
@@ -380,6 +392,7 @@ size_t sl_server_config_json(char *out, size_t cap)
     JSON_PUT(",\"access_log_format\":\"%s\",\"log_level\":%d",
              cfg && cfg->access_log_format == SL_ACCESS_JSON ? "json" : "combined",
              cfg ? cfg->log_level : -1);
+    bool drop_syn = cfg && cfg->adm_drop_syn_retries;
     SL_TSAN_RELEASE(&sl_rcu_gp_token);
     rcu_read_unlock();
     JSON_PUT(",\"threads\":{\"acceptor\":%d,\"reader\":%d,\"detector\":1,\"writer\":%d}",
@@ -403,10 +416,10 @@ size_t sl_server_config_json(char *out, size_t cap)
              (unsigned long long)v.cache.negative_ns, v.cache.small_file_max);
     JSON_PUT(",\"admission\":{\"policy\":\"%s\",\"queue_wait_target_ns\":%llu"
              ",\"queue_wait_interval_ns\":%llu,\"retry_after\":%d,\"on_full\":%d"
-             ",\"close_idle\":%s}}",
+             ",\"close_idle\":%s,\"drop_syn_retries\":%s}}",
              v.adm_policy == SL_ADM_CODEL ? "codel" : "limit", (unsigned long long)v.adm_target_ns,
              (unsigned long long)v.adm_interval_ns, v.adm_retry_after, v.adm_on_full,
-             v.adm_close_idle ? "true" : "false");
+             v.adm_close_idle ? "true" : "false", drop_syn ? "true" : "false");
     if (len >= cap)
         out[cap - 1] = '\0';
     return len;
@@ -418,6 +431,7 @@ void sl_server_stop(uint64_t timeout_ns)
 {
     struct sl_server *s = &sl_srv;
     sl_pipeline_stop(timeout_ns);
+    sl_synfilter_free(); /* the listener is closed */
     sl_mime_free(s->mime);
     s->mime = NULL;
     close(s->root_fd);

@@ -127,10 +127,14 @@ void sl_report_json(struct sl_sbuf *b, const struct sl_status_sample *s,
               ",\"refused_full\":%" PRIu64 ",\"closed_full\":%" PRIu64
               ",\"closed_idle\":%" PRIu64 ",\"policy\":\"%s\",\"limit\":%ld"
               ",\"admitted\":%ld,\"waiting\":%ld,\"backlog\":%d,\"wait_ms\":%.3f"
-              ",\"readers_idle\":%.2f}",
+              ",\"readers_idle\":%.2f,\"syn_filter\":%s,\"syn_shedding\":%s"
+              ",\"syns\":%" PRIu64 ",\"syn_retries\":%" PRIu64
+              ",\"syn_retries_dropped\":%" PRIu64 "}",
               s->adm_dropping ? "true" : "false",
               e->shed_queue_wait, e->refused_full, e->conn_rejected, e->closed_idle,
-              as.policy, as.limit, as.admitted, as.waiting, as.backlog, as.wait_ms, as.idle);
+              as.policy, as.limit, as.admitted, as.waiting, as.backlog, as.wait_ms, as.idle,
+              as.syn_filter ? "true" : "false", as.syn_shedding ? "true" : "false", as.syns,
+              as.syn_retries, as.syn_retries_dropped);
     sl_sbuf_printf(b,
               ",\"requests\":{\"total\":%" PRIu64 ",\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64
               ",\"3xx\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64
@@ -226,6 +230,12 @@ void sl_report_table(struct sl_sbuf *b, const struct sl_status_sample *s,
               "mean internal wait %.1f ms, readers idle %.0f%%\n",
               as.policy, as.admitted, as.limit, as.waiting, as.backlog, as.wait_ms,
               as.idle * 100);
+    if (as.syn_filter)
+        sl_sbuf_printf(b,
+                       "SYN filter: %s; %" PRIu64 " SYNs, %" PRIu64 " retransmitted, %" PRIu64
+                       " of them dropped\n",
+                       as.syn_shedding ? "dropping retransmissions" : "letting all through",
+                       as.syns, as.syn_retries, as.syn_retries_dropped);
     sl_sbuf_printf(b,
               "requests: %" PRIu64 " (1xx %" PRIu64 ", 2xx %" PRIu64 ", 3xx %" PRIu64
               ", 4xx %" PRIu64 ", 5xx %" PRIu64 "), %" PRIu64
@@ -446,6 +456,15 @@ void sl_report_metrics(struct sl_sbuf *b, const struct sl_status_sample *s)
     metric_head(b, "admission_readers_idle_ratio", "gauge",
                 "Share of the last admission interval the readers waited for work.");
     sl_sbuf_printf(b, "sluice_admission_readers_idle_ratio %.2f\n", as.idle);
+    metric_head(b, "admission_syns_total", "counter",
+                "SYNs that reached the listener, seen by the SYN filter, by kind: new, "
+                "retransmitted and let through, retransmitted and dropped.");
+    sl_sbuf_printf(b, "sluice_admission_syns_total{kind=\"new\"} %" PRIu64 "\n",
+                   as.syns - as.syn_retries);
+    sl_sbuf_printf(b, "sluice_admission_syns_total{kind=\"retransmitted\"} %" PRIu64 "\n",
+                   as.syn_retries - as.syn_retries_dropped);
+    sl_sbuf_printf(b, "sluice_admission_syns_total{kind=\"dropped\"} %" PRIu64 "\n",
+                   as.syn_retries_dropped);
     metric_u64(b, "accept_errors_total", "counter",
                "accept() failures other than EAGAIN and aborted connections.",
                e->accept_errors);

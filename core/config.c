@@ -73,6 +73,7 @@ static const struct key keys[] = {
     {"admission", "on_full", K_FULL, OFF(adm_on_full), 0, 0},
     {"admission", "close_idle", K_BOOL, OFF(adm_close_idle), 0, 0},
     {"admission", "policy", K_POLICY, OFF(adm_policy), 0, 0},
+    {"admission", "drop_syn_retries", K_BOOL, OFF(adm_drop_syn_retries), 0, 0},
     {"http", "index", K_STR, OFF(index), 0, 0},
     {"http", "mime_types", K_STR, OFF(mime_types), 0, 0},
     {"http", "default_type", K_STR, OFF(default_type), 0, 0},
@@ -148,6 +149,7 @@ void sl_config_defaults(struct sl_config *cfg)
     cfg->adm_on_full = SL_FULL_CLOSE;
     cfg->adm_close_idle = false;
     cfg->adm_policy = SL_ADM_LIMIT;
+    cfg->adm_drop_syn_retries = true;
     cfg->index = sl_strdup("index.html");
     cfg->mime_types = sl_strdup("/etc/mime.types");
     cfg->default_type = sl_strdup("application/octet-stream");

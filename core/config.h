@@ -94,6 +94,7 @@ struct sl_config {
     int adm_on_full;          /* enum sl_full_action */
     bool adm_close_idle;      /* at max_connections, close idle keep-alive first */
     int adm_policy;           /* enum sl_adm_policy */
+    bool adm_drop_syn_retries; /* BPF filter drops retransmitted SYNs while the limit binds */
 
     /* [http] */
     char *index;         /* file served for a directory ("index.html") */

@@ -4,6 +4,7 @@
 #include "lib/log.h"
 #include "stages/admission.h"
 #include "stages/pipeline.h"
+#include "stages/synfilter.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -202,9 +203,13 @@ static void adm_tick(uint64_t now)
         /* Smoothed: an interval right after the limit fell accepts little. */
         ctl.rate += ((double)accepts / span - ctl.rate) / 4;
         set_backlog(sl_adm_next_backlog(ctl.rate, bound, target, bmax));
+        /* While the limit binds the short backlog overflows: keep its room
+           for new clients, not for retransmissions already late. */
+        sl_synfilter_shed(bound);
     } else {
         ctl.limit = (double)max;
         set_backlog(bmax);
+        sl_synfilter_shed(false);
     }
     __atomic_store_n(&sl_srv.adm_limit, (long)ctl.limit, __ATOMIC_RELAXED);
     __atomic_store_n(&ctl.peak, open, __ATOMIC_RELAXED);

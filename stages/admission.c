@@ -3,6 +3,7 @@
 
 #include "lib/common.h"
 #include "stages/pipeline.h"
+#include "stages/synfilter.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -55,6 +56,13 @@ void sl_adm_state(struct sl_adm_state *st)
     st->idle = __atomic_load_n(&sl_srv.adm_idle_pct, __ATOMIC_RELAXED) / 100.0;
     uint64_t w = __atomic_load_n(&sl_srv.adm_signal_ns, __ATOMIC_RELAXED);
     st->wait_ms = w == SL_ADM_NO_WAIT ? -1 : (double)w / 1e6;
+    struct sl_synfilter_counts sc;
+    sl_synfilter_counts(&sc);
+    st->syn_filter = sl_synfilter_on();
+    st->syn_shedding = sc.shedding;
+    st->syns = sc.syns;
+    st->syn_retries = sc.retries;
+    st->syn_retries_dropped = sc.dropped;
     /* On a listening socket, TCP_INFO's unacked is the accept queue's length. */
     struct tcp_info ti;
     socklen_t len = sizeof(ti);

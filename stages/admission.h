@@ -96,6 +96,9 @@ struct sl_adm_state {
     double idle;        /* the share of the last interval the readers waited
                            for work (0..1) */
     double wait_ms;     /* the last interval's mean internal queue wait, -1: none */
+    bool syn_filter;    /* the SYN filter is attached (synfilter.h) */
+    bool syn_shedding;  /* ... and dropping retransmitted SYNs now */
+    uint64_t syns, syn_retries, syn_retries_dropped; /* its counters */
 };
 
 /* Fills ST from the running server. Any thread; cannot fail. */

@@ -1,0 +1,57 @@
+/* synfilter.h: turning retransmitted SYNs away while the admission limit
+ * binds ([admission] drop_syn_retries).
+ *
+ * Past the knee the adaptive limit (admission.h) leaves excess connections in
+ * a short listen backlog, and the kernel drops the SYNs that find it full.
+ * Each such client sends its SYN again a second later (then after 3 s, 7 s,
+ * ...), and that retransmission competes for the backlog with the SYNs of
+ * new clients. Whichever gets in is served; but a client whose SYN was
+ * retransmitted is already a second late, past any useful deadline, so the
+ * work spent on it is lost and a new client that could have been served in
+ * time waits or is dropped in its place. Measured with a new connection per
+ * request at four times the knee, ... (see README "Admission control").
+ *
+ * So while the limit binds, a BPF socket filter on the listening socket drops
+ * every SYN it has seen before (same source address, port and initial
+ * sequence number): the backlog's room goes to new clients, and a client
+ * already turned away once is never accepted (it gives up at its own
+ * timeout) rather than accepted late. When the limit does not bind the filter
+ * lets every SYN through, so a SYN lost on the network is retried as usual.
+ *
+ * Loading a BPF program needs CAP_BPF (root), before privileges are dropped;
+ * without it, or on a kernel without BPF, sluice runs without the filter and
+ * says why once. */
+#ifndef SLUICE_SYNFILTER_H
+#define SLUICE_SYNFILTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Loads the filter and attaches it to the listening socket FD. Returns SL_OK,
+ * or SL_ERR with the reason in WHY (the server goes on without it). */
+int sl_synfilter_attach(int fd, char *why, size_t whylen);
+
+/* Whether the filter is attached. Any thread. */
+bool sl_synfilter_on(void);
+
+/* Turns dropping retransmitted SYNs on or off (a system call when it
+ * changes). The acceptor running the admission limit; no-op when the filter
+ * is not attached. */
+void sl_synfilter_shed(bool shed);
+
+struct sl_synfilter_counts {
+    uint64_t syns;    /* SYNs that reached the listener */
+    uint64_t retries; /* of them retransmissions of a SYN seen before */
+    uint64_t dropped; /* retransmissions dropped while the limit bound */
+    bool shedding;    /* retransmissions are being dropped now */
+};
+
+/* The filter's counters (zeros when it is not attached). Any thread. */
+void sl_synfilter_counts(struct sl_synfilter_counts *c);
+
+/* Detaches nothing (the socket's close does) but frees the program and its
+ * maps. At stop, after the listener is closed. */
+void sl_synfilter_free(void);
+
+#endif

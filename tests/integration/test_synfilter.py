@@ -1,0 +1,155 @@
+"""The SYN filter ([admission] drop_syn_retries, on by default): while the
+adaptive limit binds, a BPF socket filter on the listener drops SYNs it has
+seen before (a client's retransmission after the kernel dropped its first
+SYN at a full backlog), so the backlog's room goes to new clients; when the
+limit does not bind, every SYN goes through."""
+
+import os
+import random
+import select
+import socket
+import struct
+import time
+
+import pytest
+
+import helpers
+from helpers import RawConn, request
+from test_admission import accept_queue, factory, quiet, stats  # noqa: F401 (fixture)
+from test_admission_limit import (LIMIT, freeze, keepalive_get, listen_backlog, lower_the_limit,
+                                  sessions)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0,
+                                reason="loading a BPF program and raw sockets need root")
+
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def send_syn(port, sport, seq):
+    """One bare SYN from 127.0.0.1:SPORT with initial sequence number SEQ, as
+    a client's kernel sends it (again, when it retransmits). No socket of ours
+    owns SPORT, so a SYN-ACK that comes back is answered with a reset."""
+    src = dst = socket.inet_aton("127.0.0.1")
+    hdr = struct.pack("!HHIIBBHHH", sport, port, seq, 0, 5 << 4, 0x02, 65535, 0, 0)
+    pseudo = struct.pack("!4s4sBBH", src, dst, 0, socket.IPPROTO_TCP, len(hdr))
+    hdr = hdr[:16] + struct.pack("!H", checksum(pseudo + hdr)) + hdr[18:]
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP) as s:
+        s.sendto(hdr, ("127.0.0.1", 0))
+
+
+def syn_counts(server):
+    adm = stats(server)["admission"]
+    return adm["syns"], adm["syn_retries"], adm["syn_retries_dropped"]
+
+
+def a_syn_and_its_retransmission(port):
+    sport, seq = random.randint(20000, 30000), random.getrandbits(32)
+    send_syn(port, sport, seq)
+    time.sleep(0.05)
+    send_syn(port, sport, seq)
+
+
+def test_filter_is_on_by_default_and_lets_every_syn_through_while_the_limit_does_not_bind(
+        factory):
+    server = factory(**LIMIT)
+    quiet(server)
+    adm = stats(server)["admission"]
+    assert adm["syn_filter"] is True and adm["syn_shedding"] is False, adm
+    assert stats(server)["config"]["admission"]["drop_syn_retries"] is True
+    syns, retries, dropped = syn_counts(server)
+    a_syn_and_its_retransmission(server.port)
+    # A fresh SYN with a new sequence number on the same port is a new client.
+    send_syn(server.port, 31000, 1)
+    send_syn(server.port, 31000, 2)
+    helpers.wait_until(lambda: syn_counts(server)[0] == syns + 4, timeout=5,
+                       what="the filter counting four SYNs")
+    assert syn_counts(server) == (syns + 4, retries + 1, dropped)
+    # And the server still serves.
+    with RawConn(server.port) as c:
+        keepalive_get(c)
+
+
+def test_retransmitted_syns_are_dropped_while_the_limit_binds(factory):
+    server = factory(**LIMIT)
+    quiet(server)
+    with sessions(server) as conns:
+        lower_the_limit(server, conns)
+        # Twenty more clients than the limit admits: they wait in the backlog
+        # and the limit binds.
+        extra = [RawConn(server.port) for _ in range(20)]
+        fill, probe = [], None
+        try:
+            for c in extra:
+                c.send(request("GET", "/one.bin"))
+            helpers.wait_until(lambda: stats(server)["admission"]["syn_shedding"], timeout=5,
+                               what="the filter shedding while the limit binds")
+            syns, retries, dropped = syn_counts(server)
+            # Frozen, the acceptor cannot turn shedding off, and nothing is
+            # accepted: fill the backlog, then a client's first SYN finds it
+            # full and the kernel drops it; the retransmission a second later
+            # is the filter's to drop.
+            freeze(server)
+            try:
+                a_syn_and_its_retransmission(server.port)
+                full = listen_backlog(server.port) + 1
+                for _ in range(200):
+                    if accept_queue(server.port) >= full:
+                        break
+                    s = socket.create_connection(("127.0.0.1", server.port), timeout=2)
+                    fill.append(s)
+                    s.sendall(request("GET", "/one.bin"))
+                    time.sleep(0.01)  # the request makes it a queued connection
+                assert accept_queue(server.port) >= full
+                probe = socket.socket()
+                probe.setblocking(False)
+                assert probe.connect_ex(("127.0.0.1", server.port)) != 0
+                time.sleep(1.6)  # past the first retransmission (1 s)
+                _, w, _ = select.select([], [probe], [], 0)
+                assert not w, "a client whose SYN was retransmitted got in"
+            finally:
+                os.kill(server.pid, 18)  # SIGCONT
+            s1, r1, d1 = syn_counts(server)
+            # Our pair: one retransmission, dropped; the probe: at least its
+            # first retransmission, dropped.
+            assert r1 - retries >= 2 and d1 - dropped >= 2, (syns, retries, dropped, s1, r1, d1)
+            assert d1 - dropped <= r1 - retries
+        finally:
+            for c in extra:
+                c.close()
+            for s in fill:
+                s.close()
+    # The load gone, the limit stops binding; the probe's next retransmission
+    # (3 s after its first SYN) gets in and it is served.
+    helpers.wait_until(lambda: not stats(server)["admission"]["syn_shedding"], timeout=5,
+                       what="shedding off once nothing waits")
+    try:
+        _, w, _ = select.select([], [probe], [], 10)
+        assert w and probe.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+        probe.setblocking(True)
+        probe.settimeout(10)
+        probe.sendall(request("GET", "/one.bin"))
+        assert probe.recv(64).startswith(b"HTTP/1.1 200")
+    finally:
+        probe.close()
+    syns, retries, dropped = syn_counts(server)
+    a_syn_and_its_retransmission(server.port)
+    helpers.wait_until(lambda: syn_counts(server)[1] == retries + 1, timeout=5,
+                       what="the retransmission counted")
+    assert syn_counts(server)[2] == dropped, "a retransmission dropped with no limit binding"
+
+
+def test_drop_syn_retries_off_loads_no_filter(factory):
+    server = factory(admission_drop_syn_retries="no", **LIMIT)
+    quiet(server)
+    adm = stats(server)["admission"]
+    assert adm["syn_filter"] is False and adm["syns"] == 0, adm
+    assert stats(server)["config"]["admission"]["drop_syn_retries"] is False
+    a_syn_and_its_retransmission(server.port)
+    assert stats(server)["admission"]["syns"] == 0
