@@ -167,6 +167,7 @@ def test_report_and_plot_data(bench):
     md = bench.render(summary, ["sluice", "nginx", "floor"], ["1kib"], info, meta)
     assert "| 1kib | sluice | 110 | 1.00 | 9.0 | 1.50 |" in md
     assert "client-bound in 1/1" in md
+    assert "| 1kib | 111,111 | 83,333 | 166,667 |" in md  # per CPU-second
     assert "| 1kib | 1.22 (nginx) | 0.75 (nginx) | 1.50 | req/s yes, CPU yes, floor **no** |" in md
 
 
