@@ -86,7 +86,7 @@ fuzz: fuzz-build
 	./tools/fuzz-run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 bench: deps build
-	./tools/sluice-bench
+	./tools/sluice-bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev libtsan2
 liburcu-dev libcriterion-dev libinih-dev libsystemd-dev libbpf-dev bpftool media-types
-curl wget wrk httperf python3 python3-pytest gnuplot-nox
+curl wget wrk httperf python3 python3-pytest gnuplot-nox strace linux-perf
 nginx-light lighttpd h2o prometheus haproxy"
 
 missing=""
@@ -23,7 +23,8 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
-# nginx, lighttpd and h2o come only for the benchmark, prometheus and haproxy
+# nginx, lighttpd and h2o come only for the benchmark (strace and linux-perf
+# count its system calls per request), prometheus and haproxy
 # only for tests/integration/test_fleet.py; never let them start on
 # their own ports here (policy-rc.d 101 = "do not start services").
 if [ ! -e /usr/sbin/policy-rc.d ]; then

@@ -28,3 +28,8 @@ def load_script(name):
 @pytest.fixture(scope="session")
 def sweep():
     return load_script("sluice-sweep")
+
+
+@pytest.fixture(scope="session")
+def bench():
+    return load_script("sluice-bench")

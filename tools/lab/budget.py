@@ -274,6 +274,16 @@ def _read(path):
         return f.read()
 
 
+def parse_cpu_stat(text):
+    """CPU time in ns from the text of a v2 cpu.stat (its usage_usec line);
+    0 when the line is missing."""
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "usage_usec":
+            return int(parts[1]) * 1000
+    return 0
+
+
 _LIVE = []  # every Cgroup not yet removed
 
 
@@ -422,11 +432,7 @@ class Cgroup:
     def cpu_ns(self):
         """CPU time used by everything ever in this cgroup, ns."""
         if "v2" in self.dirs:
-            for line in _read(os.path.join(self.dirs["v2"], "cpu.stat")).splitlines():
-                k, v = line.split()
-                if k == "usage_usec":
-                    return int(v) * 1000
-            return 0
+            return parse_cpu_stat(_read(os.path.join(self.dirs["v2"], "cpu.stat")))
         return int(_read(os.path.join(self.dirs["cpuacct"], "cpuacct.usage")))
 
     def paths(self):
