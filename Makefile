@@ -64,7 +64,7 @@ integration:
 # The rest run in the two other builds; `make unit integration
 # BUILD=build-tsan` runs every integration test under TSan (8 minutes here).
 TSAN_TESTS ?= $(addprefix tests/integration/,test_threads.py test_daemon.py \
-	test_admission_limit.py test_review_loop.py test_status.py test_inline.py)
+	test_admission_limit.py test_synfilter.py test_review_loop.py test_status.py test_inline.py)
 
 # The lab's own logic (tools/lab, tools/sluice-sweep): no server, no timing.
 tools-test:
