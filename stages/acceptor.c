@@ -198,7 +198,8 @@ static void adm_tick(uint64_t now)
         ctl.limit = (double)SL_MIN((long)SL_ADM_LIMIT_START, max);
     ctl.on = on;
     if (on) {
-        ctl.limit = sl_adm_next_limit(ctl.limit, peak, bound, wait, target, idle,
+        long waiting = bound ? sl_adm_accept_queue() : 0;
+        ctl.limit = sl_adm_next_limit(ctl.limit, peak, bound, wait, target, idle, waiting,
                                       SL_ADM_LIMIT_MIN, max);
         /* Smoothed: an interval right after the limit fell accepts little. */
         ctl.rate += ((double)accepts / span - ctl.rate) / 4;

@@ -11,7 +11,7 @@
 #include <urcu/uatomic.h>
 
 double sl_adm_next_limit(double limit, long peak, bool bound, uint64_t wait,
-                         uint64_t target, double idle, long lo, long hi)
+                         uint64_t target, double idle, long waiting, long lo, long hi)
 {
     if (target == 0) {
         /* Off: keep the limit. */
@@ -25,7 +25,14 @@ double sl_adm_next_limit(double limit, long peak, bool bound, uint64_t wait,
            further the wait is below the target. No request at all (the
            admitted connections idle between requests): no queue either. */
         double room = wait == SL_ADM_NO_WAIT ? 1.0 : 1.0 - (double)wait / (double)target;
-        limit += SL_MAX(1.0, limit * room / 8);
+        double step = SL_MAX(1.0, limit * room / 8);
+        /* Far below the target with clients waiting outside: let them in
+           sooner, up to room times the limit but no more than wait (a
+           closed-loop client opening 2,000 connections at once would
+           otherwise wait seconds for the limit to creep up from its start). */
+        if (room >= SL_ADM_FAST_ROOM && waiting > 0)
+            step = SL_MAX(step, SL_MIN((double)waiting, limit * room));
+        limit += step;
     }
     if (limit < (double)lo)
         limit = (double)lo;
@@ -46,6 +53,17 @@ int sl_adm_next_backlog(double rate, bool bound, uint64_t target, int max)
     return (int)b;
 }
 
+long sl_adm_accept_queue(void)
+{
+    /* On a listening socket, TCP_INFO's unacked is the accept queue's length. */
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    int fd = sl_srv.listen_fd;
+    if (fd >= 0 && getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
+        return (long)ti.tcpi_unacked;
+    return -1;
+}
+
 void sl_adm_state(struct sl_adm_state *st)
 {
     bool codel = sl_set.adm_policy == SL_ADM_CODEL; /* the caller refreshed sl_set */
@@ -63,11 +81,5 @@ void sl_adm_state(struct sl_adm_state *st)
     st->syns = sc.syns;
     st->syn_retries = sc.retries;
     st->syn_retries_dropped = sc.dropped;
-    /* On a listening socket, TCP_INFO's unacked is the accept queue's length. */
-    struct tcp_info ti;
-    socklen_t len = sizeof(ti);
-    st->waiting = -1;
-    if (sl_srv.listen_fd >= 0 &&
-        getsockopt(sl_srv.listen_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
-        st->waiting = (long)ti.tcpi_unacked;
+    st->waiting = sl_adm_accept_queue();
 }

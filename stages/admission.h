@@ -19,7 +19,12 @@
  *             limit rises by up to an eighth, the more the further the wait
  *             is below the target (an eighth when no request came at all:
  *             admitted connections idle between requests do not hold new
- *             clients back for good).
+ *             clients back for good). When the wait is below half the
+ *             target and clients wait in the accept queue, it rises by up
+ *             to room x limit instead (room = 1 - wait / target), but by no
+ *             more than wait there: 2,000 connections opened at once by a
+ *             closed-loop client are let in within a few intervals, not
+ *             after seconds of creeping up from the start.
  *   else it stays: readers busy all the time gain nothing from more
  *             connections, only a longer queue.
  *
@@ -53,6 +58,8 @@
                                      what sluice accepts in this many targets */
 #define SL_ADM_IDLE_MIN 0.05      /* the limit grows only while the readers wait
                                      for work this share of the time or more */
+#define SL_ADM_FAST_ROOM 0.5      /* mean wait below (1 - this) x target with
+                                     clients waiting: grow by up to room x limit */
 
 /* The controller's state; owned by the acceptor thread. */
 struct sl_adm_ctl {
@@ -72,11 +79,16 @@ struct sl_adm_ctl {
 
 /* The next limit after an interval in which the mean internal queue wait was
  * WAIT (SL_ADM_NO_WAIT: no request), at most PEAK connections were open, the
- * limit BOUND (held a connection back) or not, and the readers waited for
- * work IDLE (0..1) of the time, for queue wait target TARGET (0: off, the
- * limit is kept). The result is within [LO, HI]. Pure; cannot fail. */
+ * limit BOUND (held a connection back) or not, the readers waited for work
+ * IDLE (0..1) of the time, and WAITING connections are in the accept queue
+ * now (-1: unknown), for queue wait target TARGET (0: off, the limit is
+ * kept). The result is within [LO, HI]. Pure; cannot fail. */
 double sl_adm_next_limit(double limit, long peak, bool bound, uint64_t wait,
-                         uint64_t target, double idle, long lo, long hi);
+                         uint64_t target, double idle, long waiting, long lo, long hi);
+
+/* Connections in the kernel's accept queue now, -1 if unknown (one
+ * getsockopt). Any thread. */
+long sl_adm_accept_queue(void);
 
 /* The listen backlog for an interval in which connections were accepted at
  * RATE per second and the limit BOUND or not: what sluice accepts in

@@ -11,69 +11,96 @@ Test(admission, no_request_in_the_interval)
 {
     /* Not reached: keep it. */
     cr_expect_float_eq(
-        sl_adm_next_limit(500, 100, false, SL_ADM_NO_WAIT, 50 * MS, IDLE, 16, 20000), 500, 1e-9);
+        sl_adm_next_limit(500, 100, false, SL_ADM_NO_WAIT, 50 * MS, IDLE, 0, 16, 20000), 500, 1e-9);
     /* Reached by connections idle between requests while others wait: no
        queue at all, so an eighth more (idle keep-alive connections must not
        hold new clients back for good). */
     cr_expect_float_eq(
-        sl_adm_next_limit(500, 500, true, SL_ADM_NO_WAIT, 50 * MS, IDLE, 16, 20000), 562.5,
+        sl_adm_next_limit(500, 500, true, SL_ADM_NO_WAIT, 50 * MS, IDLE, 0, 16, 20000), 562.5,
         1e-9);
 }
 
 Test(admission, standing_queue_shrinks_to_what_was_used)
 {
     /* Twice the target: half of the connections that were open. */
-    double l = sl_adm_next_limit(20000, 800, true, 100 * MS, 50 * MS, BUSY, 16, 20000);
+    double l = sl_adm_next_limit(20000, 800, true, 100 * MS, 50 * MS, BUSY, 0, 16, 20000);
     cr_expect_float_eq(l, 400, 1e-9);
     /* Far above the target: at most halved per interval. */
-    l = sl_adm_next_limit(1000, 1000, true, 5000 * MS, 50 * MS, BUSY, 16, 20000);
+    l = sl_adm_next_limit(1000, 1000, true, 5000 * MS, 50 * MS, BUSY, 0, 16, 20000);
     cr_expect_float_eq(l, 500, 1e-9);
     /* Just above: a little below what was used, never above it. */
-    l = sl_adm_next_limit(1000, 1000, true, 51 * MS, 50 * MS, BUSY, 16, 20000);
+    l = sl_adm_next_limit(1000, 1000, true, 51 * MS, 50 * MS, BUSY, 0, 16, 20000);
     cr_expect(l < 1000 && l >= 900, "got %f", l);
     /* Idle readers do not stop it falling: the queue is there. */
-    l = sl_adm_next_limit(1000, 1000, true, 100 * MS, 50 * MS, IDLE, 16, 20000);
+    l = sl_adm_next_limit(1000, 1000, true, 100 * MS, 50 * MS, IDLE, 0, 16, 20000);
     cr_expect_float_eq(l, 500, 1e-9);
 }
 
 Test(admission, never_below_the_floor_nor_above_max)
 {
-    cr_expect_float_eq(sl_adm_next_limit(20, 20, true, 1000 * MS, 50 * MS, BUSY, 16, 20000), 16,
+    cr_expect_float_eq(sl_adm_next_limit(20, 20, true, 1000 * MS, 50 * MS, BUSY, 0, 16, 20000), 16,
                        1e-9);
-    cr_expect_float_eq(sl_adm_next_limit(19990, 19990, true, 0, 50 * MS, IDLE, 16, 20000), 20000,
+    cr_expect_float_eq(sl_adm_next_limit(19990, 19990, true, 0, 50 * MS, IDLE, 0, 16, 20000), 20000,
                        1e-9);
 }
 
 Test(admission, grows_only_when_it_binds_and_readers_have_room)
 {
     /* Not reached in the interval: no reason to grow. */
-    cr_expect_float_eq(sl_adm_next_limit(400, 100, false, 1 * MS, 50 * MS, IDLE, 16, 20000), 400,
+    cr_expect_float_eq(sl_adm_next_limit(400, 100, false, 1 * MS, 50 * MS, IDLE, 0, 16, 20000), 400,
                        1e-9);
     /* Reached, with no wait at all: an eighth more. */
-    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 0, 50 * MS, IDLE, 16, 20000), 450,
+    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 0, 50 * MS, IDLE, 0, 16, 20000), 450,
                        1e-9);
     /* Reached, waits half the target: a sixteenth more. */
-    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 25 * MS, 50 * MS, IDLE, 16, 20000), 425,
+    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 25 * MS, 50 * MS, IDLE, 0, 16, 20000), 425,
                        1e-9);
     /* At the target: at least one more, so it can always probe upward. */
-    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 50 * MS, 50 * MS, IDLE, 16, 20000), 401,
+    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 50 * MS, 50 * MS, IDLE, 0, 16, 20000), 401,
                        1e-9);
     /* Reached, short waits, but the readers never waited for work: more
        connections would only queue longer. */
-    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 1 * MS, 50 * MS, BUSY, 16, 20000), 400,
+    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 1 * MS, 50 * MS, BUSY, 0, 16, 20000), 400,
                        1e-9);
     cr_expect_float_eq(
-        sl_adm_next_limit(400, 400, true, 1 * MS, 50 * MS, SL_ADM_IDLE_MIN / 2, 16, 20000), 400,
+        sl_adm_next_limit(400, 400, true, 1 * MS, 50 * MS, SL_ADM_IDLE_MIN / 2, 0, 16, 20000), 400,
         1e-9);
-    cr_expect(sl_adm_next_limit(400, 400, true, 1 * MS, 50 * MS, SL_ADM_IDLE_MIN, 16, 20000) >
+    cr_expect(sl_adm_next_limit(400, 400, true, 1 * MS, 50 * MS, SL_ADM_IDLE_MIN, 0, 16, 20000) >
               400);
+}
+
+Test(admission, grows_fast_toward_the_clients_waiting_while_far_below_the_target)
+{
+    /* 1,744 clients waiting, no wait inside: up to doubling per interval. */
+    cr_expect_float_eq(sl_adm_next_limit(256, 256, true, 0, 50 * MS, IDLE, 1744, 16, 20000), 512,
+                       1e-9);
+    cr_expect_float_eq(
+        sl_adm_next_limit(256, 256, true, SL_ADM_NO_WAIT, 50 * MS, IDLE, 1744, 16, 20000), 512,
+        1e-9);
+    /* ... but by no more than are waiting. */
+    cr_expect_float_eq(sl_adm_next_limit(256, 256, true, 0, 50 * MS, IDLE, 40, 16, 20000), 296,
+                       1e-9);
+    /* A tenth of the target: up to 0.9 x the limit. */
+    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 5 * MS, 50 * MS, IDLE, 5000, 16, 20000),
+                       760, 1e-9);
+    /* Half the target or more: the eighth rule alone, whatever waits. */
+    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 30 * MS, 50 * MS, IDLE, 5000, 16, 20000),
+                       420, 1e-9);
+    /* Nobody waiting, or unknown: the eighth rule. */
+    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 0, 50 * MS, IDLE, -1, 16, 20000), 450,
+                       1e-9);
+    /* Readers busy, or a standing queue: no faster growth. */
+    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 0, 50 * MS, BUSY, 5000, 16, 20000), 400,
+                       1e-9);
+    cr_expect_float_eq(sl_adm_next_limit(400, 400, true, 100 * MS, 50 * MS, IDLE, 5000, 16, 20000),
+                       200, 1e-9);
 }
 
 Test(admission, off_without_a_target)
 {
-    cr_expect_float_eq(sl_adm_next_limit(300, 300, true, 900 * MS, 0, BUSY, 16, 20000), 300,
+    cr_expect_float_eq(sl_adm_next_limit(300, 300, true, 900 * MS, 0, BUSY, 0, 16, 20000), 300,
                        1e-9);
-    cr_expect_float_eq(sl_adm_next_limit(300, 300, true, 0, 0, IDLE, 16, 20000), 300, 1e-9);
+    cr_expect_float_eq(sl_adm_next_limit(300, 300, true, 0, 0, IDLE, 0, 16, 20000), 300, 1e-9);
 }
 
 Test(admission, backlog_holds_five_targets_while_bound)
