@@ -187,7 +187,8 @@ static void put_validators(struct head *h, const struct sl_cache_entry *e)
 /* Parses a Range header against a file of SIZE bytes (RFC 9110 14.1.2).
  * Returns the number of satisfiable ranges (in START/END, END exclusive), 0
  * if none is satisfiable (416), or -1 to ignore the header and send the whole
- * file (bad syntax, another unit, too many or overlapping ranges). */
+ * file (bad syntax, another unit, too many or overlapping ranges, a suffix
+ * range of an empty file). */
 static int parse_ranges(struct sl_str v, off_t size, off_t *start, off_t *end)
 {
     const char *p = v.p, *e = v.p + v.n;
@@ -234,6 +235,9 @@ static int parse_ranges(struct sl_str v, off_t size, off_t *start, off_t *end)
         if (a < 0) { /* suffix: the last B bytes */
             if (b == 0)
                 continue;
+            if (size == 0)
+                return -1; /* satisfiable (RFC 9110 14.1.2), but no
+                              Content-Range can name zero bytes: 200 */
             s0 = b >= size ? 0 : size - b;
             e0 = size;
         } else {

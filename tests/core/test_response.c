@@ -486,6 +486,15 @@ Test(response, ignored_ranges_send_the_whole_file)
         cr_assert_eq(resp.body_end, 1000);
         done();
     }
+    /* A suffix of an empty file is zero bytes, which no Content-Range can
+       name ("bytes 0--1/0" once): the whole, empty, file. */
+    ask("GET /empty.txt HTTP/1.1\nHost: x\nRange: bytes=-5");
+    expect_status(200);
+    cr_assert_str_eq(hval("Content-Length"), "0");
+    cr_assert_null(hval("Content-Range"));
+    ask("GET /empty.txt HTTP/1.1\nHost: x\nRange: bytes=0-");
+    expect_status(416);
+    cr_assert_str_eq(hval("Content-Range"), "bytes */0");
     /* Ranges apply to GET only. */
     ask("HEAD /1k.bin HTTP/1.1\nHost: x\nRange: bytes=0-9");
     expect_status(200);
@@ -765,6 +774,7 @@ Test(response_parsers, parse_ranges)
     cr_assert_eq(ranges("bytes= 1-2 ,\t-3", 10, s, e), 2);
     cr_assert(s[0] == 1 && e[0] == 3 && s[1] == 7 && e[1] == 10);
     cr_assert_eq(ranges("bytes=0-", 0, s, e), 0, "nothing of an empty file");
+    cr_assert_eq(ranges("bytes=-1", 0, s, e), -1, "nor a suffix of it: ignored");
     cr_assert_eq(ranges("bytes=,,", 10, s, e), -1);
     cr_assert_eq(ranges("bytes=1-2 3-4", 10, s, e), -1);
     /* Numbers stop one digit short of LLONG_MAX: longer ones are bad syntax. */
