@@ -1,5 +1,7 @@
 /* response.c: request -> response decision; see response.h. errno chooses the
- * status (ENOENT -> 404, EACCES -> 403, others -> 500 logged loudly). */
+ * status (ENOENT -> 404, EACCES -> 403, others -> 500 logged loudly). Heads
+ * are written without room checks of their own: a head that does not fit is
+ * noticed and replaced in one place, finish(). */
 #include "core/response.h"
 #include "core/conn.h"
 #include "core/log.h"

@@ -14,6 +14,7 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +86,8 @@ static void setup(void)
     make_dir("odd/index.html");
     /* A type long enough that no 200 head can hold it. */
     char types[2048];
-    int n = snprintf(types, sizeof(types), "text/plain txt\ntext/html html\napplication/x-");
+    int n =
+        snprintf(types, sizeof(types), "text/plain txt\ntext/html html\napplication/x-");
     memset(types + n, 'z', 1400);
     snprintf(types + n + 1400, sizeof(types) - (size_t)n - 1400, " huge\n");
     write_file("mime.types", types, strlen(types));
@@ -155,6 +157,18 @@ static void ask_cap(const char *raw, size_t cap)
 static void ask(const char *raw)
 {
     ask_cap(raw, SL_CONN_HDR_CAP);
+}
+
+/* ask() with the request head formatted from FMT. */
+__attribute__((format(printf, 1, 2))) static void askf(const char *fmt, ...)
+{
+    char raw[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(raw, sizeof(raw), fmt, ap);
+    va_end(ap);
+    cr_assert(n > 0 && (size_t)n < sizeof(raw));
+    ask(raw);
 }
 
 /* The value of header NAME in the head, or NULL ("" for an empty value). */
@@ -304,13 +318,11 @@ Test(response, close_when_client_or_server_says_so)
 
 Test(response, if_none_match_strong_weak_list_and_star)
 {
-    char h[256];
     const char *forms[] = {"%s", "\"nope\", %s", "W/%s", "\"a\",W/\"b\" ,  %s", "*"};
     for (size_t i = 0; i < SL_ARRAY_LEN(forms); i++) {
         char v[128];
         snprintf(v, sizeof(v), forms[i], etag_txt);
-        snprintf(h, sizeof(h), "GET /a.txt HTTP/1.1\nHost: x\nIf-None-Match: %s", v);
-        ask(h);
+        askf("GET /a.txt HTTP/1.1\nHost: x\nIf-None-Match: %s", v);
         expect_status(304);
         cr_assert_null(resp.entry, "%s", v);
         cr_assert_str_eq(hval("ETag"), etag_txt);
@@ -322,76 +334,62 @@ Test(response, if_none_match_strong_weak_list_and_star)
     expect_status(200);
     done();
     /* HEAD too */
-    snprintf(h, sizeof(h), "HEAD /a.txt HTTP/1.1\nHost: x\nIf-None-Match: %s", etag_txt);
-    ask(h);
+    askf("HEAD /a.txt HTTP/1.1\nHost: x\nIf-None-Match: %s", etag_txt);
     expect_status(304);
 }
 
 Test(response, if_modified_since)
 {
-    char h[256], d[32];
-    snprintf(h, sizeof(h), "GET /a.txt HTTP/1.1\nHost: x\nIf-Modified-Since: %s", lastmod);
-    ask(h);
+    char d[32];
+    askf("GET /a.txt HTTP/1.1\nHost: x\nIf-Modified-Since: %s", lastmod);
     expect_status(304);
     sl_http_format_date(MTIME + 100, d);
-    snprintf(h, sizeof(h), "GET /a.txt HTTP/1.1\nHost: x\nIf-Modified-Since: %s", d);
-    ask(h);
+    askf("GET /a.txt HTTP/1.1\nHost: x\nIf-Modified-Since: %s", d);
     expect_status(304);
     sl_http_format_date(MTIME - 1, d);
-    snprintf(h, sizeof(h), "GET /a.txt HTTP/1.1\nHost: x\nIf-Modified-Since: %s", d);
-    ask(h);
+    askf("GET /a.txt HTTP/1.1\nHost: x\nIf-Modified-Since: %s", d);
     expect_status(200);
     done();
     ask("GET /a.txt HTTP/1.1\nHost: x\nIf-Modified-Since: yesterday");
     expect_status(200);
     done();
     /* If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2). */
-    snprintf(h, sizeof(h),
-             "GET /a.txt HTTP/1.1\nHost: x\nIf-None-Match: \"x\"\nIf-Modified-Since: %s",
-             lastmod);
-    ask(h);
+    askf("GET /a.txt HTTP/1.1\nHost: x\nIf-None-Match: \"x\"\nIf-Modified-Since: %s",
+         lastmod);
     expect_status(200);
     done();
 }
 
 Test(response, if_match_and_if_unmodified_since_give_412)
 {
-    char h[256], d[32];
+    char d[32];
     ask("GET /a.txt HTTP/1.1\nHost: x\nIf-Match: \"nope\"");
     expect_status(412);
     cr_assert_null(resp.entry);
     cr_assert(resp.keepalive, "a 412 keeps the connection");
-    snprintf(h, sizeof(h), "GET /a.txt HTTP/1.1\nHost: x\nIf-Match: W/%s", etag_txt);
-    ask(h);
+    askf("GET /a.txt HTTP/1.1\nHost: x\nIf-Match: W/%s", etag_txt);
     expect_status(412); /* strong comparison: a weak tag never matches */
-    snprintf(h, sizeof(h), "GET /a.txt HTTP/1.1\nHost: x\nIf-Match: \"a\", %s", etag_txt);
-    ask(h);
+    askf("GET /a.txt HTTP/1.1\nHost: x\nIf-Match: \"a\", %s", etag_txt);
     expect_status(200);
     done();
     ask("GET /a.txt HTTP/1.1\nHost: x\nIf-Match: *");
     expect_status(200);
     done();
     sl_http_format_date(MTIME - 1, d);
-    snprintf(h, sizeof(h), "GET /a.txt HTTP/1.1\nHost: x\nIf-Unmodified-Since: %s", d);
-    ask(h);
+    askf("GET /a.txt HTTP/1.1\nHost: x\nIf-Unmodified-Since: %s", d);
     expect_status(412);
-    snprintf(h, sizeof(h), "HEAD /a.txt HTTP/1.1\nHost: x\nIf-Unmodified-Since: %s", d);
-    ask(h);
+    askf("HEAD /a.txt HTTP/1.1\nHost: x\nIf-Unmodified-Since: %s", d);
     expect_status(412);
     cr_assert_eq(body_after_head(), 0, "HEAD: no error page");
-    snprintf(h, sizeof(h), "GET /a.txt HTTP/1.1\nHost: x\nIf-Unmodified-Since: %s", lastmod);
-    ask(h);
+    askf("GET /a.txt HTTP/1.1\nHost: x\nIf-Unmodified-Since: %s", lastmod);
     expect_status(200);
     done();
     /* If-Match wins over If-Unmodified-Since; 412 before 304. */
-    snprintf(h, sizeof(h),
-             "GET /a.txt HTTP/1.1\nHost: x\nIf-Match: %s\nIf-Unmodified-Since: %s", etag_txt, d);
-    ask(h);
+    askf("GET /a.txt HTTP/1.1\nHost: x\nIf-Match: %s\nIf-Unmodified-Since: %s", etag_txt,
+         d);
     expect_status(200);
     done();
-    snprintf(h, sizeof(h), "GET /a.txt HTTP/1.1\nHost: x\nIf-Match: \"no\"\nIf-None-Match: %s",
-             etag_txt);
-    ask(h);
+    askf("GET /a.txt HTTP/1.1\nHost: x\nIf-Match: \"no\"\nIf-None-Match: %s", etag_txt);
     expect_status(412);
 }
 
@@ -399,9 +397,8 @@ Test(response, if_match_and_if_unmodified_since_give_412)
 
 static void expect_range(const char *spec, long lo, long hi)
 {
-    char h[256], want[64];
-    snprintf(h, sizeof(h), "GET /1k.bin HTTP/1.1\nHost: x\nRange: %s", spec);
-    ask(h);
+    char want[64];
+    askf("GET /1k.bin HTTP/1.1\nHost: x\nRange: %s", spec);
     expect_status(206);
     snprintf(want, sizeof(want), "bytes %ld-%ld/%d", lo, hi, BIN_SIZE);
     cr_assert_str_eq(hval("Content-Range"), want, "%s", spec);
@@ -454,9 +451,7 @@ Test(response, unsatisfiable_range_is_416)
 {
     const char *specs[] = {"bytes=1000-", "bytes=5000-6000", "bytes=-0", "bytes=1000-1,"};
     for (size_t i = 0; i < SL_ARRAY_LEN(specs); i++) {
-        char h[256];
-        snprintf(h, sizeof(h), "GET /1k.bin HTTP/1.1\nHost: x\nRange: %s", specs[i]);
-        ask(h);
+        askf("GET /1k.bin HTTP/1.1\nHost: x\nRange: %s", specs[i]);
         if (i == 3) { /* 1000-1: last < first, the header is invalid: ignored */
             expect_status(200);
             done();
@@ -471,16 +466,19 @@ Test(response, unsatisfiable_range_is_416)
 Test(response, ignored_ranges_send_the_whole_file)
 {
     const char *specs[] = {
-        "items=0-1",  "bytes=",        "bytes=a-b",      "bytes=5-2",  "bytes=-",
-        "bytes=0-1;", "bytes=0-9,5-14", /* overlapping: amplification */
+        "items=0-1",
+        "bytes=",
+        "bytes=a-b",
+        "bytes=5-2",
+        "bytes=-",
+        "bytes=0-1;",
+        "bytes=0-9,5-14", /* overlapping: amplification */
         "bytes=0-1,2-3,4-5,6-7,8-9,10-11,12-13,14-15,16-17,18-19,20-21,22-23,24-25,"
         "26-27,28-29,30-31,32-33", /* 17 > SL_MAX_RANGES */
         "bytes=99999999999999999999-",
     };
     for (size_t i = 0; i < SL_ARRAY_LEN(specs); i++) {
-        char h[512];
-        snprintf(h, sizeof(h), "GET /1k.bin HTTP/1.1\nHost: x\nRange: %s", specs[i]);
-        ask(h);
+        askf("GET /1k.bin HTTP/1.1\nHost: x\nRange: %s", specs[i]);
         expect_status(200);
         cr_assert_str_eq(hval("Content-Length"), "1000", "%s", specs[i]);
         cr_assert_eq(resp.body_end, 1000);
@@ -502,7 +500,8 @@ Test(response, ignored_ranges_send_the_whole_file)
 
 Test(response, sixteen_ranges_are_allowed)
 {
-    ask("GET /1k.bin HTTP/1.1\nHost: x\nRange: bytes=0-1,2-3,4-5,6-7,8-9,10-11,12-13,14-15,"
+    ask("GET /1k.bin HTTP/1.1\nHost: x\nRange: "
+        "bytes=0-1,2-3,4-5,6-7,8-9,10-11,12-13,14-15,"
         "16-17,18-19,20-21,22-23,24-25,26-27,28-29,30-31");
     expect_status(206);
     cr_assert_eq(resp.parts->n, 16);
@@ -520,15 +519,12 @@ Test(response, head_with_multiple_ranges_holds_nothing)
 
 Test(response, if_range)
 {
-    char h[256], d[32];
-    snprintf(h, sizeof(h), "GET /1k.bin HTTP/1.1\nHost: x\nRange: bytes=0-9\nIf-Range: %s",
-             lastmod);
-    ask(h);
+    char d[32];
+    askf("GET /1k.bin HTTP/1.1\nHost: x\nRange: bytes=0-9\nIf-Range: %s", lastmod);
     expect_status(206);
     done();
     sl_http_format_date(MTIME + 1, d);
-    snprintf(h, sizeof(h), "GET /1k.bin HTTP/1.1\nHost: x\nRange: bytes=0-9\nIf-Range: %s", d);
-    ask(h);
+    askf("GET /1k.bin HTTP/1.1\nHost: x\nRange: bytes=0-9\nIf-Range: %s", d);
     expect_status(200); /* only an exact date counts */
     done();
     ask("GET /1k.bin HTTP/1.1\nHost: x\nRange: bytes=0-9\nIf-Range: \"other\"");
@@ -536,13 +532,10 @@ Test(response, if_range)
     done();
     char tag[48];
     etag_of("1k.bin", tag);
-    snprintf(h, sizeof(h), "GET /1k.bin HTTP/1.1\nHost: x\nRange: bytes=0-9\nIf-Range: %s", tag);
-    ask(h);
+    askf("GET /1k.bin HTTP/1.1\nHost: x\nRange: bytes=0-9\nIf-Range: %s", tag);
     expect_status(206);
     done();
-    snprintf(h, sizeof(h), "GET /1k.bin HTTP/1.1\nHost: x\nRange: bytes=0-9\nIf-Range: W/%s",
-             tag);
-    ask(h);
+    askf("GET /1k.bin HTTP/1.1\nHost: x\nRange: bytes=0-9\nIf-Range: W/%s", tag);
     expect_status(200); /* a weak tag never validates a range */
     done();
 }
@@ -551,9 +544,8 @@ Test(response, if_range)
 
 static void expect_coding(const char *ae, const char *coding, const char *body)
 {
-    char h[256], b[64];
-    snprintf(h, sizeof(h), "GET /a.txt HTTP/1.1\nHost: x\nAccept-Encoding: %s", ae);
-    ask(h);
+    char b[64];
+    askf("GET /a.txt HTTP/1.1\nHost: x\nAccept-Encoding: %s", ae);
     expect_status(200);
     const char *ce = hval("Content-Encoding");
     if (coding)
@@ -587,24 +579,23 @@ Test(response, accept_encoding_chooses_a_sibling)
 
 Test(response, compressed_validators_are_the_siblings)
 {
-    char h[256];
     ask("GET /a.txt HTTP/1.1\nHost: x\nAccept-Encoding: gzip");
     cr_assert_str_eq(hval("ETag"), etag_gz);
     done();
-    snprintf(h, sizeof(h), "GET /a.txt HTTP/1.1\nHost: x\nAccept-Encoding: gzip\n"
-                           "If-None-Match: %s", etag_gz);
-    ask(h);
+    askf("GET /a.txt HTTP/1.1\nHost: x\nAccept-Encoding: gzip\n"
+         "If-None-Match: %s",
+         etag_gz);
     expect_status(304);
     cr_assert_str_eq(hval("Vary"), "Accept-Encoding", "a 304 carries the 200's Vary");
     cr_assert_str_eq(hval("ETag"), etag_gz);
-    snprintf(h, sizeof(h), "GET /a.txt HTTP/1.1\nHost: x\nAccept-Encoding: gzip\n"
-                           "If-None-Match: %s", etag_txt);
-    ask(h);
+    askf("GET /a.txt HTTP/1.1\nHost: x\nAccept-Encoding: gzip\n"
+         "If-None-Match: %s",
+         etag_txt);
     expect_status(200); /* another representation's tag */
     done();
-    snprintf(h, sizeof(h), "GET /a.txt HTTP/1.1\nHost: x\nAccept-Encoding: br\n"
-                           "If-Match: %s", etag_txt);
-    ask(h);
+    askf("GET /a.txt HTTP/1.1\nHost: x\nAccept-Encoding: br\n"
+         "If-Match: %s",
+         etag_txt);
     expect_status(412);
     cr_assert_str_eq(hval("Vary"), "Accept-Encoding");
     /* Ranges are the compressed bytes'. */

@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/mime.h"
 #include "core/response.h"
+#include "tests/fuzz/check.h"
 
 #include <fcntl.h>
 #include <stdint.h>
@@ -23,14 +24,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <urcu.h>
-
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
-            fprintf(stderr, "invariant failed: %s (line %d)\n", #cond, __LINE__);  \
-            abort();                                                                \
-        }                                                                           \
-    } while (0)
 
 #define MTIME 784111777 /* Sun, 06 Nov 1994 08:49:37 GMT, the RFCs' example date */
 
@@ -131,8 +124,8 @@ static long long field_num(const char *head, size_t len, const char *name)
 static void check(const struct sl_response_env *env, const struct sl_request *req,
                   const char *head, size_t cap, const struct sl_response *r)
 {
-    static const int known[] = {200, 204, 206, 301, 304, 400, 403, 404, 405,
-                                412, 413, 414, 416, 500, 501, 503};
+    static const int known[] = {200, 204, 206, 301, 304, 400, 403, 404,
+                                405, 412, 413, 414, 416, 500, 501, 503};
     bool ok = false;
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         ok |= r->status == known[i];
@@ -183,7 +176,8 @@ static void check(const struct sl_response_env *env, const struct sl_request *re
         CHECK(p->n >= 2 && p->n <= SL_MAX_RANGES);
         unsigned long long total = 0;
         for (int i = 0; i < p->n; i++) {
-            CHECK(0 <= p->start[i] && p->start[i] < p->end[i] && p->end[i] <= r->entry->size);
+            CHECK(0 <= p->start[i] && p->start[i] < p->end[i] &&
+                  p->end[i] <= r->entry->size);
             for (int k = 0; k < i; k++)
                 CHECK(p->end[i] <= p->start[k] || p->end[k] <= p->start[i]);
             total += (unsigned long long)(p->end[i] - p->start[i]);
@@ -196,7 +190,8 @@ static void check(const struct sl_response_env *env, const struct sl_request *re
     } else if (r->entry != NULL) {
         const struct sl_cache_entry *e = r->entry;
         CHECK(e->err == 0 && !e->is_dir && inline_body == 0);
-        CHECK(0 <= r->body_start && r->body_start < r->body_end && r->body_end <= e->size);
+        CHECK(0 <= r->body_start && r->body_start < r->body_end &&
+              r->body_end <= e->size);
         CHECK(clen == (long long)(r->body_end - r->body_start));
         if (r->status == 200) {
             CHECK(r->body_start == 0 && r->body_end == e->size);
