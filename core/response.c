@@ -652,15 +652,16 @@ void sl_response_build(const struct sl_response_env *env, const struct sl_reques
     assert(cap >= SL_RESPONSE_HEAD_MIN);
     struct build b = {.env = env, .req = req, .h = {head, cap, 0}, .out = out};
     *out = (struct sl_response){.keepalive = env->keepalive && req->keepalive};
+    bool head_only = req->method == SL_METHOD_HEAD;
 
     /* Framing first: a body we cannot delimit makes the connection unusable. */
     if (req->has_transfer_encoding) {
-        closing_error(501, false, NULL, head, cap, out);
+        closing_error(501, head_only, NULL, head, cap, out);
         return;
     }
     if (req->content_length > 0) {
         if (req->content_length > env->max_body_discard) {
-            closing_error(413, false, NULL, head, cap, out);
+            closing_error(413, head_only, NULL, head, cap, out);
             return;
         }
         out->discard = (uint64_t)req->content_length;

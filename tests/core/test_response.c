@@ -694,6 +694,12 @@ Test(response, methods_and_framing)
     expect_status(413);
     cr_assert_not(resp.keepalive);
     cr_assert_eq(resp.discard, 0);
+    ask("HEAD /a.txt HTTP/1.1\nHost: x\nContent-Length: 1025");
+    expect_status(413);
+    cr_assert_eq(body_after_head(), 0, "no error page after a HEAD");
+    ask("HEAD /a.txt HTTP/1.1\nHost: x\nTransfer-Encoding: chunked");
+    expect_status(501);
+    cr_assert_eq(body_after_head(), 0);
     ask("GET /a.txt HTTP/1.1\nHost: x\nContent-Length: 1024");
     expect_status(200);
     cr_assert_eq(resp.discard, 1024);
