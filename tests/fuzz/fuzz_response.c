@@ -17,6 +17,7 @@
 #include "tests/fuzz/check.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +30,9 @@
 
 static struct sl_cache *cache;
 
-static void put(const char *root, const char *name, size_t size)
+static char root[64] = "/tmp/sluice-fuzz-response-XXXXXX"; /* the document root */
+
+static void put(const char *name, size_t size)
 {
     char p[256];
     snprintf(p, sizeof(p), "%s/%s", root, name);
@@ -43,24 +46,35 @@ static void put(const char *root, const char *name, size_t size)
     utimensat(AT_FDCWD, p, ts, 0);
 }
 
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(p);
+}
+
+/* The document root goes when the process ends (the cache's open fds keep
+   nothing on disk by then). */
+static void remove_root(void)
+{
+    nftw(root, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    static char root[64] = "/tmp/sluice-fuzz-response-XXXXXX";
     rcu_register_thread();
     sl_log_set_level(SL_LOG_CRIT); /* the 500s log on purpose */
     if (mkdtemp(root) == NULL)
         abort();
-    put(root, "f.txt", 100);
-    put(root, "f.txt.gz", 40);
-    put(root, "f.txt.br", 30);
-    put(root, "big.bin", 5000);
-    put(root, "only.css", 7);
-    put(root, "empty.txt", 0);
-    put(root, "empty.txt.gz", 0);
+    put("f.txt", 100);
+    put("f.txt.gz", 40);
+    put("f.txt.br", 30);
+    put("big.bin", 5000);
+    put("only.css", 7);
+    put("empty.txt", 0);
+    put("empty.txt.gz", 0);
     char p[256];
     snprintf(p, sizeof(p), "%s/dir", root);
     mkdir(p, 0755);
-    put(root, "dir/index.html", 20);
+    put("dir/index.html", 20);
     snprintf(p, sizeof(p), "%s/bare", root);
     mkdir(p, 0755);
     int root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -71,8 +85,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                                   .negative_ns = 3600ull * 1000000000,
                                   .small_file_max = 50};
     cache = sl_cache_create(root_fd, sl_mime_load(NULL, NULL, NULL), &cfg);
-    /* The files stay for the process' life: a fuzzing run is one process,
-       and the directory is small. */
+    atexit(remove_root);
     return 0;
 }
 
