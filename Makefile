@@ -74,7 +74,7 @@ $(FUZZ_BUILD)/Makefile:
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON -DSLUICE_SANITIZE=ON
 
 fuzz-build: $(FUZZ_BUILD)/Makefile
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_http_parse fuzz_normalize fuzz_proxy
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_http_parse fuzz_normalize fuzz_proxy fuzz_response
 
 # A short, bounded fuzz run over the seed corpus (part of `make test`).
 fuzz-smoke: fuzz-build

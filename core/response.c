@@ -1,52 +1,100 @@
 /* response.c: request -> response decision; see response.h. errno chooses the
- * status (ENOENT -> 404, EACCES -> 403, others -> 500 logged loudly). */
+ * status (ENOENT -> 404, EACCES -> 403, others -> 500 logged loudly). Heads
+ * are written without room checks of their own: a head that does not fit is
+ * noticed and replaced in one place, finish(). */
 #include "core/response.h"
 #include "lib/log.h"
-#include "stages/pipeline.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <urcu.h>
 
 #define ALLOW "Allow: GET, HEAD, OPTIONS\r\n"
 
-static void put_error(struct sl_conn *c, int status, bool head_only, const char *extra)
+/* The head being written into the caller's buffer. Once a write does not
+ * fit, OFF stays past CAP and the response is replaced at the end (finish),
+ * so no writer below checks room itself. */
+struct head {
+    char *p;
+    size_t cap, off;
+};
+
+static void put_str(struct head *h, const char *s, size_t n)
 {
-    size_t n = sl_http_error_response(c->hdr, sizeof(c->hdr), status, c->keepalive,
-                                      head_only, extra);
-    if (n == 0) { /* cannot happen with the fixed texts; never send garbage */
-        n = sl_http_error_response(c->hdr, sizeof(c->hdr), 500, false, true, NULL);
-        c->keepalive = false;
+    if (h->off > h->cap || n > h->cap - h->off) {
+        h->off = h->cap + 1;
+        return;
     }
-    c->hdr_len = (uint32_t)n;
-    c->hdr_off = 0;
-    c->status = status;
-    c->entry = NULL;
-    c->body_start = c->body_off = c->body_end = 0;
+    memcpy(h->p + h->off, s, n);
+    h->off += n;
 }
 
-void sl_response_error(struct sl_conn *c, int status)
+#define PUT_LIT(h, lit) put_str((h), (lit), sizeof(lit) - 1)
+
+static void put_cstr(struct head *h, const char *s)
 {
-    c->body_sent = 0;
-    c->keepalive = false;
-    c->client_close = false; /* our decision: linger for what the client sends */
-    c->discard = 0;
-    put_error(c, status, false, NULL);
+    put_str(h, s, strlen(s));
 }
 
-void sl_response_unavailable(struct sl_conn *c, int retry_after, bool head_only)
+/* Replaces whatever was decided with an error page STATUS (EXTRA: header
+ * lines or NULL). The caller has released the file it looked at. */
+static void put_error(struct head *h, struct sl_response *out, int status, bool head_only,
+                      const char *extra)
+{
+    size_t n = sl_http_error_response(h->p, h->cap, status, out->keepalive, head_only, extra);
+    h->off = n == 0 ? h->cap + 1 : n;
+    out->status = status;
+    out->entry = NULL;
+    out->parts = NULL;
+    out->body_start = out->body_end = 0;
+}
+
+/* Completes OUT from H: a head that did not fit becomes "500", Connection:
+ * close, logged with REQ's target (if known); whatever the response would
+ * have sent (a file reference, a multipart body) is given up. */
+static void finish(struct sl_cache *cache, const struct sl_request *req, struct head *h,
+                   struct sl_response *out)
+{
+    if (h->off > h->cap) {
+        sl_log(SL_LOG_ERROR, "response head %d too large for %.*s", out->status,
+               req ? (int)SL_MIN(req->target.n, 256) : 1, req ? req->target.p : "-");
+        if (out->entry)
+            sl_cache_release(cache, out->entry);
+        free(out->parts);
+        out->keepalive = false;
+        put_error(h, out, 500, req != NULL && req->method == SL_METHOD_HEAD, NULL);
+        assert(h->off <= h->cap); /* SL_RESPONSE_HEAD_MIN holds it */
+    }
+    out->head_len = (uint32_t)h->off;
+}
+
+/* An answer that closes the connection on our initiative, before any file. */
+static void closing_error(int status, bool head_only, const char *extra, char *head, size_t cap,
+                          struct sl_response *out)
+{
+    assert(cap >= SL_RESPONSE_HEAD_MIN);
+    struct head h = {head, cap, 0};
+    *out = (struct sl_response){.keepalive = false};
+    put_error(&h, out, status, head_only, extra);
+    finish(NULL, NULL, &h, out);
+}
+
+void sl_response_error(int status, char *head, size_t cap, struct sl_response *out)
+{
+    closing_error(status, false, NULL, head, cap, out);
+}
+
+void sl_response_unavailable(int retry_after, bool head_only, char *head, size_t cap,
+                             struct sl_response *out)
 {
     char extra[48];
     if (retry_after > 0)
         snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", retry_after);
-    c->body_sent = 0;
-    c->keepalive = false;
-    c->client_close = false;
-    c->discard = 0;
-    put_error(c, 503, head_only, retry_after > 0 ? extra : NULL);
+    closing_error(503, head_only, retry_after > 0 ? extra : NULL, head, cap, out);
 }
 
 /* Does the entity-tag list LIST ("*" or comma-separated tags) contain ETAG?
@@ -109,47 +157,39 @@ static int preconditions(const struct sl_request *req, const struct sl_cache_ent
     return 0;
 }
 
-static size_t put_str(char *dst, size_t off, const char *s, size_t n)
-{
-    if (off + n > SL_CONN_HDR_CAP)
-        return SL_CONN_HDR_CAP + 1;
-    memcpy(dst + off, s, n);
-    return off + n;
-}
-
-#define PUT_LIT(dst, off, lit) put_str((dst), (off), (lit), sizeof(lit) - 1)
-
 /* Status line, Server, Date. */
-static size_t put_head_start(char *h, int status)
+static void put_head_start(struct head *h, int status)
 {
     char line[64];
     int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, sl_http_reason(status));
-    size_t off = put_str(h, 0, line, (size_t)n);
-    off = PUT_LIT(h, off, "Server: sluice\r\nDate: ");
-    off = put_str(h, off, sl_http_date_now(), SL_HTTP_DATE_LEN);
-    return PUT_LIT(h, off, "\r\n");
+    put_str(h, line, (size_t)n);
+    PUT_LIT(h, "Server: sluice\r\nDate: ");
+    put_str(h, sl_http_date_now(), SL_HTTP_DATE_LEN);
+    PUT_LIT(h, "\r\n");
 }
 
-static size_t put_connection(char *h, size_t off, bool keepalive)
+static void put_connection(struct head *h, bool keepalive)
 {
     if (keepalive)
-        return PUT_LIT(h, off, "Connection: keep-alive\r\n\r\n");
-    return PUT_LIT(h, off, "Connection: close\r\n\r\n");
+        PUT_LIT(h, "Connection: keep-alive\r\n\r\n");
+    else
+        PUT_LIT(h, "Connection: close\r\n\r\n");
 }
 
-static size_t put_validators(char *h, size_t off, const struct sl_cache_entry *e)
+static void put_validators(struct head *h, const struct sl_cache_entry *e)
 {
-    off = PUT_LIT(h, off, "Last-Modified: ");
-    off = put_str(h, off, e->last_modified, strlen(e->last_modified));
-    off = PUT_LIT(h, off, "\r\nETag: ");
-    off = put_str(h, off, e->etag, strlen(e->etag));
-    return PUT_LIT(h, off, "\r\n");
+    PUT_LIT(h, "Last-Modified: ");
+    put_cstr(h, e->last_modified);
+    PUT_LIT(h, "\r\nETag: ");
+    put_cstr(h, e->etag);
+    PUT_LIT(h, "\r\n");
 }
 
 /* Parses a Range header against a file of SIZE bytes (RFC 9110 14.1.2).
  * Returns the number of satisfiable ranges (in START/END, END exclusive), 0
  * if none is satisfiable (416), or -1 to ignore the header and send the whole
- * file (bad syntax, another unit, too many or overlapping ranges). */
+ * file (bad syntax, another unit, too many or overlapping ranges, a suffix
+ * range of an empty file). */
 static int parse_ranges(struct sl_str v, off_t size, off_t *start, off_t *end)
 {
     const char *p = v.p, *e = v.p + v.n;
@@ -196,6 +236,9 @@ static int parse_ranges(struct sl_str v, off_t size, off_t *start, off_t *end)
         if (a < 0) { /* suffix: the last B bytes */
             if (b == 0)
                 continue;
+            if (size == 0)
+                return -1; /* satisfiable (RFC 9110 14.1.2), but no
+                              Content-Range can name zero bytes: 200 */
             s0 = b >= size ? 0 : size - b;
             e0 = size;
         } else {
@@ -226,11 +269,18 @@ static bool if_range_ok(const struct sl_request *req, const struct sl_cache_entr
     return date_header(req->if_range, &t) && t == e->mtime.tv_sec;
 }
 
-static void done_entry(struct sl_conn *c, struct sl_cache_entry *e)
+/* One response being built: what it depends on, where its head goes, what
+ * it is. */
+struct build {
+    const struct sl_response_env *env;
+    const struct sl_request *req;
+    struct head h;
+    struct sl_response *out;
+};
+
+static void release(struct build *b, struct sl_cache_entry *e)
 {
-    sl_cache_release(sl_srv.cache, e);
-    c->entry = NULL;
-    c->body_start = c->body_off = c->body_end = 0;
+    sl_cache_release(b->env->cache, e);
 }
 
 /* The representation of a file that answers a request: the file itself, or
@@ -245,89 +295,100 @@ struct rep {
 };
 
 /* Content-Encoding and Vary lines for R. */
-static size_t put_rep_lines(char *h, size_t off, const struct rep *r)
+static void put_rep_lines(struct head *h, const struct rep *r)
 {
     if (r->coding != NULL) {
-        off = PUT_LIT(h, off, "Content-Encoding: ");
-        off = put_str(h, off, r->coding, strlen(r->coding));
-        off = PUT_LIT(h, off, "\r\n");
+        PUT_LIT(h, "Content-Encoding: ");
+        put_cstr(h, r->coding);
+        PUT_LIT(h, "\r\n");
     }
     if (r->vary)
-        off = PUT_LIT(h, off, "Vary: Accept-Encoding\r\n");
-    return off;
+        PUT_LIT(h, "Vary: Accept-Encoding\r\n");
+}
+
+/* The multipart/byteranges body for N ranges of R (RFC 9110 14.6): the part
+ * headers and the closing boundary as texts between the file ranges. Sets
+ * *TOTAL to the body's length. */
+static struct sl_parts *make_parts(const struct rep *r, const char *boundary, int n,
+                                   const off_t *start, const off_t *end, uint64_t *total)
+{
+    size_t tlen = strlen(r->type);
+    size_t per = 2 + 2 + strlen(boundary) + 2 + 14 + tlen + 2 + 80 + 4;
+    struct sl_parts *p = sl_calloc(1, sizeof(*p) + per * (size_t)(n + 1));
+    p->n = n;
+    p->in_text = true;
+    char *w = p->buf;
+    *total = 0;
+    for (int i = 0; i <= n; i++) {
+        int k;
+        if (i < n)
+            k = snprintf(w, per,
+                         "%s--%s\r\nContent-Type: %s\r\nContent-Range: bytes "
+                         "%lld-%lld/%lld\r\n\r\n",
+                         i ? "\r\n" : "", boundary, r->type, (long long)start[i],
+                         (long long)end[i] - 1, (long long)r->e->size);
+        else
+            k = snprintf(w, per, "\r\n--%s--\r\n", boundary);
+        p->text[i] = w;
+        p->text_len[i] = (uint16_t)k;
+        w += k;
+        *total += (uint64_t)k;
+        if (i < n) {
+            p->start[i] = start[i];
+            p->end[i] = end[i];
+            *total += (uint64_t)(end[i] - start[i]);
+        }
+    }
+    return p;
 }
 
 /* 206 with one range, or multipart/byteranges with several. */
-static void put_partial(struct sl_conn *c, const struct sl_request *req, const struct rep *r,
-                        int n, const off_t *start, const off_t *end)
+static void put_partial(struct build *b, const struct rep *r, int n, const off_t *start,
+                        const off_t *end)
 {
     struct sl_cache_entry *e = r->e;
-    char *h = c->hdr;
+    struct sl_response *out = b->out;
+    struct head *h = &b->h;
     char line[160];
-    size_t off = put_head_start(h, 206);
-    off = PUT_LIT(h, off, "Accept-Ranges: bytes\r\n");
-    off = put_validators(h, off, e);
-    off = put_rep_lines(h, off, r);
+    put_head_start(h, 206);
+    PUT_LIT(h, "Accept-Ranges: bytes\r\n");
+    put_validators(h, e);
+    put_rep_lines(h, r);
+    out->status = 206;
+    out->entry = e;
     if (n == 1) {
         int k = snprintf(line, sizeof(line),
                          "Content-Range: bytes %lld-%lld/%lld\r\nContent-Length: %lld\r\n",
                          (long long)start[0], (long long)end[0] - 1, (long long)e->size,
                          (long long)(end[0] - start[0]));
-        off = put_str(h, off, line, (size_t)k);
-        off = PUT_LIT(h, off, "Content-Type: ");
-        off = put_str(h, off, r->type, strlen(r->type));
-        off = PUT_LIT(h, off, "\r\n");
-        c->body_start = c->body_off = start[0];
-        c->body_end = end[0];
+        put_str(h, line, (size_t)k);
+        PUT_LIT(h, "Content-Type: ");
+        put_cstr(h, r->type);
+        PUT_LIT(h, "\r\n");
+        out->body_start = start[0];
+        out->body_end = end[0];
     } else {
         /* The boundary need only be absent from the parts' headers and
-           unlikely in the data; a per-connection counter makes it unique. */
+           unlikely in the data; the environment's per-response value makes
+           it unique. */
         char boundary[40];
         snprintf(boundary, sizeof(boundary), "sluice%016llx",
-                 (unsigned long long)(sl_now_ns() ^ ((uint64_t)c->fd << 40)));
-        size_t tlen = strlen(r->type);
-        size_t per = 2 + 2 + strlen(boundary) + 2 + 14 + tlen + 2 + 80 + 4;
-        struct sl_parts *p = sl_calloc(1, sizeof(*p) + per * (size_t)(n + 1));
-        p->n = n;
-        p->in_text = true;
-        char *w = p->buf;
-        uint64_t total = 0;
-        for (int i = 0; i <= n; i++) {
-            int k;
-            if (i < n)
-                k = snprintf(w, per,
-                             "%s--%s\r\nContent-Type: %s\r\nContent-Range: bytes "
-                             "%lld-%lld/%lld\r\n\r\n",
-                             i ? "\r\n" : "", boundary, r->type,
-                             (long long)start[i], (long long)end[i] - 1, (long long)e->size);
-            else
-                k = snprintf(w, per, "\r\n--%s--\r\n", boundary);
-            p->text[i] = w;
-            p->text_len[i] = (uint16_t)k;
-            w += k;
-            total += (uint64_t)k;
-            if (i < n) {
-                p->start[i] = start[i];
-                p->end[i] = end[i];
-                total += (uint64_t)(end[i] - start[i]);
-            }
-        }
+                 (unsigned long long)b->env->unique);
+        uint64_t total;
+        out->parts = make_parts(r, boundary, n, start, end, &total);
         int k = snprintf(line, sizeof(line),
                          "Content-Type: multipart/byteranges; boundary=%s\r\n"
                          "Content-Length: %llu\r\n",
                          boundary, (unsigned long long)total);
-        off = put_str(h, off, line, (size_t)k);
-        c->parts = p;
-        c->body_start = c->body_off = c->body_end = 0;
+        put_str(h, line, (size_t)k);
     }
-    off = put_connection(h, off, c->keepalive);
-    c->hdr_len = (uint32_t)SL_MIN(off, SL_CONN_HDR_CAP);
-    c->status = 206;
-    c->entry = e;
-    if (req->method == SL_METHOD_HEAD) {
-        free(c->parts);
-        c->parts = NULL;
-        done_entry(c, e);
+    put_connection(h, out->keepalive);
+    if (b->req->method == SL_METHOD_HEAD) {
+        free(out->parts);
+        out->parts = NULL;
+        release(b, e);
+        out->entry = NULL;
+        out->body_start = out->body_end = 0;
     }
 }
 
@@ -369,19 +430,20 @@ static bool accepts(struct sl_str v, const char *coding)
     return false;
 }
 
-/* Chooses the representation of the file E (at PATH) for REQ, before any
- * precondition is looked at: validators belong to what is sent (RFC 9110
+/* Chooses the representation of the file E (at PATH) for the request, before
+ * any precondition is looked at: validators belong to what is sent (RFC 9110
  * 13.1: preconditions apply to the selected representation). With [http]
  * precompressed on, the first sibling PATH.br, PATH.gz that the client
  * accepts and that is a regular file replaces E, which is released then.
  * R->e is the chosen entry, referenced; R->type stays valid while it is (the
  * MIME table outlives every entry). Cannot fail. */
-static void select_rep(const struct sl_request *req, struct sl_cache_entry *e,
-                       const char *path, struct rep *r)
+static void select_rep(struct build *b, struct sl_cache_entry *e, const char *path,
+                       struct rep *r)
 {
     static const char *const codings[][2] = {{"br", ".br"}, {"gzip", ".gz"}};
+    const struct sl_request *req = b->req;
     *r = (struct rep){.e = e, .type = e->content_type, .coding = NULL,
-                      .vary = sl_set.precompressed};
+                      .vary = b->env->precompressed};
     if (!r->vary || req->accept_encoding.n == 0)
         return;
     char alt[4096 + 8];
@@ -389,42 +451,45 @@ static void select_rep(const struct sl_request *req, struct sl_cache_entry *e,
         if (!accepts(req->accept_encoding, codings[i][0]))
             continue;
         snprintf(alt, sizeof(alt), "%s%s", path, codings[i][1]);
-        struct sl_cache_entry *z = sl_cache_get(sl_srv.cache, alt);
+        struct sl_cache_entry *z = sl_cache_get(b->env->cache, alt);
         if (z->err != 0 || z->is_dir) {
-            sl_cache_release(sl_srv.cache, z);
+            release(b, z);
             continue;
         }
-        sl_cache_release(sl_srv.cache, e);
+        release(b, e);
         r->e = z;
         r->coding = codings[i][0];
         return;
     }
 }
 
-static void put_file(struct sl_conn *c, const struct sl_request *req, struct sl_cache_entry *e,
-                     const char *path)
+/* The answer for the regular file E at PATH (E referenced; kept by the
+ * response or released here). */
+static void put_file(struct build *b, struct sl_cache_entry *e, const char *path)
 {
+    const struct sl_request *req = b->req;
+    struct sl_response *out = b->out;
+    struct head *h = &b->h;
+    bool head_only = req->method == SL_METHOD_HEAD;
     struct rep r;
-    select_rep(req, e, path, &r);
+    select_rep(b, e, path, &r);
     e = r.e;
-    char *h = c->hdr;
     const char *vary = r.vary ? "Vary: Accept-Encoding\r\n" : NULL;
     int pre = preconditions(req, e);
     if (pre == 304) {
         /* RFC 9110 15.4.5: the ETag and Vary a 200 would have had. */
-        size_t off = put_head_start(h, 304);
-        off = put_validators(h, off, e);
+        put_head_start(h, 304);
+        put_validators(h, e);
         if (vary)
-            off = PUT_LIT(h, off, "Vary: Accept-Encoding\r\n");
-        off = put_connection(h, off, c->keepalive);
-        done_entry(c, e);
-        c->hdr_len = (uint32_t)off;
-        c->status = 304;
+            put_cstr(h, vary);
+        put_connection(h, out->keepalive);
+        release(b, e);
+        out->status = 304;
         return;
     }
     if (pre == 412) {
-        done_entry(c, e);
-        put_error(c, 412, req->method == SL_METHOD_HEAD, vary);
+        release(b, e);
+        put_error(h, out, 412, head_only, vary);
         return;
     }
     if (req->range.n > 0 && req->method == SL_METHOD_GET && if_range_ok(req, e)) {
@@ -434,45 +499,36 @@ static void put_file(struct sl_conn *c, const struct sl_request *req, struct sl_
             char extra[128];
             snprintf(extra, sizeof(extra), "Content-Range: bytes */%lld\r\n%s",
                      (long long)e->size, vary ? vary : "");
-            done_entry(c, e);
-            put_error(c, 416, false, extra);
+            release(b, e);
+            put_error(h, out, 416, false, extra);
             return;
         }
         if (n > 0) {
-            put_partial(c, req, &r, n, start, end);
+            put_partial(b, &r, n, start, end);
             return;
         }
     }
-    size_t off = put_head_start(h, 200);
+    put_head_start(h, 200);
     if (r.coding == NULL) {
-        off = put_str(h, off, e->hdr, e->hdr_len);
+        put_str(h, e->hdr, e->hdr_len);
     } else {
         char line[64];
-        off = PUT_LIT(h, off, "Content-Type: ");
-        off = put_str(h, off, r.type, strlen(r.type));
+        PUT_LIT(h, "Content-Type: ");
+        put_cstr(h, r.type);
         int k = snprintf(line, sizeof(line), "\r\nContent-Length: %lld\r\n",
                          (long long)e->size);
-        off = put_str(h, off, line, (size_t)k);
-        off = put_validators(h, off, e);
+        put_str(h, line, (size_t)k);
+        put_validators(h, e);
     }
-    off = PUT_LIT(h, off, "Accept-Ranges: bytes\r\n");
-    off = put_rep_lines(h, off, &r);
-    off = put_connection(h, off, c->keepalive);
-    if (off > SL_CONN_HDR_CAP) { /* an absurd Content-Type could do this */
-        sl_log(SL_LOG_ERROR, "response head too large for %.*s", (int)req->target.n,
-               req->target.p);
-        done_entry(c, e);
-        put_error(c, 500, req->method == SL_METHOD_HEAD, NULL);
-        return;
-    }
-    c->hdr_len = (uint32_t)off;
-    c->status = 200;
-    c->body_start = c->body_off = 0;
-    if (req->method == SL_METHOD_HEAD || e->size == 0) {
-        done_entry(c, e);
+    PUT_LIT(h, "Accept-Ranges: bytes\r\n");
+    put_rep_lines(h, &r);
+    put_connection(h, out->keepalive);
+    out->status = 200;
+    if (head_only || e->size == 0) {
+        release(b, e);
     } else {
-        c->body_end = e->size;
-        c->entry = e; /* the writer releases it when the body is sent */
+        out->entry = e; /* the caller releases it when the body is sent */
+        out->body_end = e->size;
     }
 }
 
@@ -524,63 +580,18 @@ static int status_for_errno(int err, const char *path)
     }
 }
 
-void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
+/* Looks the request's path up and answers with the file, a redirect to the
+ * directory's slash form, or the error its lookup failed with. */
+static void put_path(struct build *b)
 {
+    const struct sl_request *req = b->req;
+    const struct sl_response_env *env = b->env;
+    struct sl_response *out = b->out;
+    struct head *h = &b->h;
     bool head_only = req->method == SL_METHOD_HEAD;
-    long maxreq = sl_set.max_requests_per_connection;
-    c->requests++;
-    c->keepalive = req->keepalive && !__atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED) &&
-                   (maxreq == 0 || c->requests < (uint64_t)maxreq);
-    c->client_close = !req->keepalive;
-    c->discard = 0;
-    c->entry = NULL;
-    c->hdr_off = 0;
-    c->body_start = 0;
-    c->body_sent = 0;
-    c->parts = NULL;
-
-    /* Framing first: a body we cannot delimit makes the connection unusable. */
-    if (req->has_transfer_encoding) {
-        sl_response_error(c, 501);
-        return;
-    }
-    if (req->content_length > 0) {
-        if (req->content_length >
-            sl_set.max_body_discard) {
-            sl_response_error(c, 413);
-            return;
-        }
-        c->discard = (uint64_t)req->content_length;
-        if (req->expect_continue) /* we answer without reading; do not guess */
-            c->keepalive = false;
-    }
-
-    switch (req->method) {
-    case SL_METHOD_GET:
-    case SL_METHOD_HEAD:
-        break;
-    case SL_METHOD_OPTIONS: {
-        /* "OPTIONS *" asks about the server, any other target about a
-           resource; both get the same answer from a static server. */
-        size_t off = put_head_start(c->hdr, 204);
-        off = PUT_LIT(c->hdr, off, ALLOW);
-        off = put_connection(c->hdr, off, c->keepalive);
-        c->hdr_len = (uint32_t)off;
-        c->status = 204;
-        c->body_off = c->body_end = 0;
-        return;
-    }
-    case SL_METHOD_OTHER:
-        put_error(c, 501, false, NULL);
-        return;
-    default:
-        put_error(c, 405, false, ALLOW);
-        return;
-    }
-
     if (req->target.n == 1 && req->target.p[0] == '*') { /* only OPTIONS may use it */
-        c->keepalive = false;
-        put_error(c, 400, head_only, NULL);
+        out->keepalive = false;
+        put_error(h, out, 400, head_only, NULL);
         return;
     }
     char path[4096];
@@ -589,22 +600,21 @@ void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
     if (sl_http_normalize_path(req->target.p, req->target.n, path, sizeof(path) - 256, &slash,
                                &status) != SL_OK) {
         if (status == 400)
-            c->keepalive = false;
-        put_error(c, status, head_only, NULL);
+            out->keepalive = false;
+        put_error(h, out, status, head_only, NULL);
         return;
     }
     size_t plen = strlen(path);
-    if (slash) {
-        snprintf(path + plen, sizeof(path) - plen, "%s", sl_set.index);
-    }
-    struct sl_cache_entry *e = sl_cache_get(sl_srv.cache, path);
+    if (slash)
+        snprintf(path + plen, sizeof(path) - plen, "%s", env->index);
+    struct sl_cache_entry *e = sl_cache_get(env->cache, path);
     if (e->err == 0 && !e->is_dir) {
-        put_file(c, req, e, path);
+        put_file(b, e, path);
         return;
     }
     int err = e->err;
     bool is_dir = e->is_dir;
-    sl_cache_release(sl_srv.cache, e);
+    release(b, e);
     if (is_dir && !slash) {
         /* "/dir" -> "/dir/": relative links inside the index then resolve. */
         char enc[1024], extra[1200];
@@ -614,11 +624,11 @@ void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
         int n = snprintf(extra, sizeof(extra), "Location: /%s/%.*s\r\n", enc, qlen,
                          q ? q : "");
         if (elen > 0 && n > 0 && (size_t)n < sizeof(extra) &&
-            (size_t)n < SL_CONN_HDR_CAP / 2) {
-            put_error(c, 301, head_only, extra);
+            (size_t)n < h->cap / 2) {
+            put_error(h, out, 301, head_only, extra);
             return;
         }
-        put_error(c, 414, head_only, NULL);
+        put_error(h, out, 414, head_only, NULL);
         return;
     }
     if (is_dir) /* index path is itself a directory */
@@ -626,11 +636,57 @@ void sl_response_prepare(struct sl_conn *c, const struct sl_request *req)
     if (slash && err == ENOENT) {
         /* No index file: 403 if the directory exists (no listings), else 404. */
         path[plen] = '\0';
-        struct sl_cache_entry *d = sl_cache_get(sl_srv.cache, path);
+        struct sl_cache_entry *d = sl_cache_get(env->cache, path);
         if (d->err == 0 && d->is_dir)
             err = EACCES;
-        sl_cache_release(sl_srv.cache, d);
+        release(b, d);
     }
     int st = status_for_errno(err, path);
-    put_error(c, st, head_only, st == 503 ? "Retry-After: 1\r\n" : NULL);
+    put_error(h, out, st, head_only, st == 503 ? "Retry-After: 1\r\n" : NULL);
+}
+
+void sl_response_build(const struct sl_response_env *env, const struct sl_request *req,
+                       char *head, size_t cap, struct sl_response *out)
+{
+    assert(cap >= SL_RESPONSE_HEAD_MIN);
+    struct build b = {.env = env, .req = req, .h = {head, cap, 0}, .out = out};
+    *out = (struct sl_response){.keepalive = env->keepalive && req->keepalive};
+    bool head_only = req->method == SL_METHOD_HEAD;
+
+    /* Framing first: a body we cannot delimit makes the connection unusable. */
+    if (req->has_transfer_encoding) {
+        closing_error(501, head_only, NULL, head, cap, out);
+        return;
+    }
+    if (req->content_length > 0) {
+        if (req->content_length > env->max_body_discard) {
+            closing_error(413, head_only, NULL, head, cap, out);
+            return;
+        }
+        out->discard = (uint64_t)req->content_length;
+        if (req->expect_continue) /* we answer without reading; do not guess */
+            out->keepalive = false;
+    }
+
+    switch (req->method) {
+    case SL_METHOD_GET:
+    case SL_METHOD_HEAD:
+        put_path(&b);
+        break;
+    case SL_METHOD_OPTIONS:
+        /* "OPTIONS *" asks about the server, any other target about a
+           resource; both get the same answer from a static server. */
+        put_head_start(&b.h, 204);
+        PUT_LIT(&b.h, ALLOW);
+        put_connection(&b.h, out->keepalive);
+        out->status = 204;
+        break;
+    case SL_METHOD_OTHER:
+        put_error(&b.h, out, 501, false, NULL);
+        break;
+    default:
+        put_error(&b.h, out, 405, false, ALLOW);
+        break;
+    }
+    finish(env->cache, req, &b.h, out);
 }

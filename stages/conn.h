@@ -6,6 +6,7 @@
 
 #include "core/accesslog.h"
 #include "core/cache.h"
+#include "core/response.h"
 #include "lib/common.h"
 #include "lib/stats.h"
 #include "queue/queue.h"
@@ -16,22 +17,6 @@
 #include <urcu/list.h>
 
 #define SL_CONN_HDR_CAP 1536 /* response head (+ small error body) buffer */
-#define SL_MAX_RANGES 16     /* more ranges in one request: the whole file instead */
-
-/* A multipart/byteranges body: before each file range a short text (the part
- * header), after the last one the closing boundary. Sent by the writer with
- * send(MSG_MORE) for the texts and sendfile for the ranges. */
-struct sl_parts {
-    int n;                      /* ranges */
-    int cur;                    /* part being sent */
-    bool in_text;               /* sending text[cur] (else range cur) */
-    uint32_t text_off;          /* bytes of the current text sent */
-    off_t start[SL_MAX_RANGES]; /* inclusive */
-    off_t end[SL_MAX_RANGES];   /* exclusive */
-    uint16_t text_len[SL_MAX_RANGES + 1];
-    char *text[SL_MAX_RANGES + 1]; /* [n] = closing boundary */
-    char buf[];                    /* the texts, back to back */
-};
 
 /* The connection's states. Each is set through sl_conn_set_state() only,
  * which in debug builds asserts that the transition is one of these:

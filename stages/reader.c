@@ -305,6 +305,41 @@ static void begin_response(struct reader *r, struct sl_conn *c, const struct sl_
     SL_COUNTER_ADD(&r->st->stage[SL_STAGE_READER].processed, 1);
 }
 
+_Static_assert(SL_CONN_HDR_CAP >= SL_RESPONSE_HEAD_MIN, "c->hdr holds any response head");
+
+/* Makes RESP, decided with its head in c->hdr, C's response to send.
+ * CLIENT_CLOSE: the client asked to close after it (see sl_conn). */
+static void take_response(struct sl_conn *c, const struct sl_response *resp, bool client_close)
+{
+    c->status = resp->status;
+    c->keepalive = resp->keepalive;
+    c->client_close = client_close;
+    c->discard = resp->discard;
+    c->hdr_len = resp->head_len;
+    c->hdr_off = 0;
+    c->entry = resp->entry;
+    c->parts = resp->parts;
+    c->body_start = c->body_off = resp->body_start;
+    c->body_end = resp->body_end;
+    c->body_sent = 0;
+}
+
+/* What a response on C (its request counted) is decided from: this round's
+ * settings, the cache, and whether the server would keep C open after it. */
+static struct sl_response_env response_env(const struct reader *r, const struct sl_conn *c)
+{
+    long maxreq = sl_set.max_requests_per_connection;
+    return (struct sl_response_env){
+        .cache = sl_srv.cache,
+        .index = sl_set.index,
+        .precompressed = sl_set.precompressed,
+        .max_body_discard = sl_set.max_body_discard,
+        .keepalive = !__atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED) &&
+                     (maxreq == 0 || c->requests < (uint64_t)maxreq),
+        .unique = r->now ^ ((uint64_t)c->fd << 40) ^ c->requests,
+    };
+}
+
 /* Parses what is buffered and responds to a complete head. */
 static enum outcome try_parse(struct reader *r, struct sl_conn *c)
 {
@@ -319,21 +354,26 @@ static enum outcome try_parse(struct reader *r, struct sl_conn *c)
                  sl_set.adm_policy == SL_ADM_CODEL;
     if (r->target > 0)
         note_internal_wait(r, c);
+    struct sl_response resp;
     if (rc == SL_ERR) {
         c->requests++;
-        sl_response_error(c, status);
+        sl_response_error(status, c->hdr, sizeof(c->hdr), &resp);
+        take_response(c, &resp, false);
         c->buf_len = 0;
     } else if (c->refuse || (codel && codel_shed(r, c, wait))) {
         /* Turned away before any cache or disk work: 503, then close. */
         SL_COUNTER_ADD(c->refuse ? &r->st->ev.refused_full : &r->st->ev.shed_queue_wait,
                        1);
         c->requests++;
-        sl_response_unavailable(
-            c, sl_set.adm_retry_after,
-            req.method == SL_METHOD_HEAD);
+        sl_response_unavailable(sl_set.adm_retry_after, req.method == SL_METHOD_HEAD, c->hdr,
+                                sizeof(c->hdr), &resp);
+        take_response(c, &resp, false);
         c->buf_len = 0;
     } else {
-        sl_response_prepare(c, &req);
+        c->requests++;
+        struct sl_response_env env = response_env(r, c);
+        sl_response_build(&env, &req, c->hdr, sizeof(c->hdr), &resp);
+        take_response(c, &resp, !req.keepalive);
         /* Keep pipelined bytes after the head for the next round. */
         size_t used = (size_t)rc;
         memmove(c->buf, c->buf + used, c->buf_len - used);
@@ -435,7 +475,9 @@ static void serve_input(struct reader *r, struct sl_conn *c)
             }
             begin_response(r, c, NULL);
             c->requests++;
-            sl_response_error(c, 431);
+            struct sl_response resp;
+            sl_response_error(431, c->hdr, sizeof(c->hdr), &resp);
+            take_response(c, &resp, false);
             c->buf_len = 0;
             if (respond(r, c) == GONE)
                 return;

@@ -3,19 +3,12 @@
  * the 414/431 paths are reached) and under roomy ones, and the results are
  * checked against the contract in core/http.h. Any violation aborts. */
 #include "core/http.h"
+#include "tests/fuzz/check.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
-            fprintf(stderr, "invariant failed: %s (line %d)\n", #cond, __LINE__);  \
-            abort();                                                                \
-        }                                                                           \
-    } while (0)
 
 static const struct sl_http_limits small = {
     .max_request_line = 64, .max_header_size = 256, .max_headers = 8};

@@ -5,19 +5,12 @@
  * control byte, fits OUTSZ, and normalizing the result again changes nothing.
  * Any violation aborts. */
 #include "core/http.h"
+#include "tests/fuzz/check.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
-            fprintf(stderr, "invariant failed: %s (line %d)\n", #cond, __LINE__);  \
-            abort();                                                                \
-        }                                                                           \
-    } while (0)
 
 #define SMALL 24
 #define LARGE 4096

@@ -5,18 +5,11 @@
  * asks for more; and the result does not depend on bytes after the header.
  * Any violation aborts. */
 #include "core/proxy.h"
+#include "tests/fuzz/check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
-            fprintf(stderr, "invariant failed: %s (line %d)\n", #cond, __LINE__);  \
-            abort();                                                                \
-        }                                                                           \
-    } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -102,7 +102,11 @@ def lower_the_limit(server, conns):
 
 
 def test_standing_queue_lowers_limit_and_new_connections_wait_in_backlog(factory):
-    server = factory(**LIMIT)
+    # Intervals of 300 ms: the new connection below makes the limit bind, and
+    # with idle readers it grows back an eighth per interval, so it would be
+    # let in after about six intervals. At 100 ms that left the half-second
+    # check below racing the growth on a loaded machine.
+    server = factory(**{**LIMIT, "admission_queue_wait_interval": "300ms"})
     quiet(server)
     with sessions(server) as conns:
         assert stats(server)["admission"]["limit"] == 256  # the start, under max_connections
