@@ -301,6 +301,7 @@ void *sl_acceptor_main(void *arg)
 {
     struct sl_thread *t = arg;
     sl_set_thread_name("acceptor"); /* every acceptor: the count is the config's */
+    sl_conn_stage = SL_STAGE_ACCEPTOR;
     rcu_register_thread();
     struct sl_tstats *st = sl_tstats_self();
     int timeout = 0;

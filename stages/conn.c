@@ -13,12 +13,18 @@ struct sl_conn *sl_conn_new(int fd)
     c->fd = fd;
     /* Its PROXY header is still to come: */
     c->state = sl_srv.proxy_protocol ? SL_CONN_PROXY : SL_CONN_READ;
+    c->owner = SL_STAGE_ACCEPTOR;
     CDS_INIT_LIST_HEAD(&c->timer_link);
     return c;
 }
 
+__thread uint8_t sl_conn_stage = SL_STAGE_OTHER;
+
 void sl_conn_close(struct sl_conn *c)
 {
+    /* Its stage, or the main thread draining the queues after every stage
+       thread has left (sl_pipeline_stop). */
+    assert(c->owner == sl_conn_stage || sl_conn_stage == SL_STAGE_OTHER);
     struct sl_tstats *st = sl_tstats_self();
     /* A response cut short still gets its line (not counted as a request). */
     sl_conn_end_response(c, st, false);
@@ -26,8 +32,10 @@ void sl_conn_close(struct sl_conn *c)
     uatomic_dec(&sl_srv.reader_conns[c->reader]);
     free(c->buf);
     free(c);
-    uatomic_dec(&sl_srv.conns);
     SL_COUNTER_ADD(&st->ev.conn_closed, 1);
+    /* After the count, with release: a status sample that sees this
+       connection gone sees it counted closed (app/status.c). */
+    __atomic_sub_fetch(&sl_srv.conns, 1, __ATOMIC_RELEASE);
 }
 
 bool sl_conn_state_legal(enum sl_conn_state from, enum sl_conn_state to)

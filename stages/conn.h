@@ -43,7 +43,9 @@
  *
  * Any state may end in sl_conn_close() (client gone, timeout, stopping):
  * that frees the connection, it is no state. Which stage holds the
- * connection is not a state either: it is the stage that dequeued it. */
+ * connection is not a state either: it is the stage it was last handed to
+ * (c->owner), and only a thread of that stage may change its state or close
+ * it (asserted in debug builds against sl_conn_stage). */
 enum sl_conn_state {
     SL_CONN_READ = 0, /* reader: read and parse the next request head (or drop a body) */
     SL_CONN_PROXY,    /* reader: a new connection whose PROXY header is still to come */
@@ -66,6 +68,8 @@ struct sl_conn {
     int fd;
     uint16_t reader; /* the reader whose epoll set holds fd */
     uint8_t state;   /* enum sl_conn_state: set by sl_conn_set_state() only */
+    uint8_t owner;   /* enum sl_stage holding it: set at birth and by each hand-off
+                        (stages/pipeline.c), before the push */
     uint8_t reg;     /* how fd is in the reader's epoll set: enum sl_reg (edge-
                         triggered, kept across requests while the
                         reader holds the connection) */
@@ -123,10 +127,15 @@ void sl_conn_close(struct sl_conn *c);
 /* Pure. Is FROM -> TO one of the transitions of the diagram above? */
 bool sl_conn_state_legal(enum sl_conn_state from, enum sl_conn_state to);
 
+/* The stage the calling thread runs (enum sl_stage), set once by each stage
+ * thread at its start; SL_STAGE_OTHER elsewhere (main, status). */
+extern __thread uint8_t sl_conn_stage;
+
 /* Moves C to state TO; in debug builds (no NDEBUG) asserts the transition is
- * legal. The caller owns C. Cannot fail. */
+ * legal and the calling thread's stage holds C. Cannot fail. */
 static inline void sl_conn_set_state(struct sl_conn *c, enum sl_conn_state to)
 {
+    assert(c->owner == sl_conn_stage);
     assert(sl_conn_state_legal((enum sl_conn_state)c->state, to));
     c->state = (uint8_t)to;
 }

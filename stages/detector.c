@@ -57,6 +57,7 @@ void *sl_detector_main(void *arg)
     struct sl_thread *t = arg;
     struct detector d = {.q = &sl_srv.detector_q};
     sl_set_thread_name("detector");
+    sl_conn_stage = SL_STAGE_DETECTOR;
     rcu_register_thread();
     d.st = sl_tstats_self();
     CDS_INIT_LIST_HEAD(&d.waiting);

@@ -48,16 +48,19 @@ struct sl_settings *sl_settings_publish(struct sl_settings *next)
 
 void sl_to_reader(struct sl_conn *c)
 {
+    c->owner = SL_STAGE_READER; /* before the push: after it, C is the reader's */
     sl_queue_push(&sl_srv.reader_q[c->reader], &c->qnode);
 }
 
 void sl_to_writer(struct sl_conn *c)
 {
+    c->owner = SL_STAGE_WRITER;
     sl_queue_push(&sl_srv.writer_q, &c->qnode);
 }
 
 void sl_to_detector(struct sl_conn *c)
 {
+    c->owner = SL_STAGE_DETECTOR;
     sl_queue_push(&sl_srv.detector_q, &c->qnode);
 }
 

@@ -726,6 +726,7 @@ void *sl_reader_main(void *arg)
     struct reader r = {
         .t = t, .q = &sl_srv.reader_q[t->index], .codel = {.min_wait = UINT64_MAX}};
     sl_set_thread_name("reader-%d", t->index);
+    sl_conn_stage = SL_STAGE_READER;
     rcu_register_thread();
     r.st = sl_tstats_self();
     CDS_INIT_LIST_HEAD(&r.heads);

@@ -37,6 +37,7 @@ void *sl_writer_main(void *arg)
 {
     struct sl_thread *t = arg;
     sl_set_thread_name("writer-%d", t->index);
+    sl_conn_stage = SL_STAGE_WRITER;
     rcu_register_thread();
     struct sl_tstats *st = sl_tstats_self();
     struct sl_stage_counters *sc = &st->stage[SL_STAGE_WRITER];

@@ -30,7 +30,8 @@ Test(conn_state, every_pair_is_as_the_diagram_says)
 
 Test(conn_state, a_keep_alive_session)
 {
-    struct sl_conn c = {.state = SL_CONN_PROXY};
+    sl_conn_stage = SL_STAGE_READER;
+    struct sl_conn c = {.state = SL_CONN_PROXY, .owner = SL_STAGE_READER};
     sl_conn_set_state(&c, SL_CONN_READ);   /* PROXY header taken */
     sl_conn_set_state(&c, SL_CONN_SEND);   /* first response */
     sl_conn_set_state(&c, SL_CONN_READ);   /* kept alive, pipelined bytes */
@@ -45,19 +46,50 @@ Test(conn_state, a_keep_alive_session)
 
 Test(conn_state, send_without_a_request_aborts, .signal = SIGABRT)
 {
-    struct sl_conn c = {.state = SL_CONN_IDLE};
+    sl_conn_stage = SL_STAGE_READER;
+    struct sl_conn c = {.state = SL_CONN_IDLE, .owner = SL_STAGE_READER};
     sl_conn_set_state(&c, SL_CONN_SEND);
 }
 
 Test(conn_state, nothing_leaves_linger, .signal = SIGABRT)
 {
-    struct sl_conn c = {.state = SL_CONN_LINGER};
+    sl_conn_stage = SL_STAGE_READER;
+    struct sl_conn c = {.state = SL_CONN_LINGER, .owner = SL_STAGE_READER};
     sl_conn_set_state(&c, SL_CONN_READ);
 }
 
 Test(conn_state, a_request_before_the_proxy_header_aborts, .signal = SIGABRT)
 {
-    struct sl_conn c = {.state = SL_CONN_PROXY};
+    sl_conn_stage = SL_STAGE_READER;
+    struct sl_conn c = {.state = SL_CONN_PROXY, .owner = SL_STAGE_READER};
+    sl_conn_set_state(&c, SL_CONN_SEND);
+}
+
+Test(conn_state, a_keep_alive_session_across_stages)
+{
+    /* The reader prepares, a writer sends and ends the response, the reader
+       takes it back: each changes the state only while its stage holds it. */
+    struct sl_conn c = {.state = SL_CONN_READ, .owner = SL_STAGE_READER};
+    sl_conn_stage = SL_STAGE_READER;
+    sl_conn_set_state(&c, SL_CONN_SEND);
+    c.owner = SL_STAGE_WRITER; /* what sl_to_writer() does before the push */
+    sl_conn_stage = SL_STAGE_WRITER;
+    sl_conn_set_state(&c, SL_CONN_READ);
+    cr_assert_eq(c.state, SL_CONN_READ);
+}
+
+Test(conn_state, a_stage_that_does_not_hold_it_aborts, .signal = SIGABRT)
+{
+    /* Handed to a writer; the reader touching it afterwards is the bug. */
+    struct sl_conn c = {.state = SL_CONN_READ, .owner = SL_STAGE_WRITER};
+    sl_conn_stage = SL_STAGE_READER;
+    sl_conn_set_state(&c, SL_CONN_SEND);
+}
+
+Test(conn_state, outside_the_pipeline_it_aborts, .signal = SIGABRT)
+{
+    struct sl_conn c = {.state = SL_CONN_READ, .owner = SL_STAGE_READER};
+    sl_conn_stage = SL_STAGE_OTHER;
     sl_conn_set_state(&c, SL_CONN_SEND);
 }
 
