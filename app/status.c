@@ -308,6 +308,10 @@ static void gather(struct sl_status_sample *s)
     queue_view(&s->stage[SL_STAGE_DETECTOR], &sl_srv.detector_q);
     queue_view(&s->stage[SL_STAGE_WRITER], &sl_srv.writer_q);
 
+    /* Open connections before the counters: a connection's close is counted
+       before it leaves sl_srv.conns (sl_conn_close), so a sample that sees
+       none open also sees every close (closed == accepted when idle). */
+    s->conns = __atomic_load_n(&sl_srv.conns, __ATOMIC_ACQUIRE);
     /* The snapshot is large (histograms); it lives on this thread's stack. */
     struct sl_stats_snapshot snap;
     sl_stats_snapshot(&snap);
@@ -320,7 +324,6 @@ static void gather(struct sl_status_sample *s)
     s->optimistic_write = sl_set.optimistic_write;
     s->generation = __atomic_load_n(&sl_srv.generation, __ATOMIC_RELAXED);
     s->failed_reloads = __atomic_load_n(&sl_srv.failed_reloads, __ATOMIC_RELAXED);
-    s->conns = __atomic_load_n(&sl_srv.conns, __ATOMIC_RELAXED);
     s->draining = __atomic_load_n(&sl_srv.draining, __ATOMIC_RELAXED) != 0;
     if (sl_srv.cache)
         sl_cache_info(sl_srv.cache, &s->cache);
