@@ -130,6 +130,26 @@ def test_budget_off_and_other_options(bench):
             bench.parse_args(bad)
 
 
+def test_base_variant_runs_the_second_binary(bench, tmp_path):
+    """sluice-base: the --sluice-base binary with the same settings, so two
+    builds are compared side by side in one run."""
+    m = bench.SLUICE_VARIANT.match("sluice-base")
+    assert m and m.group(12) == "base" and not m.group(10)
+    m = bench.SLUICE_VARIANT.match("sluice-r2-noinline-base")
+    assert m and m.group(6) == "2" and m.group(10) == "noinline" and m.group(12) == "base"
+    assert not bench.SLUICE_VARIANT.match("sluice-base-r2")  # the order is fixed
+    a = bench.parse_args(["--servers", "sluice,sluice-base", "--sluice-base", "/bin/true",
+                          "--no-floor"])
+    assert a.servers == ["sluice", "sluice-base"] and a.sluice_base == "/bin/true"
+    a.use_cgroup = False  # what main() decides; no cgroup here
+    srv = bench.Server("sluice-base", a, str(tmp_path), str(tmp_path))
+    srv.port = 1
+    assert srv.command()[0] == "/bin/true"
+    srv = bench.Server("sluice", a, str(tmp_path), str(tmp_path))
+    srv.port = 1
+    assert srv.command()[0] == a.sluice
+
+
 def test_floor_serves_only_fixed_sizes(bench):
     fixed = [w for w in bench.WORKLOADS if bench.serves("floor", w)]
     assert fixed == ["0kib", "1kib", "10kib", "100kib", "1kib-close", "1kib-2000c"]
