@@ -138,10 +138,21 @@ static void parse_command(const char *line, size_t len, struct command *out)
         out->kind = CMD_ERROR;
         return;
     }
-    if (tok_is(tok[0], tlen[0], "help") || tok_is(tok[0], tlen[0], "?")) {
-        out->kind = nt == 1 ? CMD_HELP : CMD_ERROR;
+    /* Commands of one word, with an alias or none. */
+    static const struct {
+        const char *word, *alias;
+        enum cmd_kind kind;
+    } bare[] = {{"help", "?", CMD_HELP},
+                {"drain", NULL, CMD_DRAIN},
+                {"metrics", NULL, CMD_METRICS},
+                {"quit", "exit", CMD_QUIT}};
+    for (size_t b = 0; b < SL_ARRAY_LEN(bare); b++) {
+        if (!tok_is(tok[0], tlen[0], bare[b].word) &&
+            !(bare[b].alias && tok_is(tok[0], tlen[0], bare[b].alias)))
+            continue;
+        out->kind = nt == 1 ? bare[b].kind : CMD_ERROR;
         if (nt != 1)
-            snprintf(out->err, sizeof(out->err), "help takes no arguments");
+            snprintf(out->err, sizeof(out->err), "%s takes no arguments", bare[b].word);
         return;
     }
     if (tok_is(tok[0], tlen[0], "stats")) {
@@ -155,24 +166,6 @@ static void parse_command(const char *line, size_t len, struct command *out)
             snprintf(out->err, sizeof(out->err), "usage: stats [json] (got '%s'%s)", w,
                      nt > 2 ? " and more" : "");
         }
-        return;
-    }
-    if (tok_is(tok[0], tlen[0], "drain")) {
-        out->kind = nt == 1 ? CMD_DRAIN : CMD_ERROR;
-        if (nt != 1)
-            snprintf(out->err, sizeof(out->err), "drain takes no arguments");
-        return;
-    }
-    if (tok_is(tok[0], tlen[0], "metrics")) {
-        out->kind = nt == 1 ? CMD_METRICS : CMD_ERROR;
-        if (nt != 1)
-            snprintf(out->err, sizeof(out->err), "metrics takes no arguments");
-        return;
-    }
-    if (tok_is(tok[0], tlen[0], "quit") || tok_is(tok[0], tlen[0], "exit")) {
-        out->kind = nt == 1 ? CMD_QUIT : CMD_ERROR;
-        if (nt != 1)
-            snprintf(out->err, sizeof(out->err), "quit takes no arguments");
         return;
     }
     if (tok_is(tok[0], tlen[0], "set")) {
