@@ -395,15 +395,23 @@ static int client_io(struct client *c)
     return SL_DONE;
 }
 
+/* The next connection on listener LFD, nonblocking; -1 when none is left
+ * (EAGAIN) or on an error other than a client gone before its accept. */
+static int accept_next(int lfd)
+{
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0 || (errno != EINTR && errno != ECONNABORTED))
+            return fd;
+    }
+}
+
 static void accept_http(void)
 {
     for (int k = 0; k < SL_HS_MAX_CLIENTS; k++) {
-        int fd = accept4(hs.http_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
+        int fd = accept_next(hs.http_fd);
+        if (fd < 0)
             return;
-        }
         if (hs.nclients == SL_HS_MAX_CLIENTS) {
             static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
                                        "Content-Length: 0\r\nConnection: close\r\n\r\n";
@@ -422,12 +430,9 @@ static void accept_http(void)
 static void accept_agent(void)
 {
     for (int k = 0; k < SL_HS_MAX_CLIENTS; k++) {
-        int fd = accept4(hs.agent_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
+        int fd = accept_next(hs.agent_fd);
+        if (fd < 0)
             return;
-        }
         char line[64];
         size_t n = sl_agent_reply(line, sizeof(line),
                                   __atomic_load_n(&sl_srv.draining, __ATOMIC_RELAXED) != 0,
