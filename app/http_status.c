@@ -18,7 +18,6 @@
 
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -205,11 +204,9 @@ static void look(uint64_t now)
     for (int i = 1; i < SL_HS_STAGES; i++)
         done[i] = snap->stage[i].q_dequeued;
     free(snap);
-    struct tcp_info ti;
-    socklen_t tl = sizeof(ti);
-    if (sl_srv.listen_fd >= 0 &&
-        getsockopt(sl_srv.listen_fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0)
-        depth[SL_STAGE_ACCEPTOR] = (long)ti.tcpi_unacked;
+    long q = sl_adm_accept_queue(NULL);
+    if (q >= 0)
+        depth[SL_STAGE_ACCEPTOR] = q;
     for (int i = 0; i < sl_srv.nreaders; i++)
         depth[SL_STAGE_READER] += sl_queue_depth(&sl_srv.reader_q[i]);
     depth[SL_STAGE_DETECTOR] = sl_queue_depth(&sl_srv.detector_q);

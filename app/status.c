@@ -26,7 +26,6 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -278,15 +277,13 @@ static void gather(struct sl_status_sample *s)
         s->stage[i].threads = sl_pipeline_threads((enum sl_stage_id)i);
         s->stage[i].limit = -1;
     }
-    /* The acceptor's queue is the kernel's accept queue: for a listening
-       socket, TCP_INFO reports its length (unacked) and limit (sacked). */
+    /* The acceptor's queue is the kernel's accept queue. */
     struct sl_stage_view *a = &s->stage[SL_STAGE_ACCEPTOR];
-    struct tcp_info ti;
-    socklen_t tl = sizeof(ti);
-    if (sl_srv.listen_fd >= 0 &&
-        getsockopt(sl_srv.listen_fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) {
-        a->depth = (long)ti.tcpi_unacked;
-        a->limit = (long)ti.tcpi_sacked;
+    long qlimit;
+    long q = sl_adm_accept_queue(&qlimit);
+    if (q >= 0) {
+        a->depth = q;
+        a->limit = qlimit;
     }
     /* Two threads sample (this one and the HTTP status listener): keep the
        largest with an atomic max. */

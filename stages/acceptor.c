@@ -198,7 +198,7 @@ static void adm_tick(uint64_t now)
         ctl.limit = (double)SL_MIN((long)SL_ADM_LIMIT_START, max);
     ctl.on = on;
     if (on) {
-        long waiting = bound ? sl_adm_accept_queue() : 0;
+        long waiting = bound ? sl_adm_accept_queue(NULL) : 0;
         ctl.limit = sl_adm_next_limit(ctl.limit, peak, bound, wait, target, idle, waiting,
                                       SL_ADM_LIMIT_MIN, max);
         /* Smoothed: an interval right after the limit fell accepts little. */

@@ -53,15 +53,20 @@ int sl_adm_next_backlog(double rate, bool bound, uint64_t target, int max)
     return (int)b;
 }
 
-long sl_adm_accept_queue(void)
+long sl_adm_accept_queue(long *limit)
 {
-    /* On a listening socket, TCP_INFO's unacked is the accept queue's length. */
+    /* On a listening socket, TCP_INFO's unacked is the accept queue's length
+       and sacked its limit (the backlog in force). */
     struct tcp_info ti;
     socklen_t len = sizeof(ti);
     int fd = sl_srv.listen_fd;
-    if (fd >= 0 && getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
-        return (long)ti.tcpi_unacked;
-    return -1;
+    if (limit)
+        *limit = -1;
+    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+        return -1;
+    if (limit)
+        *limit = (long)ti.tcpi_sacked;
+    return (long)ti.tcpi_unacked;
 }
 
 void sl_adm_state(struct sl_adm_state *st)
@@ -81,5 +86,5 @@ void sl_adm_state(struct sl_adm_state *st)
     st->syns = sc.syns;
     st->syn_retries = sc.retries;
     st->syn_retries_dropped = sc.dropped;
-    st->waiting = sl_adm_accept_queue();
+    st->waiting = sl_adm_accept_queue(NULL);
 }

@@ -87,8 +87,9 @@ double sl_adm_next_limit(double limit, long peak, bool bound, uint64_t wait,
                          uint64_t target, double idle, long waiting, long lo, long hi);
 
 /* Connections in the kernel's accept queue now, -1 if unknown (one
- * getsockopt). Any thread. */
-long sl_adm_accept_queue(void);
+ * getsockopt); LIMIT, if not NULL, gets the queue's limit (-1 if unknown).
+ * Any thread. */
+long sl_adm_accept_queue(long *limit);
 
 /* The listen backlog for an interval in which connections were accepted at
  * RATE per second and the limit BOUND or not: what sluice accepts in
