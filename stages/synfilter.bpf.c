@@ -16,6 +16,8 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "synfilter_ctl.h"
+
 #define TCP_FLAGS_OFF 13 /* the flags byte in the TCP header */
 #define TCP_SYN 0x02
 #define TCP_ACK 0x10
@@ -36,12 +38,10 @@ struct {
     __type(value, __u64);
 } syn_seen SEC(".maps");
 
-/* 0: shed (1 while the admission limit binds, set by the acceptor);
- * 1: SYNs seen; 2: retransmitted SYNs seen; 3: retransmitted SYNs dropped. */
-enum { CTL_SHED, CTL_SYNS, CTL_RETRIES, CTL_DROPPED, CTL_N };
+/* Its slots: stages/synfilter_ctl.h. */
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, CTL_N);
+    __uint(max_entries, SL_SYN_NCTL);
     __type(key, __u32);
     __type(value, __u64);
 } syn_ctl SEC(".maps");
@@ -79,18 +79,18 @@ int sl_synfilter(struct __sk_buff *skb)
     } else {
         return skb->len;
     }
-    count(CTL_SYNS);
+    count(SL_SYN_SYNS);
     __u64 now = bpf_ktime_get_ns();
     __u64 *first = bpf_map_lookup_elem(&syn_seen, &k);
     if (first == NULL) {
         bpf_map_update_elem(&syn_seen, &k, &now, BPF_ANY);
         return skb->len;
     }
-    count(CTL_RETRIES);
-    __u32 i = CTL_SHED;
+    count(SL_SYN_RETRIES);
+    __u32 i = SL_SYN_SHED;
     __u64 *shed = bpf_map_lookup_elem(&syn_ctl, &i);
     if (shed && *shed) {
-        count(CTL_DROPPED);
+        count(SL_SYN_DROPPED);
         return 0;
     }
     return skb->len;

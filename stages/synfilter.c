@@ -8,6 +8,7 @@
 #include <string.h>
 
 #ifdef SLUICE_HAVE_BPF
+#include "stages/synfilter_ctl.h"
 #include "synfilter.skel.h" /* generated from synfilter.bpf.c at build time */
 
 #include <bpf/bpf.h>
@@ -16,11 +17,10 @@
 #include <stdarg.h>
 #include <sys/socket.h>
 
-enum { CTL_SHED, CTL_SYNS, CTL_RETRIES, CTL_DROPPED, CTL_N }; /* as in synfilter.bpf.c */
 
 static struct synfilter_bpf *skel;
 static int ctl_fd = -1; /* written before the acceptors start, then read-only */
-static bool shedding;   /* the acceptor's own copy of CTL_SHED */
+static bool shedding;   /* the acceptor's own copy of SL_SYN_SHED */
 
 /* libbpf's own messages go to the error log at debug level. */
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -65,7 +65,7 @@ void sl_synfilter_shed(bool shed)
 {
     if (ctl_fd < 0 || shed == shedding)
         return;
-    __u32 k = CTL_SHED;
+    __u32 k = SL_SYN_SHED;
     __u64 v = shed;
     if (bpf_map_update_elem(ctl_fd, &k, &v, BPF_ANY) != 0) {
         sl_log(SL_LOG_WARN, "admission.drop_syn_retries: cannot update the filter: %s",
@@ -81,16 +81,16 @@ void sl_synfilter_counts(struct sl_synfilter_counts *c)
     int fd = __atomic_load_n(&ctl_fd, __ATOMIC_RELAXED);
     if (fd < 0)
         return;
-    __u64 v[CTL_N] = {0};
+    __u64 v[SL_SYN_NCTL] = {0};
     /* Dropped, then retransmitted, then all: each read no earlier than the
        one before, so dropped <= retries <= syns holds in what is shown. */
-    for (__u32 k = CTL_N; k-- > 0;)
+    for (__u32 k = SL_SYN_NCTL; k-- > 0;)
         if (bpf_map_lookup_elem(fd, &k, &v[k]) != 0)
             v[k] = 0;
-    c->shedding = v[CTL_SHED] != 0;
-    c->syns = v[CTL_SYNS];
-    c->retries = v[CTL_RETRIES];
-    c->dropped = v[CTL_DROPPED];
+    c->shedding = v[SL_SYN_SHED] != 0;
+    c->syns = v[SL_SYN_SYNS];
+    c->retries = v[SL_SYN_RETRIES];
+    c->dropped = v[SL_SYN_DROPPED];
 }
 
 void sl_synfilter_free(void)
