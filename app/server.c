@@ -135,6 +135,7 @@ static struct sl_settings *settings_new(const struct sl_config *cfg)
     n->adm_retry_after = cfg->adm_retry_after;
     n->adm_on_full = cfg->adm_on_full;
     n->adm_close_idle = cfg->adm_close_idle;
+    n->adm_gate_syns = cfg->adm_gate_syns;
     n->adm_policy = cfg->adm_policy;
     n->adm_backlog_max = cfg->backlog;
     snprintf(n->index, sizeof(n->index), "%s", cfg->index); /* length checked at load */
@@ -416,10 +417,11 @@ size_t sl_server_config_json(char *out, size_t cap)
              (unsigned long long)v.cache.negative_ns, v.cache.small_file_max);
     JSON_PUT(",\"admission\":{\"policy\":\"%s\",\"queue_wait_target_ns\":%llu"
              ",\"queue_wait_interval_ns\":%llu,\"retry_after\":%d,\"on_full\":%d"
-             ",\"close_idle\":%s,\"drop_syn_retries\":%s}}",
+             ",\"close_idle\":%s,\"drop_syn_retries\":%s,\"gate_syns\":%s}}",
              v.adm_policy == SL_ADM_CODEL ? "codel" : "limit", (unsigned long long)v.adm_target_ns,
              (unsigned long long)v.adm_interval_ns, v.adm_retry_after, v.adm_on_full,
-             v.adm_close_idle ? "true" : "false", drop_syn ? "true" : "false");
+             v.adm_close_idle ? "true" : "false", drop_syn ? "true" : "false",
+             v.adm_gate_syns ? "true" : "false");
     if (len >= cap)
         out[cap - 1] = '\0';
     return len;

@@ -126,15 +126,19 @@ void sl_report_json(struct sl_sbuf *b, const struct sl_status_sample *s,
               ",\"admission\":{\"dropping\":%s,\"shed_queue_wait\":%" PRIu64
               ",\"refused_full\":%" PRIu64 ",\"closed_full\":%" PRIu64
               ",\"closed_idle\":%" PRIu64 ",\"policy\":\"%s\",\"limit\":%ld"
-              ",\"admitted\":%ld,\"waiting\":%ld,\"backlog\":%d,\"wait_ms\":%.3f"
+              ",\"admitted\":%ld,\"waiting\":%ld,\"backlog\":%d,\"queue_target\":%d"
+              ",\"wait_ms\":%.3f"
               ",\"readers_idle\":%.2f,\"syn_filter\":%s,\"syn_shedding\":%s"
               ",\"syns\":%" PRIu64 ",\"syn_retries\":%" PRIu64
-              ",\"syn_retries_dropped\":%" PRIu64 "}",
+              ",\"syn_retries_dropped\":%" PRIu64 ",\"syn_gating\":%s"
+              ",\"syns_gated\":%" PRIu64 "}",
               s->adm_dropping ? "true" : "false",
               e->shed_queue_wait, e->refused_full, e->conn_rejected, e->closed_idle,
-              as.policy, as.limit, as.admitted, as.waiting, as.backlog, as.wait_ms, as.idle,
+              as.policy, as.limit, as.admitted, as.waiting, as.backlog, as.queue_target,
+              as.wait_ms, as.idle,
               as.syn_filter ? "true" : "false", as.syn_shedding ? "true" : "false", as.syns,
-              as.syn_retries, as.syn_retries_dropped);
+              as.syn_retries, as.syn_retries_dropped, as.syn_gating ? "true" : "false",
+              as.syns_gated);
     sl_sbuf_printf(b,
               ",\"requests\":{\"total\":%" PRIu64 ",\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64
               ",\"3xx\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64
@@ -230,12 +234,20 @@ void sl_report_table(struct sl_sbuf *b, const struct sl_status_sample *s,
               "mean internal wait %.1f ms, readers idle %.0f%%\n",
               as.policy, as.admitted, as.limit, as.waiting, as.backlog, as.wait_ms,
               as.idle * 100);
-    if (as.syn_filter)
+    if (as.syn_filter) {
+        char what[96];
+        if (as.syn_gating)
+            snprintf(what, sizeof(what),
+                     "gating new SYNs to an accept queue of %d, dropping retransmissions",
+                     as.queue_target);
+        else
+            snprintf(what, sizeof(what), "%s",
+                     as.syn_shedding ? "dropping retransmissions" : "letting all through");
         sl_sbuf_printf(b,
                        "SYN filter: %s; %" PRIu64 " SYNs, %" PRIu64 " retransmitted, %" PRIu64
-                       " of them dropped\n",
-                       as.syn_shedding ? "dropping retransmissions" : "letting all through",
-                       as.syns, as.syn_retries, as.syn_retries_dropped);
+                       " of them dropped; %" PRIu64 " new ones dropped by the gate\n",
+                       what, as.syns, as.syn_retries, as.syn_retries_dropped, as.syns_gated);
+    }
     sl_sbuf_printf(b,
               "requests: %" PRIu64 " (1xx %" PRIu64 ", 2xx %" PRIu64 ", 3xx %" PRIu64
               ", 4xx %" PRIu64 ", 5xx %" PRIu64 "), %" PRIu64
@@ -449,6 +461,10 @@ void sl_report_metrics(struct sl_sbuf *b, const struct sl_status_sample *s)
     sl_sbuf_printf(b, "sluice_admission_waiting %ld\n", as.waiting);
     metric_head(b, "admission_backlog", "gauge", "The listen backlog.");
     sl_sbuf_printf(b, "sluice_admission_backlog %d\n", as.backlog);
+    metric_head(b, "admission_queue_target", "gauge",
+                "The accept queue length the SYN gate keeps to while the limit binds; "
+                "0 when it is not gating.");
+    sl_sbuf_printf(b, "sluice_admission_queue_target %d\n", as.queue_target);
     metric_head(b, "admission_queue_wait_seconds", "gauge",
                 "Mean queue wait inside sluice over the last admission interval.");
     sl_sbuf_printf(b, "sluice_admission_queue_wait_seconds %.6f\n",
@@ -457,10 +473,13 @@ void sl_report_metrics(struct sl_sbuf *b, const struct sl_status_sample *s)
                 "Share of the last admission interval the readers waited for work.");
     sl_sbuf_printf(b, "sluice_admission_readers_idle_ratio %.2f\n", as.idle);
     metric_head(b, "admission_syns_total", "counter",
-                "SYNs that reached the listener, seen by the SYN filter, by kind: new, "
-                "retransmitted and let through, retransmitted and dropped.");
+                "SYNs that reached the listener, seen by the SYN filter, by kind: new and "
+                "let through, new and dropped by the gate, retransmitted and let through, "
+                "retransmitted and dropped.");
     sl_sbuf_printf(b, "sluice_admission_syns_total{kind=\"new\"} %" PRIu64 "\n",
-                   as.syns - as.syn_retries);
+                   as.syns - as.syn_retries - as.syns_gated);
+    sl_sbuf_printf(b, "sluice_admission_syns_total{kind=\"gated\"} %" PRIu64 "\n",
+                   as.syns_gated);
     sl_sbuf_printf(b, "sluice_admission_syns_total{kind=\"retransmitted\"} %" PRIu64 "\n",
                    as.syn_retries - as.syn_retries_dropped);
     sl_sbuf_printf(b, "sluice_admission_syns_total{kind=\"dropped\"} %" PRIu64 "\n",

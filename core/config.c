@@ -74,6 +74,7 @@ static const struct key keys[] = {
     {"admission", "close_idle", K_BOOL, OFF(adm_close_idle), 0, 0},
     {"admission", "policy", K_POLICY, OFF(adm_policy), 0, 0},
     {"admission", "drop_syn_retries", K_BOOL, OFF(adm_drop_syn_retries), 0, 0},
+    {"admission", "gate_syns", K_BOOL, OFF(adm_gate_syns), 0, 0},
     {"http", "index", K_STR, OFF(index), 0, 0},
     {"http", "mime_types", K_STR, OFF(mime_types), 0, 0},
     {"http", "default_type", K_STR, OFF(default_type), 0, 0},
@@ -150,6 +151,7 @@ void sl_config_defaults(struct sl_config *cfg)
     cfg->adm_close_idle = false;
     cfg->adm_policy = SL_ADM_LIMIT;
     cfg->adm_drop_syn_retries = true;
+    cfg->adm_gate_syns = true;
     cfg->index = sl_strdup("index.html");
     cfg->mime_types = sl_strdup("/etc/mime.types");
     cfg->default_type = sl_strdup("application/octet-stream");

@@ -95,6 +95,7 @@ struct sl_config {
     bool adm_close_idle;      /* at max_connections, close idle keep-alive first */
     int adm_policy;           /* enum sl_adm_policy */
     bool adm_drop_syn_retries; /* BPF filter drops retransmitted SYNs while the limit binds */
+    bool adm_gate_syns;        /* ... and lets new SYNs in only as the accept queue has room */
 
     /* [http] */
     char *index;         /* file served for a directory ("index.html") */

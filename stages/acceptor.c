@@ -150,6 +150,20 @@ static void set_backlog(int b)
     __atomic_store_n(&sl_srv.adm_backlog, b, __ATOMIC_RELAXED);
 }
 
+/* While the limit binds, lets new SYNs through the filter as the accept queue
+ * has room below its target (synfilter.h); else opens the gate. Acceptor 0,
+ * each time it looks at the limit: every few milliseconds while it binds. */
+static void gate_refill(void)
+{
+    if (!ctl.gating) {
+        sl_synfilter_gate(-1);
+        return;
+    }
+    long waiting = sl_adm_accept_queue(NULL);
+    if (waiting >= 0)
+        sl_synfilter_gate(SL_MAX(0, (long)ctl.queue_target - waiting));
+}
+
 /* Closes an interval of the adaptive limit if one is over: takes the mean
  * internal queue wait of the requests the readers parsed in it and the share
  * of it the readers spent waiting for work, and sets the next limit and the
@@ -203,12 +217,28 @@ static void adm_tick(uint64_t now)
                                       SL_ADM_LIMIT_MIN, max);
         /* Smoothed: an interval right after the limit fell accepts little. */
         ctl.rate += ((double)accepts / span - ctl.rate) / 4;
-        set_backlog(sl_adm_next_backlog(ctl.rate, bound, target, bmax));
+        /* Shedding outlasts the binding by SL_ADM_SHED_HOLD_NS: the SYNs
+           turned away while it bound come back a second later. */
+        if (bound)
+            ctl.shed_until = now + SL_ADM_SHED_HOLD_NS;
+        bool shed = now < ctl.shed_until;
+        ctl.queue_target = sl_adm_next_backlog(ctl.rate, shed, target, bmax);
+        ctl.gating = shed && sl_set.adm_gate_syns && sl_synfilter_on();
+        /* Gated, the queue stays near its target and the backlog above it
+           is room for handshakes under way; else the backlog is the bound. */
+        set_backlog(ctl.gating ? SL_MIN(bmax, 2 * ctl.queue_target) : ctl.queue_target);
+        gate_refill();
+        __atomic_store_n(&sl_srv.adm_queue_target, ctl.gating ? ctl.queue_target : 0,
+                         __ATOMIC_RELAXED);
         /* While the limit binds the short backlog overflows: keep its room
            for new clients, not for retransmissions already late. */
-        sl_synfilter_shed(bound);
+        sl_synfilter_shed(shed);
     } else {
         ctl.limit = (double)max;
+        ctl.gating = false;
+        ctl.shed_until = 0;
+        gate_refill();
+        __atomic_store_n(&sl_srv.adm_queue_target, 0, __ATOMIC_RELAXED);
         set_backlog(bmax);
         sl_synfilter_shed(false);
     }
@@ -225,7 +255,7 @@ static bool should_run(const struct sl_thread *t)
 
 /* Accepts until EAGAIN or the batch is done. Returns the poll timeout to use
  * next: -1 normally, PAUSE_MS after running out of descriptors. */
-static int accept_some(struct sl_tstats *st)
+static int accept_some(struct sl_tstats *st, bool controller)
 {
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         long max = sl_set.max_connections;
@@ -233,6 +263,8 @@ static int accept_some(struct sl_tstats *st)
         long open = uatomic_read(&sl_srv.conns);
         if (limit < max && open >= limit) {
             __atomic_store_n(&ctl.bound, true, __ATOMIC_RELAXED);
+            if (controller)
+                gate_refill();
             return -FULL_WAIT_MS; /* the adaptive limit: leave it in the backlog */
         }
         if (sl_set.adm_on_full == SL_FULL_WAIT && open >= max && !room_from_idle(max))
@@ -245,6 +277,8 @@ static int accept_some(struct sl_tstats *st)
             switch (errno) {
             case EAGAIN:
             case EINTR:
+                if (controller)
+                    gate_refill(); /* the queue is empty: room for the target */
                 return POLL_MS;
             case ECONNABORTED:
             case EPROTO:
@@ -326,7 +360,7 @@ void *sl_acceptor_main(void *arg)
         if (t->index == 0)
             adm_tick(t0);
         sl_queue_defer_begin(); /* one wake per reader for the whole burst */
-        timeout = accept_some(st);
+        timeout = accept_some(st, t->index == 0);
         sl_queue_defer_end();
         SL_COUNTER_ADD(&st->stage[SL_STAGE_ACCEPTOR].busy_ns, sl_now_ns() - t0);
     }

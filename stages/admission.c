@@ -41,6 +41,12 @@ double sl_adm_next_limit(double limit, long peak, bool bound, uint64_t wait,
     return limit;
 }
 
+long sl_adm_gate_grant(long room, long granted, long left)
+{
+    long used = SL_MAX(0, granted - SL_MAX(left, 0));
+    return SL_MAX(0, room - used);
+}
+
 int sl_adm_next_backlog(double rate, bool bound, uint64_t target, int max)
 {
     if (!bound || target == 0)
@@ -76,6 +82,7 @@ void sl_adm_state(struct sl_adm_state *st)
     st->limit = __atomic_load_n(&sl_srv.adm_limit, __ATOMIC_RELAXED);
     st->admitted = uatomic_read(&sl_srv.conns);
     st->backlog = __atomic_load_n(&sl_srv.adm_backlog, __ATOMIC_RELAXED);
+    st->queue_target = __atomic_load_n(&sl_srv.adm_queue_target, __ATOMIC_RELAXED);
     st->idle = __atomic_load_n(&sl_srv.adm_idle_pct, __ATOMIC_RELAXED) / 100.0;
     uint64_t w = __atomic_load_n(&sl_srv.adm_signal_ns, __ATOMIC_RELAXED);
     st->wait_ms = w == SL_ADM_NO_WAIT ? -1 : (double)w / 1e6;
@@ -86,5 +93,7 @@ void sl_adm_state(struct sl_adm_state *st)
     st->syns = sc.syns;
     st->syn_retries = sc.retries;
     st->syn_retries_dropped = sc.dropped;
+    st->syn_gating = sc.gating;
+    st->syns_gated = sc.gated;
     st->waiting = sl_adm_accept_queue(NULL);
 }

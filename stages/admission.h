@@ -58,6 +58,9 @@
                                      what sluice accepts in this many targets */
 #define SL_ADM_IDLE_MIN 0.05      /* the limit grows only while the readers wait
                                      for work this share of the time or more */
+#define SL_ADM_SHED_HOLD_NS 2000000000ull /* shedding outlasts the limit's
+                                     binding this long: the SYNs turned away
+                                     come back 1 s later (then 3 s) */
 #define SL_ADM_FAST_ROOM 0.5      /* mean wait below (1 - this) x target with
                                      clients waiting: grow by up to room x limit */
 
@@ -71,6 +74,12 @@ struct sl_adm_ctl {
     uint64_t accepts;       /* connections accepted in the interval */
     double rate;            /* accepts per second, smoothed over intervals */
     int backlog;            /* the listen backlog in force */
+    int queue_target;       /* while the limit binds: the accept queue's length
+                               aimed at (sl_adm_next_backlog) */
+    bool gating;            /* the SYN filter gates new SYNs to that length */
+    uint64_t shed_until;    /* the backlog stays short and the SYN filter sheds
+                               until then: SL_ADM_SHED_HOLD_NS past the last
+                               interval in which the limit bound */
     /* Each reader's sl_adm_reader counts at the last tick. */
     uint64_t wait_sum[SL_MAX_THREADS];
     uint64_t wait_count[SL_MAX_THREADS];
@@ -85,6 +94,14 @@ struct sl_adm_ctl {
  * kept). The result is within [LO, HI]. Pure; cannot fail. */
 double sl_adm_next_limit(double limit, long peak, bool bound, uint64_t wait,
                          uint64_t target, double idle, long waiting, long lo, long hi);
+
+/* The SYN gate's next credit (synfilter.h): the accept queue has ROOM below
+ * its target; the gate was given GRANTED new SYNs last time and has LEFT of
+ * them (below zero when two CPUs took the last one at once). Those let through
+ * since are taken to be on their way to the queue, not in it yet: the result,
+ * ROOM less them, never below zero, is conservative by at most one call's
+ * worth, which the next call gives back. Pure; cannot fail. */
+long sl_adm_gate_grant(long room, long granted, long left);
 
 /* Connections in the kernel's accept queue now, -1 if unknown (one
  * getsockopt); LIMIT, if not NULL, gets the queue's limit (-1 if unknown).
@@ -106,12 +123,14 @@ struct sl_adm_state {
     long admitted;      /* open connections */
     long waiting;       /* connections in the kernel's accept queue, -1 if unknown */
     int backlog;        /* the listen backlog in force */
+    int queue_target;   /* the accept queue length the SYN gate keeps to; 0: none */
     double idle;        /* the share of the last interval the readers waited
                            for work (0..1) */
     double wait_ms;     /* the last interval's mean internal queue wait, -1: none */
     bool syn_filter;    /* the SYN filter is attached (synfilter.h) */
     bool syn_shedding;  /* ... and dropping retransmitted SYNs now */
-    uint64_t syns, syn_retries, syn_retries_dropped; /* its counters */
+    bool syn_gating;    /* ... and gating new SYNs now */
+    uint64_t syns, syn_retries, syn_retries_dropped, syns_gated; /* its counters */
 };
 
 /* Fills ST from the running server. Any thread; cannot fail. */

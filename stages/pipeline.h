@@ -49,6 +49,7 @@ struct sl_settings {
     int adm_retry_after;
     int adm_on_full;
     bool adm_close_idle;
+    bool adm_gate_syns;  /* [admission] gate_syns (with the SYN filter attached) */
     int adm_policy;      /* enum sl_adm_policy */
     int adm_backlog_max; /* [server] backlog */
     char index[SL_INDEX_MAX + 1]; /* [http] index */
@@ -113,6 +114,8 @@ struct sl_server {
     long adm_limit;                    /* adaptive limit on open connections
                                           (stored by the acceptor) */
     int adm_backlog;                   /* listen backlog in force (acceptor) */
+    int adm_queue_target;              /* accept queue length the SYN gate aims at;
+                                          0: not gating (acceptor) */
     uint64_t adm_signal_ns;            /* the last interval's mean internal queue
                                           wait (acceptor; UINT64_MAX: none) */
     int adm_idle_pct;                  /* the last interval's idle share of the

@@ -1,5 +1,6 @@
-/* synfilter.bpf.c: the socket filter on the listening socket that turns
- * retransmitted SYNs away while the admission limit binds (synfilter.h).
+/* synfilter.bpf.c: the socket filter on the listening socket that, while the
+ * admission limit binds, turns retransmitted SYNs away and lets new ones
+ * through only as the accept queue has room for them (synfilter.h).
  *
  * Built with clang -target bpf into an object that bpftool turns into
  * synfilter.skel.h; stages/synfilter.c loads it. Runs in the kernel for every
@@ -46,6 +47,13 @@ struct {
     __type(value, __u64);
 } syn_ctl SEC(".maps");
 
+/* The gate: how many more new SYNs may pass while the limit binds. Set by the
+ * acceptor through the skeleton's mapping of .bss (sl_synfilter_room), taken
+ * here one by one; it may end a little below zero when two CPUs take the last
+ * one at once, which the acceptor's next setting absorbs. */
+__s64 sl_syn_credit;
+__u32 sl_syn_gate; /* 1: new SYNs need credit (written by the acceptor) */
+
 static __always_inline void count(__u32 i)
 {
     __u64 *v = bpf_map_lookup_elem(&syn_ctl, &i);
@@ -84,6 +92,13 @@ int sl_synfilter(struct __sk_buff *skb)
     __u64 *first = bpf_map_lookup_elem(&syn_seen, &k);
     if (first == NULL) {
         bpf_map_update_elem(&syn_seen, &k, &now, BPF_ANY);
+        if (*(volatile __u32 *)&sl_syn_gate) {
+            if (*(volatile __s64 *)&sl_syn_credit <= 0) {
+                count(SL_SYN_GATED);
+                return 0; /* its retransmission is a retry: see below */
+            }
+            __sync_fetch_and_add(&sl_syn_credit, -1);
+        }
         return skb->len;
     }
     count(SL_SYN_RETRIES);

@@ -3,6 +3,7 @@
 
 #include "lib/common.h"
 #include "lib/log.h"
+#include "stages/admission.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +22,8 @@
 static struct synfilter_bpf *skel;
 static int ctl_fd = -1; /* written before the acceptors start, then read-only */
 static bool shedding;   /* the acceptor's own copy of SL_SYN_SHED */
+static bool gating;     /* ... of sl_syn_gate */
+static long granted;    /* the credit the gate was given last */
 
 /* libbpf's own messages go to the error log at debug level. */
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -53,6 +56,8 @@ int sl_synfilter_attach(int fd, char *why, size_t whylen)
     }
     ctl_fd = bpf_map__fd(skel->maps.syn_ctl);
     shedding = false;
+    gating = false;
+    granted = 0;
     return SL_OK;
 }
 
@@ -75,6 +80,29 @@ void sl_synfilter_shed(bool shed)
     shedding = shed;
 }
 
+void sl_synfilter_gate(long room)
+{
+    if (ctl_fd < 0 || skel->bss == NULL)
+        return;
+    __u32 *gate = &skel->bss->sl_syn_gate;
+    __s64 *credit = &skel->bss->sl_syn_credit;
+    if (room < 0) {
+        if (gating)
+            __atomic_store_n(gate, 0, __ATOMIC_RELAXED);
+        gating = false;
+        return;
+    }
+    __s64 left = __atomic_load_n(credit, __ATOMIC_RELAXED), grant;
+    do {
+        grant = sl_adm_gate_grant(room, granted, (long)left);
+    } while (!__atomic_compare_exchange_n(credit, &left, grant, true, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    granted = (long)grant;
+    if (!gating)
+        __atomic_store_n(gate, 1, __ATOMIC_RELAXED);
+    gating = true;
+}
+
 void sl_synfilter_counts(struct sl_synfilter_counts *c)
 {
     memset(c, 0, sizeof(*c));
@@ -91,6 +119,9 @@ void sl_synfilter_counts(struct sl_synfilter_counts *c)
     c->syns = v[SL_SYN_SYNS];
     c->retries = v[SL_SYN_RETRIES];
     c->dropped = v[SL_SYN_DROPPED];
+    c->gated = v[SL_SYN_GATED];
+    c->gating = skel != NULL && skel->bss != NULL &&
+                __atomic_load_n(&skel->bss->sl_syn_gate, __ATOMIC_RELAXED) != 0;
 }
 
 void sl_synfilter_free(void)
@@ -119,6 +150,11 @@ bool sl_synfilter_on(void)
 void sl_synfilter_shed(bool shed)
 {
     (void)shed;
+}
+
+void sl_synfilter_gate(long room)
+{
+    (void)room;
 }
 
 void sl_synfilter_counts(struct sl_synfilter_counts *c)

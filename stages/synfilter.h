@@ -18,6 +18,17 @@
  * timeout) rather than accepted late. When the limit does not bind the filter
  * lets every SYN through, so a SYN lost on the network is retried as usual.
  *
+ * While the limit binds, the same filter also gates new SYNs
+ * ([admission] gate_syns): it lets one through only while the accept queue
+ * has room for it below the length the limit's controller chose (the
+ * acceptor hands it that room, sl_synfilter_gate). The kernel itself checks
+ * for room only when a SYN arrives; a connection whose handshake was under
+ * way when the queue filled is then dropped when its request comes (with
+ * [server] defer_accept) or its handshake completes, and the client, who
+ * believes it is connected, sends again after 200 ms, 600 ms, ...: admitted
+ * and late. Dropping the SYN instead costs less (no SYN-ACK, no half-open
+ * connection) and the client is never half admitted.
+ *
  * Loading a BPF program needs CAP_BPF (root), before privileges are dropped;
  * without it, or on a kernel without BPF, sluice runs without the filter and
  * says why once. */
@@ -40,11 +51,20 @@ bool sl_synfilter_on(void);
  * is not attached. */
 void sl_synfilter_shed(bool shed);
 
+/* Gates new SYNs while the limit binds: ROOM >= 0 lets ROOM more through,
+ * less those let through since the last call (taken to be still on their way
+ * to the accept queue); ROOM < 0 opens the gate. The acceptor running the
+ * admission limit, as often as it looks at the accept queue; no-op when the
+ * filter is not attached. */
+void sl_synfilter_gate(long room);
+
 struct sl_synfilter_counts {
     uint64_t syns;    /* SYNs that reached the listener */
     uint64_t retries; /* of them retransmissions of a SYN seen before */
     uint64_t dropped; /* retransmissions dropped while the limit bound */
+    uint64_t gated;   /* new SYNs dropped by the gate */
     bool shedding;    /* retransmissions are being dropped now */
+    bool gating;      /* new SYNs are gated now */
 };
 
 /* The filter's counters (zeros when it is not attached). Any thread. */

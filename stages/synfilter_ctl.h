@@ -9,6 +9,7 @@ enum sl_synfilter_ctl {
     SL_SYN_SYNS,    /* SYNs seen */
     SL_SYN_RETRIES, /* retransmitted SYNs seen */
     SL_SYN_DROPPED, /* retransmitted SYNs dropped */
+    SL_SYN_GATED,   /* new SYNs dropped: the accept queue had no room (the gate) */
     SL_SYN_NCTL
 };
 

@@ -18,10 +18,12 @@
 # depth, mean queue wait and busy share per stage, and requests shed per
 # second by reason; last row, its admission controller over the same time
 # line: the limit, open connections, connections waiting in the accept queue
-# and the listen backlog, and the mean queue wait inside sluice per interval.
+# and the listen backlog, the accept queue length the SYN gate keeps to, and
+# the mean queue wait inside sluice per interval.
 # plot-server.dat columns: 1 t, 2 conns, 3 requests/s, 4 Mbit/s, 5 offered,
 # 6 shed/s, 7-10 shed/s by reason, 11 limit, 12 admitted, 13 waiting,
-# 14 backlog, 15 mean queue wait ms.
+# 14 backlog, 15 gate's queue target, 16 mean queue wait ms, 17 SYN filter
+# shedding (0/1), 18 retransmitted SYNs dropped, 19 new SYNs gated.
 # plot-steps.dat columns: 1 offered, 2 goodput, 3 replies/s, 4 p99 ms,
 # 5 503/s, 6 p50 ms, 7 p99.9 ms, 8 sessions ok/s, 9 invalid (0/1), 10 Mbit/s,
 # 11 connect failures/s, 12 resets after accept/s, 13 client timeouts/s,
@@ -169,11 +171,12 @@ plot srv using 1:($11 > 0 ? $11 : 1/0) with lines ls 2 title 'limit', \
      srv using 1:($12 > 0 ? $12 : 1/0) with lines ls 1 title 'open', \
      srv using 1:($13 > 0 ? $13 : 1/0) with lines ls 5 title 'waiting', \
      srv using 1:($14 > 0 ? $14 : 1/0) with lines ls 4 title 'backlog', \
+     srv using 1:($15 > 0 ? $15 : 1/0) with lines ls 6 title 'gate target', \
      srv using 1:5 axes x1y2 with lines ls 9 title 'offered'
 
 set ylabel 'ms (log)'
 set title stagecfg.': mean queue wait inside sluice per interval'
-plot srv using 1:($15 > 0 ? $15 : 1/0) with lines ls 3 title 'mean wait', \
+plot srv using 1:($16 > 0 ? $16 : 1/0) with lines ls 3 title 'mean wait', \
      srv using 1:5 axes x1y2 with lines ls 9 title 'offered'
 unset logscale y
 unset multiplot

@@ -112,6 +112,7 @@ static const struct bad_case bad[] = {
     {"[admission]\nqueue_wait_interval = 0\n", 2, "admission.queue_wait_interval",
      "out of range"},
     {"[admission]\nretry_after = -1\n", 2, "admission.retry_after", "out of range"},
+    {"[admission]\n\ngate_syns = maybe\n", 3, "admission.gate_syns", "yes/no"},
     {"[cache]\nsmall_file_max = 2m\n", 2, "cache.small_file_max", "out of range"},
 };
 
@@ -125,11 +126,13 @@ Test(config, admission_and_small_files)
     cr_expect_eq(cfg.adm_retry_after, 1);
     cr_expect_eq(cfg.adm_on_full, SL_FULL_CLOSE);
     cr_expect(!cfg.adm_close_idle);
+    cr_expect(cfg.adm_drop_syn_retries);
+    cr_expect(cfg.adm_gate_syns);
     cr_expect_eq(cfg.cache_small_file_max, 16384);
     cr_expect(cfg.defer_accept);
     sl_config_free(&cfg);
     int rc = load("[admission]\nqueue_wait_target = 0\nqueue_wait_interval = 250ms\n"
-                  "retry_after = 30\non_full = wait\nclose_idle = yes\n"
+                  "retry_after = 30\non_full = wait\nclose_idle = yes\ngate_syns = no\n"
                   "[cache]\nsmall_file_max = 0\n",
                   &cfg, err, sizeof(err), NULL);
     cr_assert_eq(rc, SL_OK, "%s", err);
@@ -138,6 +141,7 @@ Test(config, admission_and_small_files)
     cr_expect_eq(cfg.adm_retry_after, 30);
     cr_expect_eq(cfg.adm_on_full, SL_FULL_WAIT);
     cr_expect(cfg.adm_close_idle);
+    cr_expect(!cfg.adm_gate_syns);
     cr_expect_eq(cfg.cache_small_file_max, 0);
     sl_config_free(&cfg);
     rc = load("[admission]\non_full = refuse\n", &cfg, err, sizeof(err), NULL);

@@ -1,8 +1,10 @@
 """The SYN filter ([admission] drop_syn_retries, on by default): while the
 adaptive limit binds, a BPF socket filter on the listener drops SYNs it has
-seen before (a client's retransmission after the kernel dropped its first
-SYN at a full backlog), so the backlog's room goes to new clients; when the
-limit does not bind, every SYN goes through."""
+seen before (a client's retransmission after its first SYN was dropped), so
+the backlog's room goes to new clients; and ([admission] gate_syns, on by
+default) it lets a new SYN through only while the accept queue has room below
+the length the limit's controller chose. When the limit has not bound for a
+while, every SYN goes through."""
 
 import os
 import random
@@ -77,7 +79,9 @@ def test_filter_is_on_by_default_and_lets_every_syn_through_while_the_limit_does
 
 
 def test_retransmitted_syns_are_dropped_while_the_limit_binds(factory):
-    server = factory(**LIMIT)
+    # Without the gate, so that the kernel's own refusal at a full backlog
+    # drops the first SYN (the gate would drop it sooner: the next test).
+    server = factory(**LIMIT, admission_gate_syns="no")
     quiet(server)
     with sessions(server) as conns:
         lower_the_limit(server, conns)
@@ -153,3 +157,66 @@ def test_drop_syn_retries_off_loads_no_filter(factory):
     assert stats(server)["config"]["admission"]["drop_syn_retries"] is False
     a_syn_and_its_retransmission(server.port)
     assert stats(server)["admission"]["syns"] == 0
+
+
+def connect_all(port, n, wait):
+    """N non-blocking connects to PORT at once; after WAIT seconds, the
+    sockets whose handshake completed and the rest."""
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        socks.append(s)
+    time.sleep(wait)
+    _, w, _ = select.select([], socks, [], 0)
+    up = [s for s in socks if s in w and s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0]
+    return up, [s for s in socks if s not in up]
+
+
+def test_new_syns_are_gated_to_the_accept_queue_target_while_the_limit_binds(factory):
+    server = factory(**LIMIT)
+    quiet(server)
+    assert stats(server)["config"]["admission"]["gate_syns"] is True
+    with sessions(server) as conns:
+        lower_the_limit(server, conns)
+        # More clients than the limit admits: they wait and the limit binds.
+        extra = [RawConn(server.port) for _ in range(20)]
+        up, down = [], []
+        try:
+            for c in extra:
+                c.send(request("GET", "/one.bin"))
+            helpers.wait_until(lambda: stats(server)["admission"]["syn_gating"], timeout=5,
+                               what="the gate closing while the limit binds")
+            adm = stats(server)["admission"]
+            target = adm["queue_target"]
+            assert 0 < target <= adm["backlog"] // 2, adm
+            gated = adm["syns_gated"]
+            # Frozen, nothing is accepted and the gate is not refilled: of
+            # many new clients, only as many as the queue had room for get a
+            # handshake; the kernel's backlog never fills.
+            n = target + 60
+            freeze(server)
+            try:
+                up, down = connect_all(server.port, n, 0.5)
+                for s in up:
+                    s.sendall(request("GET", "/one.bin"))
+                time.sleep(0.1)
+                queued = accept_queue(server.port)
+                assert len(up) <= target and len(down) >= 60, (len(up), target)
+                assert queued <= target < listen_backlog(server.port), (queued, target)
+            finally:
+                os.kill(server.pid, 18)  # SIGCONT
+            # Every client turned away was counted, and none twice (their
+            # kernels retransmit only after a second: those count as retries).
+            assert stats(server)["admission"]["syns_gated"] - gated == len(down)
+        finally:
+            for c in extra:
+                c.close()
+            for s in up + down:
+                s.close()
+    # The load gone, the gate opens and a new client is served at once.
+    helpers.wait_until(lambda: not stats(server)["admission"]["syn_gating"], timeout=10,
+                       what="the gate opening once nothing waits")
+    with RawConn(server.port) as c:
+        keepalive_get(c)

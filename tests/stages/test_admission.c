@@ -113,3 +113,18 @@ Test(admission, backlog_holds_five_targets_while_bound)
     cr_expect_eq(sl_adm_next_backlog(10, true, 50 * MS, 32), 32, "never above the configured");
     cr_expect_eq(sl_adm_next_backlog(1e6, true, 50 * MS, 4096), 4096);
 }
+
+Test(admission, gate_grants_the_room_less_what_is_on_its_way)
+{
+    /* 100 of room, nothing given before: all of it. */
+    cr_expect_eq(sl_adm_gate_grant(100, 0, 0), 100);
+    /* Given 40, 10 left: 30 SYNs passed and are taken to be on their way. */
+    cr_expect_eq(sl_adm_gate_grant(100, 40, 10), 70);
+    /* Nothing used: the room, not more. */
+    cr_expect_eq(sl_adm_gate_grant(100, 40, 40), 100);
+    /* Two CPUs took the last one at once: -1 left counts as none. */
+    cr_expect_eq(sl_adm_gate_grant(100, 40, -1), 60);
+    /* More on their way than there is room: none, never below zero. */
+    cr_expect_eq(sl_adm_gate_grant(20, 50, 0), 0);
+    cr_expect_eq(sl_adm_gate_grant(0, 0, 0), 0);
+}
