@@ -832,6 +832,68 @@ def test_sluicectl_top_piped_is_plain(srv):
     assert 50 < float(m.group(2)) <= 100, blocks[0]
 
 
+def fake_status_socket(path, replies):
+    """A stand-in status socket at PATH that answers each command line of one
+    connection with the next of REPLIES (bytes, framing included). Returns the
+    serving thread."""
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lsock.bind(str(path))
+    lsock.listen(1)
+    lsock.settimeout(20)
+
+    def serve():
+        with lsock:
+            conn, _ = lsock.accept()
+            with conn:
+                buf = b""
+                for reply in replies:
+                    while b"\n" not in buf:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            return
+                        buf += chunk
+                    buf = buf.split(b"\n", 1)[1]
+                    conn.sendall(reply)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("reply, where", [
+    (b'{"uptime_s": 1, "stages": [}\n\n', "line 1, column 28"),
+    (b'{"uptime_s": 1,\n "pid": 12 "version": "0.1"}\n\n', "line 2, column"),
+    (b'{"uptime_s": 1, "version": "0.1"\n\n', "line 2, column"),
+    (b"not json\n\n", "line 1, column"),
+])
+def test_sluicectl_top_reports_malformed_json_precisely(tmp_path, reply, where):
+    sock = tmp_path / "fake.sock"
+    t = fake_status_socket(sock, [reply])
+    r = ctl("-s", str(sock), "top", "-n", "1")
+    t.join(timeout=20)
+    assert r.returncode == 1, r
+    assert r.stdout == ""
+    assert f"sluicectl: {sock}: the server's reply is not valid JSON: " in r.stderr, r.stderr
+    assert where in r.stderr, r.stderr
+
+
+def test_sluicectl_top_survives_odd_but_valid_json(tmp_path):
+    """Valid JSON of the wrong shape (no object, wrong types, huge counters)
+    draws a frame of zeros and question marks rather than failing."""
+    sock = tmp_path / "fake.sock"
+    replies = [b'[1, 2]\n\n',
+               b'{"uptime_s": "x", "stages": {"a": 1}, "admission": [], '
+               b'"requests": {"total": 18446744073709551615}}\n\n']
+    t = fake_status_socket(sock, replies)
+    r = ctl("-s", str(sock), "top", "-n", "2", "-i", "0.05")
+    t.join(timeout=20)
+    assert r.returncode == 0, r
+    blocks = [b for b in r.stdout.split("\n\n") if b.strip()]
+    assert len(blocks) == 2, r.stdout
+    assert blocks[0].startswith("sluice ?  pid 0")
+    assert "admission ?" in blocks[1]
+
+
 def test_sluicectl_top_on_a_terminal_redraws(srv):
     import pty
 
