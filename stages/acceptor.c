@@ -3,6 +3,7 @@
  * ECONNABORTED "next", EMFILE/ENFILE "log, pause accepting, retry later". */
 #include "lib/log.h"
 #include "stages/admission.h"
+#include "stages/idle_close.h"
 #include "stages/pipeline.h"
 #include "stages/synfilter.h"
 
@@ -50,18 +51,12 @@ static bool room_from_idle(long max)
     struct pollfd p = {.fd = sl_srv.listen_fd, .events = POLLIN};
     if (poll(&p, 1, 0) <= 0)
         return false; /* nobody is waiting: close nothing */
-    /* Acquire: pairs with the reader's release decrement after its close, so
-       the count read below includes that close. */
-    int none = __atomic_load_n(&sl_srv.idle_close_wanted, __ATOMIC_ACQUIRE);
-    if (none != 0)
+    /* No request pending: the count read below includes the last close. */
+    if (sl_idle_close_pending() != 0)
         return false;
     if (uatomic_read(&sl_srv.conns) < max)
         return true;
-    /* 0 -> 1: another acceptor may ask at the same time; one request only.
-       Release: pairs with the reader's acquire load before it reads the
-       count. */
-    __atomic_compare_exchange_n(&sl_srv.idle_close_wanted, &none, 1, false, __ATOMIC_RELEASE,
-                                __ATOMIC_RELAXED);
+    sl_idle_close_request_if_none(); /* another acceptor may ask at once: one request */
     return false;
 }
 
@@ -74,9 +69,8 @@ static bool admit_full(int fd, long now_open, long max, bool *refuse,
     if (room && sl_set.adm_close_idle &&
         idle_conns() > 0) {
         /* Served like any other; a reader closes its longest-idle one: one
-           request per connection let in. Release: a reader that sees the
-           request sees the count that includes this connection. */
-        __atomic_add_fetch(&sl_srv.idle_close_wanted, 1, __ATOMIC_RELEASE);
+           request per connection let in. */
+        sl_idle_close_request();
         return true;
     }
     if (room &&

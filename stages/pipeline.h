@@ -121,8 +121,6 @@ struct sl_server {
     int adm_idle_pct;                  /* the last interval's idle share of the
                                           readers, percent (acceptor) */
     struct sl_adm_reader adm_reader[SL_MAX_THREADS];
-    int idle_close_wanted;             /* idle keep-alive connections the acceptor
-                                          asks readers to close (atomic count) */
     long reader_idle[SL_MAX_THREADS];  /* each reader's idle keep-alive connections
                                           (stored by that reader, read by the
                                           acceptor) */

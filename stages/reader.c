@@ -11,6 +11,7 @@
 #include "core/http.h"
 #include "core/response.h"
 #include "lib/log.h"
+#include "stages/idle_close.h"
 #include "stages/loop.h"
 #include "stages/pipeline.h"
 #include "stages/proxied.h"
@@ -629,26 +630,17 @@ static void sweep(struct reader *r)
                r->t->index, idle, heads, lingering);
 }
 
-/* Held by the one reader serving the acceptor's requests for room (a
- * try-lock among readers): two readers looking at the same request at once
- * would each close a connection for it. */
-static int idle_closer;
-
-/* The acceptor asks for room (sl_srv.idle_close_wanted: how many idle
- * connections to close; one per connection it let in past max_connections,
- * or one for a client waiting with on_full = wait): close the longest-idle
- * keep-alive connections (the head of the idle list), one per request, while
- * the count is still over the limit. A reader with no idle connection leaves
- * the requests to one that has some. */
+/* The acceptor asks for room (stages/idle_close.h: one request per
+ * connection it let in past max_connections, or one for a client waiting
+ * with on_full = wait): close the longest-idle keep-alive connections (the
+ * head of the idle list), one per request, while the count is still over the
+ * limit. A reader with no idle connection leaves the requests to one that
+ * has some. */
 static void close_idle_for_room(struct reader *r)
 {
-    if (cds_list_empty(&r->idle) ||
-        __atomic_load_n(&sl_srv.idle_close_wanted, __ATOMIC_RELAXED) <= 0)
+    if (cds_list_empty(&r->idle) || sl_idle_close_pending() <= 0)
         return;
-    int unlocked = 0;
-    /* Acquire: what the previous holder did (closes, the count) is seen. */
-    if (!__atomic_compare_exchange_n(&idle_closer, &unlocked, 1, false, __ATOMIC_ACQUIRE,
-                                     __ATOMIC_RELAXED))
+    if (!sl_idle_close_claim())
         return; /* another reader serves the requests; ours wait for our next round */
     long max = sl_set.max_connections;
     if (sl_set.adm_on_full == SL_FULL_WAIT)
@@ -657,17 +649,14 @@ static void close_idle_for_room(struct reader *r)
     for (int tries = 0; tries < 2 * IDLE_CLOSE_MAX && closed < IDLE_CLOSE_MAX &&
                         !cds_list_empty(&r->idle);
          tries++) {
-        /* Acquire: pairs with the acceptor's release add, so the count read
-           next includes the connection the request is for. */
-        int want = __atomic_load_n(&sl_srv.idle_close_wanted, __ATOMIC_ACQUIRE);
+        /* The count read next includes the connection the request is for. */
+        int want = sl_idle_close_pending();
         if (want <= 0)
             break;
         if (uatomic_read(&sl_srv.conns) <= max) {
             /* Under the limit already (clients left by themselves): the
-               requests are stale. Only the acceptor adds meanwhile; if it
-               did, look again. */
-            if (__atomic_compare_exchange_n(&sl_srv.idle_close_wanted, &want, 0, false,
-                                            __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+               requests are stale. If the acceptor added one, look again. */
+            if (sl_idle_close_drop(want))
                 break;
             continue;
         }
@@ -675,11 +664,9 @@ static void close_idle_for_room(struct reader *r)
         unlist(r, c);
         close_conn(c);
         closed++;
-        /* Release, after the close: an acceptor that sees the request done
-           sees the count it freed (it asks again only then). */
-        __atomic_sub_fetch(&sl_srv.idle_close_wanted, 1, __ATOMIC_RELEASE);
+        sl_idle_close_done(); /* after the close: the acceptor asks again only then */
     }
-    __atomic_store_n(&idle_closer, 0, __ATOMIC_RELEASE); /* pairs with the acquire above */
+    sl_idle_close_unclaim();
     if (closed > 0)
         SL_COUNTER_ADD(&r->st->ev.closed_idle, (uint64_t)closed);
 }

@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev libtsan2
-liburcu-dev libcriterion-dev libinih-dev libsystemd-dev libbpf-dev bpftool media-types
+liburcu-dev libcriterion-dev libinih-dev libjansson-dev libsystemd-dev libbpf-dev bpftool media-types
 curl wget wrk httperf python3 python3-pytest gnuplot-nox strace linux-perf
 nginx-light lighttpd h2o prometheus haproxy"
 

@@ -6,6 +6,7 @@
 #include "lib/common.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -193,304 +194,46 @@ static int simple_command(const char *line)
     return rc;
 }
 
-/* ---- a small JSON reader, enough for `stats json` ---- */
+/* ---- reading `stats json` (jansson) ---- */
 
-enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
-
-struct jv {
-    enum jtype t;
-    bool b;
-    double num;
-    char *str;
-    size_t n;         /* J_ARR, J_OBJ: items */
-    char **keys;      /* J_OBJ */
-    struct jv *items; /* J_ARR, J_OBJ */
-};
-
-struct jparser {
-    const char *p, *end;
-    int depth;
-};
-
-#define JSON_MAX_DEPTH 32
-
-static void jv_free(struct jv *v)
+/* Parses REPLY, the server's `stats json` reply. Returns a new reference, or
+ * NULL after printing where and why the text is not JSON. Integers decode as
+ * doubles: every figure is read as a number and counters may pass INT64_MAX. */
+static json_t *stats_parse(const char *reply)
 {
-    for (size_t i = 0; i < v->n; i++) {
-        jv_free(&v->items[i]);
-        if (v->keys)
-            free(v->keys[i]);
-    }
-    free(v->items);
-    free(v->keys);
-    free(v->str);
-    memset(v, 0, sizeof(*v));
+    json_error_t err;
+    json_t *v = json_loads(reply, JSON_DECODE_INT_AS_REAL, &err);
+    if (v == NULL)
+        fprintf(stderr,
+                "sluicectl: %s: the server's reply is not valid JSON: %s at line %d, "
+                "column %d (byte %d)\n",
+                sock_path, err.text, err.line, err.column, err.position);
+    return v;
 }
 
-static void jskip(struct jparser *p)
-{
-    while (p->p < p->end &&
-           (*p->p == ' ' || *p->p == '\t' || *p->p == '\n' || *p->p == '\r'))
-        p->p++;
-}
-
-static bool jlit(struct jparser *p, const char *word)
-{
-    size_t n = strlen(word);
-    if ((size_t)(p->end - p->p) < n || memcmp(p->p, word, n) != 0)
-        return false;
-    p->p += n;
-    return true;
-}
-
-static int jhex(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Parses a string literal at p->p (at its '"') into a new NUL-terminated
- * UTF-8 string. Returns NULL on a malformed literal. */
-static char *jstring(struct jparser *p)
-{
-    if (p->p >= p->end || *p->p != '"')
-        return NULL;
-    p->p++;
-    size_t cap = 32, len = 0;
-    char *s = sl_malloc(cap);
-    while (p->p < p->end && *p->p != '"') {
-        if (len + 8 > cap) {
-            cap *= 2;
-            s = sl_realloc(s, cap);
-        }
-        unsigned char ch = (unsigned char)*p->p++;
-        if (ch < 0x20)
-            goto bad;
-        if (ch != '\\') {
-            s[len++] = (char)ch;
-            continue;
-        }
-        if (p->p >= p->end)
-            goto bad;
-        char e = *p->p++;
-        switch (e) {
-        case '"':
-        case '\\':
-        case '/':
-            s[len++] = e;
-            break;
-        case 'b':
-            s[len++] = '\b';
-            break;
-        case 'f':
-            s[len++] = '\f';
-            break;
-        case 'n':
-            s[len++] = '\n';
-            break;
-        case 'r':
-            s[len++] = '\r';
-            break;
-        case 't':
-            s[len++] = '\t';
-            break;
-        case 'u': {
-            if (p->end - p->p < 4)
-                goto bad;
-            unsigned cp = 0;
-            for (int i = 0; i < 4; i++) {
-                int h = jhex(p->p[i]);
-                if (h < 0)
-                    goto bad;
-                cp = cp << 4 | (unsigned)h;
-            }
-            p->p += 4;
-            /* Surrogate pairs are not needed here; a lone half becomes '?'. */
-            if (cp >= 0xd800 && cp <= 0xdfff) {
-                s[len++] = '?';
-            } else if (cp < 0x80) {
-                s[len++] = (char)cp;
-            } else if (cp < 0x800) {
-                s[len++] = (char)(0xc0 | cp >> 6);
-                s[len++] = (char)(0x80 | (cp & 0x3f));
-            } else {
-                s[len++] = (char)(0xe0 | cp >> 12);
-                s[len++] = (char)(0x80 | (cp >> 6 & 0x3f));
-                s[len++] = (char)(0x80 | (cp & 0x3f));
-            }
-            break;
-        }
-        default:
-            goto bad;
-        }
-    }
-    if (p->p >= p->end)
-        goto bad;
-    p->p++; /* closing quote */
-    s[len] = '\0';
-    return s;
-bad:
-    free(s);
-    return NULL;
-}
-
-static bool jvalue(struct jparser *p, struct jv *out);
-
-static void jpush(struct jv *v, char *key, const struct jv *item, size_t *cap)
-{
-    if (v->n == *cap) {
-        *cap = *cap ? *cap * 2 : 8;
-        v->items = sl_realloc(v->items, *cap * sizeof(*v->items));
-        if (v->t == J_OBJ)
-            v->keys = sl_realloc(v->keys, *cap * sizeof(*v->keys));
-    }
-    v->items[v->n] = *item;
-    if (v->t == J_OBJ)
-        v->keys[v->n] = key;
-    v->n++;
-}
-
-/* Parses an array or object body after its opening bracket. */
-static bool jcontainer(struct jparser *p, struct jv *out, char close_ch)
-{
-    size_t cap = 0;
-    jskip(p);
-    if (p->p < p->end && *p->p == close_ch) {
-        p->p++;
-        return true;
-    }
-    for (;;) {
-        char *key = NULL;
-        jskip(p);
-        if (out->t == J_OBJ) {
-            key = jstring(p);
-            if (key == NULL)
-                return false;
-            jskip(p);
-            if (p->p >= p->end || *p->p != ':') {
-                free(key);
-                return false;
-            }
-            p->p++;
-        }
-        struct jv item;
-        if (!jvalue(p, &item)) {
-            free(key);
-            return false;
-        }
-        jpush(out, key, &item, &cap);
-        jskip(p);
-        if (p->p >= p->end)
-            return false;
-        char ch = *p->p++;
-        if (ch == close_ch)
-            return true;
-        if (ch != ',')
-            return false;
-    }
-}
-
-static bool jvalue(struct jparser *p, struct jv *out)
-{
-    memset(out, 0, sizeof(*out));
-    jskip(p);
-    if (p->p >= p->end)
-        return false;
-    char ch = *p->p;
-    if (ch == '{' || ch == '[') {
-        if (++p->depth > JSON_MAX_DEPTH)
-            return false;
-        p->p++;
-        out->t = ch == '{' ? J_OBJ : J_ARR;
-        bool ok = jcontainer(p, out, ch == '{' ? '}' : ']');
-        p->depth--;
-        if (!ok)
-            jv_free(out);
-        return ok;
-    }
-    if (ch == '"') {
-        out->t = J_STR;
-        out->str = jstring(p);
-        return out->str != NULL;
-    }
-    if (jlit(p, "true")) {
-        out->t = J_BOOL;
-        out->b = true;
-        return true;
-    }
-    if (jlit(p, "false")) {
-        out->t = J_BOOL;
-        return true;
-    }
-    if (jlit(p, "null")) {
-        out->t = J_NULL;
-        return true;
-    }
-    const char *s = p->p;
-    while (p->p < p->end && strchr("+-0123456789.eE", *p->p) != NULL)
-        p->p++;
-    if (p->p == s || p->p - s > 64)
-        return false;
-    char num[65];
-    memcpy(num, s, (size_t)(p->p - s));
-    num[p->p - s] = '\0';
-    char *endp;
-    out->t = J_NUM;
-    out->num = strtod(num, &endp);
-    return *endp == '\0';
-}
-
-/* Parses TEXT as one JSON value. Returns false on malformed input. */
-static bool json_parse(const char *text, struct jv *out)
-{
-    struct jparser p = {.p = text, .end = text + strlen(text)};
-    if (!jvalue(&p, out))
-        return false;
-    jskip(&p);
-    if (p.p != p.end) {
-        jv_free(out);
-        return false;
-    }
-    return true;
-}
-
-/* Member KEY of object O, or NULL. */
-static const struct jv *jget(const struct jv *o, const char *key)
-{
-    if (o == NULL || o->t != J_OBJ)
-        return NULL;
-    for (size_t i = 0; i < o->n; i++)
-        if (strcmp(o->keys[i], key) == 0)
-            return &o->items[i];
-    return NULL;
-}
-
-/* The number at dotted PATH under O ("queue.wait_us.p50"), or 0. */
-static double jnum(const struct jv *o, const char *path)
+/* The number at dotted PATH under O ("queue.wait_us.p50"), or 0 if O is NULL,
+ * the path is missing or the value is not a number. */
+static double jnum(const json_t *o, const char *path)
 {
     char part[64];
-    const struct jv *v = o;
+    const json_t *v = o;
     while (v != NULL && *path) {
         size_t n = strcspn(path, ".");
         if (n >= sizeof(part))
             return 0;
         memcpy(part, path, n);
         part[n] = '\0';
-        v = jget(v, part);
+        v = json_object_get(v, part); /* NULL if V is not an object */
         path += n + (path[n] == '.');
     }
-    return v != NULL && v->t == J_NUM ? v->num : 0;
+    return json_is_number(v) ? json_number_value(v) : 0;
 }
 
-static const char *jstr(const struct jv *o, const char *key)
+/* The string member KEY of O, or "?". */
+static const char *jstr(const json_t *o, const char *key)
 {
-    const struct jv *v = jget(o, key);
-    return v != NULL && v->t == J_STR ? v->str : "?";
+    const char *s = json_string_value(json_object_get(o, key));
+    return s != NULL ? s : "?";
 }
 
 /* ---- top ---- */
@@ -511,17 +254,15 @@ static double rate(double now, double before, double dt)
 }
 
 /* Writes one frame comparing CUR with PREV (NULL: since the server started). */
-static void top_frame(FILE *f, const struct jv *cur, const struct jv *prev, bool tty)
+static void top_frame(FILE *f, const json_t *cur, const json_t *prev, bool tty)
 {
-    static const struct jv empty = {.t = J_OBJ};
-    if (prev == NULL)
-        prev = &empty;
+    /* jnum() reads every figure of a NULL PREV as 0. */
     double dt = jnum(cur, "uptime_s") - jnum(prev, "uptime_s");
     char up[32];
     fmt_uptime(up, sizeof(up), jnum(cur, "uptime_s"));
     fprintf(f, "sluice %s  pid %.0f  up %s  queue %s  generation %.0f  over %.1fs%s\n",
             jstr(cur, "version"), jnum(cur, "pid"), up, jstr(cur, "queue_kind"),
-            jnum(cur, "generation"), dt, prev == &empty ? " (since start)" : "");
+            jnum(cur, "generation"), dt, prev == NULL ? " (since start)" : "");
     double req = rate(jnum(cur, "requests.total"), jnum(prev, "requests.total"), dt);
     double dreq = jnum(cur, "requests.total") - jnum(prev, "requests.total");
     double cls[6] = {0};
@@ -548,7 +289,7 @@ static void top_frame(FILE *f, const struct jv *cur, const struct jv *prev, bool
         rate(jnum(cur, "connections.rejected"), jnum(prev, "connections.rejected"), dt),
         jnum(cur, "cache.entries"), jnum(cur, "cache.open_fds"),
         lookups > 0 ? 100 * hits / lookups : 0);
-    const struct jv *adm = jget(cur, "admission");
+    const json_t *adm = json_object_get(cur, "admission");
     double shed = 0;
     static const char *const shed_keys[] = {"admission.shed_queue_wait",
                                             "admission.refused_full",
@@ -558,21 +299,20 @@ static void top_frame(FILE *f, const struct jv *cur, const struct jv *prev, bool
     fprintf(f,
             "admission %s  limit %.0f  admitted %.0f  waiting %.0f (backlog %.0f)  "
             "wait %.1f ms  readers idle %.0f%%  shed %.1f/s%s\n",
-            adm ? jstr(adm, "policy") : "?", jnum(cur, "admission.limit"),
+            jstr(adm, "policy"), jnum(cur, "admission.limit"),
             jnum(cur, "admission.admitted"), jnum(cur, "admission.waiting"),
             jnum(cur, "admission.backlog"), jnum(cur, "admission.wait_ms"),
             100 * jnum(cur, "admission.readers_idle"),
             dt > 0 ? shed / dt : 0,
-            adm && jget(adm, "dropping") && jget(adm, "dropping")->b ? "  DROPPING" : "");
+            json_is_true(json_object_get(adm, "dropping")) ? "  DROPPING" : "");
     fprintf(f, "%-9s %4s %6s %10s %10s %6s %7s %7s %10s %10s\n", "STAGE", "THR", "BUSY%",
             "ITEMS/s", "IN/s", "BATCH", "DEPTH", "MAXDEP", "WAITp50us", "WAITp99us");
-    const struct jv *stages = jget(cur, "stages");
-    const struct jv *pstages = jget(prev, "stages");
-    for (size_t i = 0; stages != NULL && stages->t == J_ARR && i < stages->n; i++) {
-        const struct jv *s = &stages->items[i];
-        const struct jv *ps = pstages && pstages->t == J_ARR && i < pstages->n
-                                  ? &pstages->items[i]
-                                  : &empty;
+    const json_t *stages = json_object_get(cur, "stages");
+    const json_t *pstages = json_object_get(prev, "stages");
+    /* json_array_size/get: 0 and NULL when not an array or out of range. */
+    for (size_t i = 0; i < json_array_size(stages); i++) {
+        const json_t *s = json_array_get(stages, i);
+        const json_t *ps = json_array_get(pstages, i);
         double db = jnum(s, "batches") - jnum(ps, "batches");
         double di = jnum(s, "batch_items") - jnum(ps, "batch_items");
         fprintf(f, "%-9s %4.0f %6.1f %10.1f %10.1f %6.1f %7.0f %7.0f %10.1f %10.1f\n",
@@ -625,8 +365,7 @@ static int top(int argc, char **argv)
 
     struct conn c;
     conn_open(&c);
-    struct jv prev = {0};
-    bool have_prev = false;
+    json_t *prev = NULL;
     int rc = 0;
     for (long k = 0; (iters < 0 || k < iters) && !stop_top; k++) {
         if (k > 0) {
@@ -644,10 +383,8 @@ static int top(int argc, char **argv)
             rc = EXIT_SERVER_ERROR;
             break;
         }
-        struct jv cur;
-        if (!json_parse(reply, &cur)) {
-            fprintf(stderr, "sluicectl: %s: the server's reply is not valid JSON\n",
-                    sock_path);
+        json_t *cur = stats_parse(reply);
+        if (cur == NULL) {
             free(reply);
             rc = EXIT_SERVER_ERROR;
             break;
@@ -657,15 +394,12 @@ static int top(int argc, char **argv)
             fputs("\033[H\033[2J", stdout);
         else if (k > 0)
             fputc('\n', stdout);
-        top_frame(stdout, &cur, have_prev ? &prev : NULL, tty);
+        top_frame(stdout, cur, prev, tty);
         fflush(stdout);
-        if (have_prev)
-            jv_free(&prev);
+        json_decref(prev); /* NULL-safe */
         prev = cur;
-        have_prev = true;
     }
-    if (have_prev)
-        jv_free(&prev);
+    json_decref(prev);
     conn_close(&c);
     return rc;
 }

@@ -1,19 +1,19 @@
 """Shared pieces of the integration tests: where the daemon is, the document
-root every server gets, one sluice process, and a raw HTTP/1.1 client that
-shows exactly what went over the socket.
+root every server gets, one sluice process (tools/lab/harness.py, as the
+tools start it), and a raw HTTP/1.1 client that shows exactly what went over
+the socket.
 
 Only the standard library; only loopback addresses.
 """
 
 import hashlib
-import json
 import os
 import re
 import resource
-import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,7 +21,14 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("SLUICE_BUILD", REPO / "build"))
 SLUICE = BUILD / "sluice"
 FILESET_TOOL = REPO / "tools" / "sluice-fileset"
-HOST = "127.0.0.1"
+
+# The daemon is started and spoken to as the lab's tools do it (tools/lab).
+if str(REPO / "tools") not in sys.path:
+    sys.path.insert(0, str(REPO / "tools"))
+from lab import harness  # noqa: E402
+from lab import status as lab_status  # noqa: E402
+
+HOST = harness.HOST
 
 SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer",
                      "WARNING: ThreadSanitizer", "ThreadSanitizer:")
@@ -64,10 +71,7 @@ def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+free_port = harness.free_port
 
 
 def raise_nofile():
@@ -166,27 +170,23 @@ def make_root(path, seed=42):
 # --------------------------------------------------------------- one daemon
 
 
-class Sluice:
-    """One sluice process with its own config, port, status socket and log."""
+class Sluice(harness.Sluice):
+    """One sluice process with its own config, port, status socket and log:
+    lab.harness.Sluice with the tests' config (a dict, .conf) and checks."""
 
     def __init__(self, workdir, root, conf=None, name="sluice"):
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
         self.root = root if isinstance(root, Root) else Root(root)
         self.root_path = self.root.path
-        self.port = free_port()
-        self.host = HOST
-        self.url = f"http://{HOST}:{self.port}"
-        self.name = name
-        self.status_socket = str(self.workdir / f"{name}.sock")
-        self.conf_path = self.workdir / f"{name}.conf"
-        self.log_path = self.workdir / f"{name}.log"
-        self.pidfile = self.workdir / f"{name}.pid"
+        port = free_port()
+        self.pidfile = workdir / f"{name}.pid"
         self.conf = {
             "server": {
-                "listen": f"{HOST}:{self.port}",
+                "listen": f"{HOST}:{port}",
                 "root": str(self.root.path),
-                "status_socket": self.status_socket,
+                "status_socket": str(workdir / f"{name}.sock"),
                 "pidfile": str(self.pidfile),
                 "shutdown_timeout": "5s",
                 "log_level": "info",
@@ -204,94 +204,31 @@ class Sluice:
         # Overrides of these keys change what the object reports.
         listen = str(self.conf["server"]["listen"])
         if listen.rsplit(":", 1)[-1].isdigit():
-            self.port = int(listen.rsplit(":", 1)[-1])
-            self.url = f"http://{HOST}:{self.port}"
+            port = int(listen.rsplit(":", 1)[-1])
+        super().__init__(SLUICE, workdir / f"{name}.conf", port,
+                         status_socket=self.conf["server"].get("status_socket"),
+                         log_path=workdir / f"{name}.log", cwd=workdir, name=name,
+                         error=AssertionError)
+        self.url = f"http://{HOST}:{self.port}"
         self.status_socket = str(self.conf["server"].get("status_socket") or "")
-        self.proc = None
         self.pid = None
         self.returncode = None
-        self._logf = None
         self.write_conf()
 
     def write_conf(self):
-        lines = []
-        for section, keys in self.conf.items():
-            lines.append(f"[{section}]")
-            for k, v in keys.items():
-                if isinstance(v, bool):
-                    v = "yes" if v else "no"
-                lines.append(f"{k} = {v}")
-        self.conf_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self.conf_path.write_text(harness.conf_text(self.conf), encoding="utf-8")
 
     def start(self, timeout=10.0):
-        self._logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(SLUICE), "-c", str(self.conf_path)],
-                                     stdin=subprocess.DEVNULL, stdout=self._logf,
-                                     stderr=subprocess.STDOUT, cwd=str(self.workdir),
-                                     preexec_fn=raise_nofile)
+        super().start(timeout=timeout, preexec_fn=raise_nofile)
         self.pid = self.proc.pid
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"sluice exited with {self.proc.returncode} at start:\n"
-                                     f"{self.log_text()}")
-            if self._accepts():
-                return self
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError(f"sluice did not accept on port {self.port} within "
-                                     f"{timeout}s:\n{self.log_text()}")
-            time.sleep(0.02)
-
-    def _accepts(self):
-        """The HTTP port accepts, and so does the status socket if configured
-        (it starts after the listener: both up means the daemon is up)."""
-        try:
-            socket.create_connection((HOST, self.port), timeout=0.5).close()
-        except OSError:
-            return False
-        sock = self.conf["server"].get("status_socket")
-        if sock:
-            try:
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as u:
-                    u.settimeout(0.5)
-                    u.connect(sock)
-            except OSError:
-                return False
-        return True
-
-    def log_text(self):
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
+        return self
 
     def stop(self, timeout=15.0):
         """SIGTERM, wait; returns the exit status (the process is gone after)."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                self._close_log()
-                raise AssertionError(f"sluice (pid {self.pid}) did not exit within {timeout}s "
-                                     f"of SIGTERM:\n{self.log_tail()}")
-        self.returncode = self.proc.returncode
-        self._close_log()
+        self.returncode = super().stop(timeout)
         return self.returncode
-
-    def _close_log(self):
-        if self._logf:
-            self._logf.close()
-            self._logf = None
-
-    def log_tail(self, n=60):
-        return "\n".join(self.log_text().splitlines()[-n:])
 
     def check_clean_exit(self):
         """Stops the daemon and asserts exit status 0 and a sanitizer-clean log."""
@@ -488,22 +425,9 @@ def exchange(port, data, method="GET", timeout=10.0, wait_close=None):
 
 def status_command(sock_path, cmd):
     """One status-socket command; the reply without its closing empty line."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as u:
-        u.settimeout(10)
-        u.connect(str(sock_path))
-        u.sendall(cmd.encode() + b"\n")
-        buf = b""
-        for _ in range(10000):
-            i = buf.find(b"\n\n")
-            if i >= 0:
-                return buf[:i + 1].decode()
-            chunk = u.recv(65536)
-            if not chunk:
-                raise AssertionError(f"status socket closed; partial reply {buf[:300]!r}")
-            buf += chunk
-    raise AssertionError("status reply too long")
+    return lab_status.command(sock_path, cmd)
 
 
 def stats_json(sock_path):
     """`stats json` from the status socket at SOCK_PATH, parsed."""
-    return json.loads(status_command(sock_path, "stats json"))
+    return lab_status.stats_json(sock_path)

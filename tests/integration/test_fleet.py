@@ -538,7 +538,7 @@ def test_haproxy_rolling_restart_under_load(sluice_factory, tmp_path):
                                timeout=3, step=0.05,
                                what=f"haproxy to see s{i + 1} draining")
             assert s.proc.wait(timeout=15) == 0
-            s._close_log()
+            s.close_log()
             s.start()
             helpers.wait_until(fleet.all_up, timeout=5, what=f"s{i + 1} UP again")
             time.sleep(0.8)

@@ -220,7 +220,8 @@ def test_running_out_of_descriptors_is_survived(sluice_factory, tmp_path):
     proc = subprocess.Popen([str(helpers.SLUICE), "-c", str(server.conf_path)],
                             stdout=logf, stderr=subprocess.STDOUT, preexec_fn=low_nofile)
     try:
-        helpers.wait_until(lambda: _accepts(server.port), timeout=10, what="sluice up")
+        helpers.wait_until(lambda: helpers.harness.accepts(server.port), timeout=10,
+                           what="sluice up")
         held = []
         keeper = helpers.RawConn(server.port)
         keeper.send(helpers.request("GET", "/one.bin"))
@@ -257,14 +258,6 @@ def test_running_out_of_descriptors_is_survived(sluice_factory, tmp_path):
         proc.terminate()
         assert proc.wait(timeout=15) == 0
         logf.close()
-
-
-def _accepts(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def _get_ok(port):

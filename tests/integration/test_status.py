@@ -14,10 +14,10 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,6 +26,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("SLUICE_BUILD", REPO / "build"))
+if str(REPO / "tools") not in sys.path:
+    sys.path.insert(0, str(REPO / "tools"))
+from lab import harness  # noqa: E402  (the daemon as the tools start it)
+
 SLUICE = BUILD / "sluice"
 SLUICECTL = BUILD / "sluicectl"
 
@@ -38,12 +42,6 @@ FILES = {
 }
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_until(pred, timeout=10.0, step=0.02, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -54,7 +52,7 @@ def wait_until(pred, timeout=10.0, step=0.02, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-class Sluice:
+class Sluice(harness.Sluice):
     """One daemon in a temporary directory, with its own port and status socket."""
 
     def __init__(self, tmp: Path, writers=10, extra="", sock_name="status.sock", mode=None,
@@ -64,14 +62,14 @@ class Sluice:
         self.root.mkdir(exist_ok=True)
         for name, data in FILES.items():
             (self.root / name).write_bytes(data)
-        self.port = free_port()
+        port = harness.free_port()
         self.sock = str(tmp / sock_name)
-        self.log = tmp / f"sluice-{self.port}.log"
+        self.log = tmp / f"sluice-{port}.log"
         mode_line = f"status_socket_mode = {mode}\n" if mode else ""
-        self.conf = tmp / f"sluice-{self.port}.conf"
+        self.conf = tmp / f"sluice-{port}.conf"
         self.conf.write_text(
             "[server]\n"
-            f"listen = 127.0.0.1:{self.port}\n"
+            f"listen = 127.0.0.1:{port}\n"
             f"root = {self.root}\n"
             f"status_socket = {self.sock}\n"
             f"{mode_line}"
@@ -82,101 +80,17 @@ class Sluice:
             f"[http]\nmime_types = /etc/mime.types\n"
             f"{extra}"
         )
-        self.proc = None
+        super().__init__(SLUICE, self.conf, port, self.sock, log_path=self.log, cwd=tmp,
+                         error=AssertionError)
 
     def start(self, wait=True, prefix=()):
-        self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            [*prefix, str(SLUICE), "-c", str(self.conf)],
-            stdout=self.logf,
-            stderr=subprocess.STDOUT,
-            cwd=self.tmp,
-        )
-        if wait:
-            wait_until(self._ready, what=f"sluice on port {self.port}")
-        return self
-
-    def _ready(self):
-        if self.proc.poll() is not None:
-            raise AssertionError(f"sluice exited with {self.proc.returncode}:\n{self.log_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-        except OSError:
-            return False
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as u:
-                u.settimeout(0.5)
-                u.connect(self.sock)
-        except OSError:
-            return False
-        return True
-
-    def log_text(self):
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
+        return super().start(wait=wait, prefix=prefix)
 
     def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-            raise AssertionError("sluice did not stop within 20 s of SIGTERM")
-        finally:
-            self.logf.close()
-        return rc
-
-    # -- status socket --
-
-    def connect(self):
-        return StatusClient(self.sock)
+        return super().stop(timeout=20)
 
     def cmd(self, line):
-        with self.connect() as c:
-            return c.cmd(line)
-
-    def stats(self):
-        return json.loads(self.cmd("stats json"))
-
-
-class StatusClient:
-    """A status-socket connection: one command per line, replies end at an empty line."""
-
-    def __init__(self, path):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.connect(path)  # blocking: waits for backlog room instead of EAGAIN
-        self.s.settimeout(10)
-        self.buf = b""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.s.close()
-
-    def send(self, data: bytes):
-        self.s.sendall(data)
-
-    def reply(self) -> str:
-        for _ in range(10000):
-            i = self.buf.find(b"\n\n")
-            if i >= 0:
-                body, self.buf = self.buf[: i + 1], self.buf[i + 2 :]
-                return body.decode()
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise AssertionError(f"status connection closed; partial: {self.buf!r}")
-            self.buf += chunk
-        raise AssertionError("reply too long")
-
-    def cmd(self, line: str) -> str:
-        self.send(line.encode() + b"\n")
-        return self.reply()
+        return self.command(line)
 
 
 @pytest.fixture
@@ -830,6 +744,68 @@ def test_sluicectl_top_piped_is_plain(srv):
     assert m and float(m.group(1)) > 0
     # The load's files are small: the reader sent (nearly) all of them.
     assert 50 < float(m.group(2)) <= 100, blocks[0]
+
+
+def fake_status_socket(path, replies):
+    """A stand-in status socket at PATH that answers each command line of one
+    connection with the next of REPLIES (bytes, framing included). Returns the
+    serving thread."""
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lsock.bind(str(path))
+    lsock.listen(1)
+    lsock.settimeout(20)
+
+    def serve():
+        with lsock:
+            conn, _ = lsock.accept()
+            with conn:
+                buf = b""
+                for reply in replies:
+                    while b"\n" not in buf:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            return
+                        buf += chunk
+                    buf = buf.split(b"\n", 1)[1]
+                    conn.sendall(reply)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("reply, where", [
+    (b'{"uptime_s": 1, "stages": [}\n\n', "line 1, column 28"),
+    (b'{"uptime_s": 1,\n "pid": 12 "version": "0.1"}\n\n', "line 2, column"),
+    (b'{"uptime_s": 1, "version": "0.1"\n\n', "line 2, column"),
+    (b"not json\n\n", "line 1, column"),
+])
+def test_sluicectl_top_reports_malformed_json_precisely(tmp_path, reply, where):
+    sock = tmp_path / "fake.sock"
+    t = fake_status_socket(sock, [reply])
+    r = ctl("-s", str(sock), "top", "-n", "1")
+    t.join(timeout=20)
+    assert r.returncode == 1, r
+    assert r.stdout == ""
+    assert f"sluicectl: {sock}: the server's reply is not valid JSON: " in r.stderr, r.stderr
+    assert where in r.stderr, r.stderr
+
+
+def test_sluicectl_top_survives_odd_but_valid_json(tmp_path):
+    """Valid JSON of the wrong shape (no object, wrong types, huge counters)
+    draws a frame of zeros and question marks rather than failing."""
+    sock = tmp_path / "fake.sock"
+    replies = [b'[1, 2]\n\n',
+               b'{"uptime_s": "x", "stages": {"a": 1}, "admission": [], '
+               b'"requests": {"total": 18446744073709551615}}\n\n']
+    t = fake_status_socket(sock, replies)
+    r = ctl("-s", str(sock), "top", "-n", "2", "-i", "0.05")
+    t.join(timeout=20)
+    assert r.returncode == 0, r
+    blocks = [b for b in r.stdout.split("\n\n") if b.strip()]
+    assert len(blocks) == 2, r.stdout
+    assert blocks[0].startswith("sluice ?  pid 0")
+    assert "admission ?" in blocks[1]
 
 
 def test_sluicectl_top_on_a_terminal_redraws(srv):

@@ -4,5 +4,7 @@
                 cgroup (v2 where mounted with the controllers, v1 otherwise)
     peers.py    configs and command lines of sluice, nginx, lighttpd and h2o
     knee.py     the knee of a goodput series, found honestly
-    status.py   the reader of sluice's status socket replies
+    status.py   the reader of sluice's status socket replies, a client of it
+    harness.py  one sluice daemon: config, start, readiness, status, stop
+                (the integration tests start sluice with it too)
 """

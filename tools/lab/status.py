@@ -47,3 +47,55 @@ def connect(path, timeout=2.0):
         s.close()
         raise
     return s
+
+
+class StatusClient:
+    """One status-socket connection: a command per line, a reply per command.
+    The socket is .s; bytes read past the last reply wait in .buf."""
+
+    def __init__(self, path, timeout=10.0):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            # Blocking: waits for room in a full backlog instead of EAGAIN.
+            self.s.connect(str(path))
+        except OSError:
+            self.s.close()
+            raise
+        self.s.settimeout(timeout)
+        self.buf = b""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.s.close()
+
+    def send(self, data: bytes):
+        self.s.sendall(data)
+
+    def reply(self) -> str:
+        """The next reply, its lines each ending in "\\n" (the empty line
+        dropped). StatusError if the server closes first."""
+        body, self.buf = read_reply(self.s, self.buf)
+        return body.decode() + "\n"
+
+    def cmd(self, line: str) -> str:
+        self.send(line.encode() + b"\n")
+        return self.reply()
+
+    def stats(self) -> dict:
+        return json.loads(self.cmd("stats json"))
+
+
+def command(path, line, timeout=10.0):
+    """One command on a new connection to the socket at PATH; its reply."""
+    with StatusClient(path, timeout) as c:
+        return c.cmd(line)
+
+
+def stats_json(path, timeout=10.0):
+    """`stats json` from the socket at PATH, parsed."""
+    return json.loads(command(path, "stats json", timeout))
