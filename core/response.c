@@ -157,13 +157,18 @@ static int preconditions(const struct sl_request *req, const struct sl_cache_ent
     return 0;
 }
 
-/* Status line, Server, Date. */
+/* Status line, Server, Date. Without printf: it would be the only one on
+ * the path of every response (about 1.5% of the CPU on 1 KiB keep-alive). */
 static void put_head_start(struct head *h, int status)
 {
-    char line[64];
-    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, sl_http_reason(status));
-    put_str(h, line, (size_t)n);
-    PUT_LIT(h, "Server: sluice\r\nDate: ");
+    assert(status >= 100 && status <= 999);
+    char line[] = "HTTP/1.1 000 ";
+    line[9] = (char)('0' + status / 100);
+    line[10] = (char)('0' + status / 10 % 10);
+    line[11] = (char)('0' + status % 10);
+    put_str(h, line, sizeof(line) - 1);
+    put_cstr(h, sl_http_reason(status));
+    PUT_LIT(h, "\r\nServer: sluice\r\nDate: ");
     put_str(h, sl_http_date_now(), SL_HTTP_DATE_LEN);
     PUT_LIT(h, "\r\n");
 }
