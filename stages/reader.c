@@ -29,6 +29,7 @@
 #define LINGER_NS 2000000000ull /* drain a closing client for at most 2 s */
 #define IDLE_CLOSE_MAX 256      /* idle connections closed per round for room */
 #define INLINE_RUN_MAX 16       /* pipelined responses sent inline in a row */
+#define SPARE_BUFS 64           /* empty input buffers a reader keeps for reuse */
 #define DRAIN_IDLE_NS 1000000000ull /* draining: an idle keep-alive connection
                                       closes once idle this long (see sweep) */
 
@@ -58,7 +59,47 @@ struct reader {
     struct codel codel;
     long nidle;        /* connections on the idle list */
     size_t inline_max; /* [reader] inline_max this round; 0: hand every response on */
+    char *spare[SPARE_BUFS]; /* empty input buffers of spare_cap bytes (see buf_give) */
+    int nspare;
+    uint32_t spare_cap;
 };
+
+/* Gives C an input buffer of max_header_size bytes, a spare one if there is
+ * one of that size. Cannot fail. */
+static void buf_take(struct reader *r, struct sl_conn *c)
+{
+    uint32_t cap = (uint32_t)sl_set.limits.max_header_size;
+    c->buf_cap = cap;
+    if (r->nspare > 0 && r->spare_cap == cap)
+        c->buf = r->spare[--r->nspare];
+    else
+        c->buf = sl_malloc(cap);
+}
+
+/* Takes C's input buffer (nothing in it) away, keeping it for the next
+ * request: a buffer per keep-alive request was a malloc and a free of
+ * max_header_size bytes, which glibc takes from and gives back to a thread's
+ * arena (trimming it with madvise, faulting the pages in again). A reader
+ * keeps at most SPARE_BUFS, of the current size only; a request touches the
+ * first page of one, so they cost little memory. */
+static void buf_give(struct reader *r, struct sl_conn *c)
+{
+    uint32_t cap = (uint32_t)sl_set.limits.max_header_size;
+    if (c->buf != NULL && c->buf_cap == cap) {
+        if (r->spare_cap != cap) { /* a reload changed the size */
+            while (r->nspare > 0)
+                free(r->spare[--r->nspare]);
+            r->spare_cap = cap;
+        }
+        if (r->nspare < SPARE_BUFS) {
+            r->spare[r->nspare++] = c->buf;
+            c->buf = NULL;
+        }
+    }
+    free(c->buf);
+    c->buf = NULL;
+    c->buf_cap = 0;
+}
 
 static void close_conn(struct sl_conn *c)
 {
@@ -114,9 +155,7 @@ static void wait_input(struct reader *r, struct sl_conn *c)
         c->deadline_ns =
             r->now + sl_set.keepalive_timeout_ns;
         /* An idle connection keeps no buffer: thousands of them cost little. */
-        free(c->buf);
-        c->buf = NULL;
-        c->buf_cap = 0;
+        buf_give(r, c);
         sl_timer_add(&r->idle, c); /* in order even when a reload shortens it */
     }
 }
@@ -384,11 +423,8 @@ static enum outcome try_parse(struct reader *r, struct sl_conn *c)
        it); else the next request's timeout is its own. */
     if (c->discard == 0)
         c->deadline_ns = 0;
-    if (c->buf_len == 0 && c->discard == 0) {
-        free(c->buf);
-        c->buf = NULL;
-        c->buf_cap = 0;
-    }
+    if (c->buf_len == 0 && c->discard == 0)
+        buf_give(r, c);
     return respond(r, c);
 }
 
@@ -458,10 +494,8 @@ static void serve_input(struct reader *r, struct sl_conn *c)
             if (o == SERVED)
                 continue;
         }
-        if (c->buf == NULL) {
-            c->buf_cap = (uint32_t)sl_set.limits.max_header_size;
-            c->buf = sl_malloc(c->buf_cap);
-        }
+        if (c->buf == NULL)
+            buf_take(r, c);
         if (c->buf_len >= c->buf_cap) {
             /* A full buffer the parser still waits on. If a reload raised
                max_header_size since it was allocated, the head gets the new
@@ -788,6 +822,8 @@ void *sl_reader_main(void *arg)
     close_list(&r.heads);
     close_list(&r.idle);
     close_list(&r.lingering);
+    while (r.nspare > 0)
+        free(r.spare[--r.nspare]);
     sl_loop_close(&r.loop);
     rcu_unregister_thread();
     return NULL;
