@@ -456,7 +456,7 @@ static void select_rep(struct build *b, struct sl_cache_entry *e, const char *pa
         if (!accepts(req->accept_encoding, codings[i][0]))
             continue;
         snprintf(alt, sizeof(alt), "%s%s", path, codings[i][1]);
-        struct sl_cache_entry *z = sl_cache_get(b->env->cache, alt);
+        struct sl_cache_entry *z = sl_cache_get_after(b->env->cache, alt, b->env->read_ns);
         if (z->err != 0 || z->is_dir) {
             release(b, z);
             continue;
@@ -612,7 +612,7 @@ static void put_path(struct build *b)
     size_t plen = strlen(path);
     if (slash)
         snprintf(path + plen, sizeof(path) - plen, "%s", env->index);
-    struct sl_cache_entry *e = sl_cache_get(env->cache, path);
+    struct sl_cache_entry *e = sl_cache_get_after(env->cache, path, env->read_ns);
     if (e->err == 0 && !e->is_dir) {
         put_file(b, e, path);
         return;
@@ -641,7 +641,7 @@ static void put_path(struct build *b)
     if (slash && err == ENOENT) {
         /* No index file: 403 if the directory exists (no listings), else 404. */
         path[plen] = '\0';
-        struct sl_cache_entry *d = sl_cache_get(env->cache, path);
+        struct sl_cache_entry *d = sl_cache_get_after(env->cache, path, env->read_ns);
         if (d->err == 0 && d->is_dir)
             err = EACCES;
         release(b, d);
