@@ -7,9 +7,9 @@
  * triggered, registered while this thread holds it; see wait_input) and on
  * one of three timeout lists: heads being received (header timeout), idle
  * keep-alive connections (keep-alive timeout, in deadline order) and
- * lingering closes. The connections one epoll_wait reports are all read
- * before any is served (read_batch), so the cache checks a file they share
- * for changes once for all of them. */
+ * lingering closes. The connections one epoll_wait reports are read before
+ * any is served, up to 64 at a time (read_batch), so the cache checks a file
+ * they share for changes once for all of them. */
 #include "core/http.h"
 #include "core/response.h"
 #include "lib/log.h"
@@ -586,13 +586,14 @@ static void take(struct reader *r, struct sl_conn *c)
     serve_input(r, c);
 }
 
-/* Reads the next bytes of the connections epoll reported that wait for a
- * request with nothing buffered, all of them before any is served, and
- * stamps them with one clock read taken after the last read: every request
- * among them arrived before that time, so the cache checks a file they share
- * for changes once per batch instead of once per request
- * (sl_cache_get_after). A read that brings nothing (EAGAIN, end of file, an
- * error) is left to serve_input, which reads again and handles it. */
+/* Reads the next bytes of those of the NEV (at most READ_BATCH_MAX)
+ * connections epoll reported that wait for a request with nothing buffered,
+ * all of them before any is served, and stamps them with one clock read
+ * taken after the last read: every request among them arrived before that
+ * time, so the cache checks a file they share for changes once per batch
+ * instead of once per request (sl_cache_get_after). A read that brings
+ * nothing (EAGAIN, end of file, an error) is left to serve_input, which
+ * reads again and handles it. */
 static void read_batch(struct reader *r, struct epoll_event *evs, int nev)
 {
     struct sl_conn *got[READ_BATCH_MAX];
@@ -835,12 +836,15 @@ void *sl_reader_main(void *arg)
         __atomic_fetch_add(&sl_srv.adm_reader[t->index].idle_ns, t2 - t1, __ATOMIC_RELAXED);
         r.now = t2;
         admission_round(&r);
-        read_batch(&r, evs, nev);
         sl_queue_defer_begin();
         for (int i = 0; i < nev; i++) {
+            /* Read a batch, serve it, read the next: a round of 2,000
+               connections checks a shared file once per batch too. */
+            if (i % READ_BATCH_MAX == 0)
+                read_batch(&r, evs + i, SL_MIN(nev - i, READ_BATCH_MAX));
             struct sl_conn *c = evs[i].data.ptr;
             if (c == NULL)
-                continue; /* the queue's eventfd: drained above next round */
+                continue; /* the queue's eventfd: sl_loop_wait drained it */
             bool was_idle = c->state == SL_CONN_IDLE;
             unlist(&r, c);
             /* The keep-alive wait is over: the next request's header timeout
