@@ -33,7 +33,10 @@
  *     cached fd (written in place, deleted, renamed over) are found at once by
  *     an fstat on every hit, and on an entry another thread inserted while we
  *     opened the file: within the period, an in-place write would otherwise
- *     pair the cached header with new bytes.
+ *     pair the cached header with new bytes. A hit for a request read before
+ *     an fstat of the entry began (checked_ns, any thread's) that found the
+ *     file unchanged needs no fstat of its own: whatever was done to the file
+ *     before the request arrived, that fstat saw (sl_cache_get_after).
  *   - One thread at a time evicts (an atomic flag); the others skip it. The
  *     CLOCK hand belongs to whoever holds the flag.
  *   - Errors that say nothing about the file (EMFILE, ENFILE, ENOMEM, ...) are
@@ -71,6 +74,9 @@ struct entry {
     uint64_t validated_ns;   /* atomic: sl_now_ns() of the last check */
     uint64_t resident_until; /* atomic: the page cache held the whole file
                                 at the last check; trusted until then */
+    uint64_t checked_ns;     /* atomic: sl_now_ns() read before the latest look
+                                at the file (its probe, or a hit's fstat) that
+                                found it as this entry describes it */
     uint8_t accessed;        /* CLOCK bit: hit since the evictor last passed */
     bool published;          /* was added to the table (false: private entry) */
     dev_t dev;
@@ -270,6 +276,7 @@ static struct entry *build(struct sl_cache *c, const char *path, unsigned long h
     e->hash = hash;
     e->cache = c;
     e->validated_ns = now;
+    e->checked_ns = now; /* the caller read NOW before probing */
     urcu_ref_set(&e->ref, refs);
     uatomic_inc(&c->live); /* statistics for destroy: no ordering needed */
     e->pub.fd = p->fd;
@@ -535,7 +542,33 @@ static struct entry *revalidate(struct sl_cache *c, struct entry *e, uint64_t no
     return publish(c, fresh, ts);
 }
 
+/* The per-hit change check of E (a regular file's entry, referenced) for a
+ * request read by READ_NS (0: not known), at NOW, read before this call.
+ * True if the file changed under E's fd. */
+static bool hit_changed(struct entry *e, uint64_t read_ns, uint64_t now)
+{
+    /* Relaxed: a stale value is an older one, which at worst costs an fstat.
+       A stamp above READ_NS comes from a clock read after the request was
+       read, and that thread's fstat came after its clock read: it saw every
+       change made before the request arrived. (Clock reads are ordered across
+       CPUs; validated_ns relies on it too.) */
+    if (read_ns != 0 && read_ns < uatomic_read(&e->checked_ns))
+        return false;
+    if (changed_under(e))
+        return true;
+    /* Racing stores may put back an older stamp: one more fstat, no harm. */
+    if (now > uatomic_read(&e->checked_ns))
+        uatomic_set(&e->checked_ns, now);
+    return false;
+}
+
 struct sl_cache_entry *sl_cache_get(struct sl_cache *c, const char *path)
+{
+    return sl_cache_get_after(c, path, 0);
+}
+
+struct sl_cache_entry *sl_cache_get_after(struct sl_cache *c, const char *path,
+                                          uint64_t read_ns)
 {
     struct sl_tstats *ts = sl_tstats_self();
     unsigned long hash = hash_path(path);
@@ -564,7 +597,7 @@ struct sl_cache_entry *sl_cache_get(struct sl_cache *c, const char *path)
        old header with new bytes. No CAS here: every thread that sees the
        change must stop using E, and racing checkers converge on one entry. */
     uint64_t now = sl_now_ns();
-    if (e->pub.fd >= 0 && changed_under(e))
+    if (e->pub.fd >= 0 && hit_changed(e, read_ns, now))
         return &revalidate(c, e, now, true, ts)->pub;
     /* Relaxed is enough: a stale value at worst costs one extra check, and
        the CAS below decides who checks. */

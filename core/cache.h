@@ -72,6 +72,16 @@ void sl_cache_configure(struct sl_cache *c, const struct sl_cache_config *cfg);
  * thread and must not hold rcu_read_lock. Release with sl_cache_release(). */
 struct sl_cache_entry *sl_cache_get(struct sl_cache *c, const char *path);
 
+/* sl_cache_get for a request whose bytes had all been read by READ_NS (an
+ * sl_now_ns() read after the last read(2) of them returned; 0: not known).
+ * The per-hit fstat is left out when a check of the entry, by any thread, began
+ * after READ_NS and found the file unchanged: a change made before the
+ * request arrived is still always seen, so a reader that reads a batch of
+ * requests first and then answers them checks a hot file once per batch.
+ * Same contract as sl_cache_get otherwise. */
+struct sl_cache_entry *sl_cache_get_after(struct sl_cache *c, const char *path,
+                                          uint64_t read_ns);
+
 /* Can E's file data be sent without waiting for the disk? True for a body
  * held in memory (and for no file at all). Otherwise asks the kernel whether
  * every page of the file is in the page cache (cachestat(2), Linux 6.5);

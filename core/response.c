@@ -157,13 +157,18 @@ static int preconditions(const struct sl_request *req, const struct sl_cache_ent
     return 0;
 }
 
-/* Status line, Server, Date. */
+/* Status line, Server, Date. Without printf: it would be the only one on
+ * the path of every response (about 1.5% of the CPU on 1 KiB keep-alive). */
 static void put_head_start(struct head *h, int status)
 {
-    char line[64];
-    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, sl_http_reason(status));
-    put_str(h, line, (size_t)n);
-    PUT_LIT(h, "Server: sluice\r\nDate: ");
+    assert(status >= 100 && status <= 999);
+    char line[] = "HTTP/1.1 000 ";
+    line[9] = (char)('0' + status / 100);
+    line[10] = (char)('0' + status / 10 % 10);
+    line[11] = (char)('0' + status % 10);
+    put_str(h, line, sizeof(line) - 1);
+    put_cstr(h, sl_http_reason(status));
+    PUT_LIT(h, "\r\nServer: sluice\r\nDate: ");
     put_str(h, sl_http_date_now(), SL_HTTP_DATE_LEN);
     PUT_LIT(h, "\r\n");
 }
@@ -451,7 +456,7 @@ static void select_rep(struct build *b, struct sl_cache_entry *e, const char *pa
         if (!accepts(req->accept_encoding, codings[i][0]))
             continue;
         snprintf(alt, sizeof(alt), "%s%s", path, codings[i][1]);
-        struct sl_cache_entry *z = sl_cache_get(b->env->cache, alt);
+        struct sl_cache_entry *z = sl_cache_get_after(b->env->cache, alt, b->env->read_ns);
         if (z->err != 0 || z->is_dir) {
             release(b, z);
             continue;
@@ -607,7 +612,7 @@ static void put_path(struct build *b)
     size_t plen = strlen(path);
     if (slash)
         snprintf(path + plen, sizeof(path) - plen, "%s", env->index);
-    struct sl_cache_entry *e = sl_cache_get(env->cache, path);
+    struct sl_cache_entry *e = sl_cache_get_after(env->cache, path, env->read_ns);
     if (e->err == 0 && !e->is_dir) {
         put_file(b, e, path);
         return;
@@ -636,7 +641,7 @@ static void put_path(struct build *b)
     if (slash && err == ENOENT) {
         /* No index file: 403 if the directory exists (no listings), else 404. */
         path[plen] = '\0';
-        struct sl_cache_entry *d = sl_cache_get(env->cache, path);
+        struct sl_cache_entry *d = sl_cache_get_after(env->cache, path, env->read_ns);
         if (d->err == 0 && d->is_dir)
             err = EACCES;
         release(b, d);

@@ -446,14 +446,25 @@ bool sl_queue_sleep_begin(struct sl_queue *q)
     return true;
 }
 
-void sl_queue_sleep_end(struct sl_queue *q)
+void sl_queue_sleep_retract(struct sl_queue *q)
+{
+    /* A producer that took the announcement before this store writes the
+     * eventfd at most once more, which the next epoll_wait() sees as one
+     * spurious wakeup. */
+    uatomic_set(&q->sleepers, 0);
+}
+
+void sl_queue_drain(struct sl_queue *q)
 {
     eventfd_t v;
 
-    /* Retract first, then drain: a producer that took the announcement before
-     * this store writes the eventfd at most once more, which the next
-     * epoll_wait() sees as one spurious wakeup. */
-    uatomic_set(&q->sleepers, 0);
     /* Non-blocking: EAGAIN when nothing was written. */
     (void)eventfd_read(q->efd, &v);
+}
+
+void sl_queue_sleep_end(struct sl_queue *q)
+{
+    /* Retract first, then drain (see sl_queue_sleep_retract). */
+    sl_queue_sleep_retract(q);
+    sl_queue_drain(q);
 }

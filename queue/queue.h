@@ -121,12 +121,19 @@ void sl_queue_wake_all(struct sl_queue *q);
  * sleep_begin announces the sleep, then re-checks the queue (the barrier pairs
  * with the one in push), and returns false if items arrived meanwhile.
  * sleep_end retracts the announcement and drains the eventfd. The eventfd
- * becomes readable when a producer wakes this consumer. */
+ * becomes readable when a producer wakes this consumer.
+ * sleep_end is sleep_retract then drain. A consumer whose epoll set holds the
+ * eventfd (level-triggered) may instead retract after every sleep and drain
+ * only when epoll reported the eventfd readable: a write it did not see makes
+ * its next epoll_wait() return at once, so nothing is lost, and a sleep that
+ * ended for another reason costs no read(2) that would say EAGAIN. */
 int sl_queue_eventfd(const struct sl_queue *q);
 /* Has a consumer of Q announced that it sleeps and not been woken since? A
  * hint (it may change at once), for choosing a queue whose consumer runs. */
 bool sl_queue_sleeping(struct sl_queue *q);
 bool sl_queue_sleep_begin(struct sl_queue *q);
 void sl_queue_sleep_end(struct sl_queue *q);
+void sl_queue_sleep_retract(struct sl_queue *q);
+void sl_queue_drain(struct sl_queue *q);
 
 #endif

@@ -60,10 +60,16 @@ int sl_loop_wait(struct sl_loop *l, struct epoll_event *evs, int max, bool more,
             timeout = 0; /* items arrived meanwhile: do not sleep */
     }
     int nev = epoll_wait(l->epfd, evs, max, timeout);
-    if (slept) {
-        int e = errno;
-        sl_queue_sleep_end(l->q);
-        errno = e;
+    if (slept)
+        sl_queue_sleep_retract(l->q);
+    /* The eventfd is read only when reported (level-triggered: a write after
+       this epoll_wait makes the next one return at once), so a sleep ended
+       by a connection's event costs no read that would say EAGAIN. */
+    for (int i = 0; i < nev; i++) {
+        if (evs[i].data.ptr == NULL) {
+            sl_queue_drain(l->q);
+            break;
+        }
     }
     return nev;
 }

@@ -41,7 +41,8 @@ bool sl_loop_sweep(struct sl_loop *l, uint64_t now);
  * last batch was full, so more may be queued) or when Q has items, else
  * announcing the sleep to Q's producers for the duration. NOW is the time
  * the round's work ended. Returns epoll_wait()'s result (events in EVS; -1
- * with errno EINTR is possible). Only the consumer thread of Q may call it. */
+ * with errno EINTR is possible); Q's eventfd, if among them (data.ptr ==
+ * NULL), is drained already. Only the consumer thread of Q may call it. */
 int sl_loop_wait(struct sl_loop *l, struct epoll_event *evs, int max, bool more,
                  uint64_t now);
 

@@ -7,7 +7,9 @@
  * triggered, registered while this thread holds it; see wait_input) and on
  * one of three timeout lists: heads being received (header timeout), idle
  * keep-alive connections (keep-alive timeout, in deadline order) and
- * lingering closes. */
+ * lingering closes. The connections one epoll_wait reports are read before
+ * any is served, up to 64 at a time (read_batch), so the cache checks a file
+ * they share for changes once for all of them. */
 #include "core/http.h"
 #include "core/response.h"
 #include "lib/log.h"
@@ -30,6 +32,8 @@
 #define LINGER_NS 2000000000ull /* drain a closing client for at most 2 s */
 #define IDLE_CLOSE_MAX 256      /* idle connections closed per round for room */
 #define INLINE_RUN_MAX 16       /* pipelined responses sent inline in a row */
+#define SPARE_BUFS 64           /* empty input buffers a reader keeps for reuse */
+#define READ_BATCH_MAX SPARE_BUFS /* ready connections read before any is served */
 #define DRAIN_IDLE_NS 1000000000ull /* draining: an idle keep-alive connection
                                       closes once idle this long (see sweep) */
 
@@ -59,7 +63,47 @@ struct reader {
     struct codel codel;
     long nidle;        /* connections on the idle list */
     size_t inline_max; /* [reader] inline_max this round; 0: hand every response on */
+    char *spare[SPARE_BUFS]; /* empty input buffers of spare_cap bytes (see buf_give) */
+    int nspare;
+    uint32_t spare_cap;
 };
+
+/* Gives C an input buffer of max_header_size bytes, a spare one if there is
+ * one of that size. Cannot fail. */
+static void buf_take(struct reader *r, struct sl_conn *c)
+{
+    uint32_t cap = (uint32_t)sl_set.limits.max_header_size;
+    c->buf_cap = cap;
+    if (r->nspare > 0 && r->spare_cap == cap)
+        c->buf = r->spare[--r->nspare];
+    else
+        c->buf = sl_malloc(cap);
+}
+
+/* Takes C's input buffer (nothing in it) away, keeping it for the next
+ * request: a buffer per keep-alive request was a malloc and a free of
+ * max_header_size bytes, which glibc takes from and gives back to a thread's
+ * arena (trimming it with madvise, faulting the pages in again). A reader
+ * keeps at most SPARE_BUFS, of the current size only; a request touches the
+ * first page of one, so they cost little memory. */
+static void buf_give(struct reader *r, struct sl_conn *c)
+{
+    uint32_t cap = (uint32_t)sl_set.limits.max_header_size;
+    if (c->buf != NULL && c->buf_cap == cap) {
+        if (r->spare_cap != cap) { /* a reload changed the size */
+            while (r->nspare > 0)
+                free(r->spare[--r->nspare]);
+            r->spare_cap = cap;
+        }
+        if (r->nspare < SPARE_BUFS) {
+            r->spare[r->nspare++] = c->buf;
+            c->buf = NULL;
+        }
+    }
+    free(c->buf);
+    c->buf = NULL;
+    c->buf_cap = 0;
+}
 
 static void close_conn(struct sl_conn *c)
 {
@@ -115,9 +159,7 @@ static void wait_input(struct reader *r, struct sl_conn *c)
         c->deadline_ns =
             r->now + sl_set.keepalive_timeout_ns;
         /* An idle connection keeps no buffer: thousands of them cost little. */
-        free(c->buf);
-        c->buf = NULL;
-        c->buf_cap = 0;
+        buf_give(r, c);
         sl_timer_add(&r->idle, c); /* in order even when a reload shortens it */
     }
 }
@@ -337,6 +379,7 @@ static struct sl_response_env response_env(const struct reader *r, const struct 
         .max_body_discard = sl_set.max_body_discard,
         .keepalive = !__atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED) &&
                      (maxreq == 0 || c->requests < (uint64_t)maxreq),
+        .read_ns = c->read_ns,
         .unique = r->now ^ ((uint64_t)c->fd << 40) ^ c->requests,
     };
 }
@@ -385,11 +428,8 @@ static enum outcome try_parse(struct reader *r, struct sl_conn *c)
        it); else the next request's timeout is its own. */
     if (c->discard == 0)
         c->deadline_ns = 0;
-    if (c->buf_len == 0 && c->discard == 0) {
-        free(c->buf);
-        c->buf = NULL;
-        c->buf_cap = 0;
-    }
+    if (c->buf_len == 0 && c->discard == 0)
+        buf_give(r, c);
     return respond(r, c);
 }
 
@@ -459,10 +499,8 @@ static void serve_input(struct reader *r, struct sl_conn *c)
             if (o == SERVED)
                 continue;
         }
-        if (c->buf == NULL) {
-            c->buf_cap = (uint32_t)sl_set.limits.max_header_size;
-            c->buf = sl_malloc(c->buf_cap);
-        }
+        if (c->buf == NULL)
+            buf_take(r, c);
         if (c->buf_len >= c->buf_cap) {
             /* A full buffer the parser still waits on. If a reload raised
                max_header_size since it was allocated, the head gets the new
@@ -489,6 +527,7 @@ static void serve_input(struct reader *r, struct sl_conn *c)
         if (n > 0) {
             c->buf_len += (uint32_t)n;
             c->drained = (size_t)n < room;
+            c->read_ns = 0; /* read on its own: the cache checks its file */
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -546,6 +585,39 @@ static void take(struct reader *r, struct sl_conn *c)
         return;
     }
     serve_input(r, c);
+}
+
+/* Reads the next bytes of those of the NEV (at most READ_BATCH_MAX)
+ * connections epoll reported that wait for a request with nothing buffered,
+ * all of them before any is served, and stamps them with one clock read
+ * taken after the last read: every request among them arrived before that
+ * time, so the cache checks a file they share for changes once per batch
+ * instead of once per request (sl_cache_get_after). A read that brings
+ * nothing (EAGAIN, end of file, an error) is left to serve_input, which
+ * reads again and handles it. */
+static void read_batch(struct reader *r, struct epoll_event *evs, int nev)
+{
+    struct sl_conn *got[READ_BATCH_MAX];
+    int n = 0;
+    for (int i = 0; i < nev && n < READ_BATCH_MAX; i++) {
+        struct sl_conn *c = evs[i].data.ptr;
+        if (c == NULL || c->buf_len > 0 || c->discard > 0 ||
+            (c->state != SL_CONN_READ && c->state != SL_CONN_IDLE))
+            continue;
+        if (c->buf == NULL)
+            buf_take(r, c);
+        ssize_t k = read_input(r, c);
+        if (k <= 0)
+            continue;
+        c->buf_len = (uint32_t)k;
+        c->drained = (size_t)k < c->buf_cap;
+        got[n++] = c;
+    }
+    if (n == 0)
+        return;
+    uint64_t t = sl_now_ns();
+    for (int i = 0; i < n; i++)
+        got[i]->read_ns = t;
 }
 
 /* A connection of the epoll set with new input (or a hang-up). */
@@ -753,9 +825,13 @@ void *sl_reader_main(void *arg)
         admission_round(&r);
         sl_queue_defer_begin();
         for (int i = 0; i < nev; i++) {
+            /* Read a batch, serve it, read the next: a round of 2,000
+               connections checks a shared file once per batch too. */
+            if (i % READ_BATCH_MAX == 0)
+                read_batch(&r, evs + i, SL_MIN(nev - i, READ_BATCH_MAX));
             struct sl_conn *c = evs[i].data.ptr;
             if (c == NULL)
-                continue; /* the queue's eventfd: drained above next round */
+                continue; /* the queue's eventfd: sl_loop_wait drained it */
             bool was_idle = c->state == SL_CONN_IDLE;
             unlist(&r, c);
             /* The keep-alive wait is over: the next request's header timeout
@@ -775,6 +851,8 @@ void *sl_reader_main(void *arg)
     close_list(&r.heads);
     close_list(&r.idle);
     close_list(&r.lingering);
+    while (r.nspare > 0)
+        free(r.spare[--r.nspare]);
     sl_loop_close(&r.loop);
     rcu_unregister_thread();
     return NULL;

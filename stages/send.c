@@ -1,8 +1,8 @@
 /* send.c: sending a prepared response: the head (MSG_MORE, so it shares a
  * segment with the body) and the body with sendfile(2), or head and body
- * together in one sendmsg(2) when the cache holds the file in memory. Never
- * blocks on the socket. Used by the writer pool and by readers sending a
- * response inline. */
+ * together in one send(2) or sendmsg(2) when the cache holds the file in
+ * memory. Never blocks on the socket. Used by the writer pool and by readers
+ * sending a response inline. */
 #include "stages/send.h"
 
 #include "lib/log.h"
@@ -97,21 +97,36 @@ static enum sl_send_rc send_parts(struct sl_conn *c, size_t *budget, struct sl_t
     return SL_SENT_ALL;
 }
 
-/* Head and body from memory (a small file the cache holds), in one
- * sendmsg: one segment, one system call. */
+/* Head and body from memory (a small file the cache holds), in one system
+ * call, one segment. Up to SEND_COPY_MAX bytes in all are copied together
+ * and sent with send(2): sendmsg(2)'s copying in of the msghdr and the
+ * iovecs costs more than copying a page here (perf record, 1 KiB keep-alive:
+ * 4.5% of sluice's CPU outside tcp_sendmsg with sendmsg, 2.2% with send,
+ * the copy 0.2%). */
+#define SEND_COPY_MAX 4096
+
 static enum sl_send_rc send_mem(struct sl_conn *c, struct sl_tstats *st)
 {
     const char *body = c->entry->body;
     while (c->hdr_off < c->hdr_len || c->body_off < c->body_end) {
-        struct iovec iov[2];
-        size_t n = 0;
-        if (c->hdr_off < c->hdr_len)
-            iov[n++] = (struct iovec){c->hdr + c->hdr_off, c->hdr_len - c->hdr_off};
-        if (c->body_off < c->body_end)
-            iov[n++] = (struct iovec){(char *)body + c->body_off,
-                                      (size_t)(c->body_end - c->body_off)};
-        struct msghdr m = {.msg_iov = iov, .msg_iovlen = n};
-        ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+        size_t hl = c->hdr_len - c->hdr_off;
+        size_t bl = (size_t)(c->body_end - c->body_off);
+        ssize_t w;
+        if (hl + bl <= SEND_COPY_MAX) {
+            char one[SEND_COPY_MAX];
+            memcpy(one, c->hdr + c->hdr_off, hl);
+            memcpy(one + hl, body + c->body_off, bl);
+            w = send(c->fd, one, hl + bl, MSG_NOSIGNAL);
+        } else {
+            struct iovec iov[2];
+            size_t n = 0;
+            if (hl > 0)
+                iov[n++] = (struct iovec){c->hdr + c->hdr_off, hl};
+            if (bl > 0)
+                iov[n++] = (struct iovec){(char *)body + c->body_off, bl};
+            struct msghdr m = {.msg_iov = iov, .msg_iovlen = n};
+            w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+        }
         if (w < 0) {
             if (errno == EINTR)
                 continue;

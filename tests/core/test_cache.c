@@ -534,6 +534,54 @@ Test(cache, file_written_in_place_gets_a_new_entry_at_once)
     sl_cache_release(cache, e4);
 }
 
+/* sl_cache_get_after: a hit skips its fstat only for a request read before
+ * another check of the entry began; a change made before the request was
+ * read is seen as at once. */
+Test(cache, get_after_sees_every_change_made_before_the_request_was_read)
+{
+    make_cache(100, 10000, 10000); /* long validity: the per-hit check alone */
+    write_file("b.txt", "abc");
+    struct sl_cache_entry *e1 = sl_cache_get(cache, "b.txt"); /* built: checked */
+    sl_cache_release(cache, e1);
+
+    /* Written in place, then a request read: its hit must see the change,
+       though the entry was checked a moment before. */
+    write_file("b.txt", "abcdefgh");
+    uint64_t read1 = sl_now_ns();
+    struct sl_cache_entry *e2 = sl_cache_get_after(cache, "b.txt", read1);
+    cr_expect_neq(e2, e1);
+    cr_expect_eq(e2->size, 8, "never the old header over the new bytes");
+    char buf[32];
+    cr_expect_str_eq(slurp(e2->fd, buf, sizeof(buf)), "abcdefgh");
+    sl_cache_release(cache, e2);
+
+    /* A hit whose check began after read2 and found the file unchanged
+       vouches for every request read by read2: one written in place after
+       that check may still get the entry of before (it raced the change);
+       a request read after the change gets the new file; a caller that
+       cannot say when its request was read (0) always gets the check. */
+    uint64_t read2 = sl_now_ns();
+    sleep_ms(2);
+    struct sl_cache_entry *e3 = sl_cache_get(cache, "b.txt"); /* checks, unchanged */
+    cr_expect_eq(e3, e2);
+    sl_cache_release(cache, e3);
+    sleep_ms(20); /* a coarse file-system clock ticks: the ctime differs */
+    write_file("b.txt", "ABCDEFGH");
+    struct sl_cache_entry *e4 = sl_cache_get_after(cache, "b.txt", read2);
+    cr_expect_eq(e4, e2, "read before the unchanged check: no fstat of its own");
+    sl_cache_release(cache, e4);
+    struct sl_cache_entry *e5 = sl_cache_get_after(cache, "b.txt", sl_now_ns());
+    cr_expect_neq(e5, e2, "read after the change: the change is seen");
+    cr_expect_str_eq(slurp(e5->fd, buf, sizeof(buf)), "ABCDEFGH");
+    sl_cache_release(cache, e5);
+    sleep_ms(20);
+    write_file("b.txt", "12345678");
+    struct sl_cache_entry *e6 = sl_cache_get_after(cache, "b.txt", 0);
+    cr_expect_neq(e6, e5, "0: checked on every hit, as sl_cache_get");
+    cr_expect_str_eq(slurp(e6->fd, buf, sizeof(buf)), "12345678");
+    sl_cache_release(cache, e6);
+}
+
 Test(cache, changes_are_seen_after_the_validity_period)
 {
     make_cache(100, 50, 50);

@@ -128,6 +128,64 @@ def test_changed_in_place_eventually_new(server):
         time.sleep(POLL_STEP)
 
 
+@pytest.mark.parametrize("base", [2000, 40000], ids=["in-memory", "sendfile"])
+def test_changed_in_place_seen_at_once_under_load(sluice_factory, tmp_path, base):
+    """With a long validity, only the per-hit check finds an in-place change.
+    While keep-alive clients keep asking for the file (so readers read
+    requests in batches and check the file once per batch), a request sent
+    after each rewrite gets that version, at once, on a keep-alive connection
+    as on a new one. What the other clients get while the file is being
+    written is not checked here: a response to a request that raced a write
+    in place may be cut short (sendfile, README) or, built during the write,
+    be neither version (the read of a small file cannot tell a write in
+    progress, whose mtime is set before its bytes are copied)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    path = root / "hot.bin"
+    versions = [blob("v0", base)]
+    path.write_bytes(versions[0])
+    srv = sluice_factory(root=root, cache_validity="10s")
+    stop = threading.Event()
+    problems = []
+
+    def load():
+        while not stop.is_set():
+            try:
+                with RawConn(srv.port, timeout=10) as c:
+                    while not stop.is_set():
+                        c.send(request("GET", "/hot.bin"))
+                        r = c.read_response()
+                        if r.status != 200:
+                            problems.append(r.status)
+            except ConnectionClosed:
+                pass  # a body cut short by a shrinking file: connect again
+            except Exception as e:  # noqa: BLE001 -- reported below
+                problems.append(repr(e))
+                return
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        with RawConn(srv.port, timeout=10) as kept:
+            for k in range(1, 41):
+                new = blob(f"v{k}", base + 100 * (k % 7) + k % 2)
+                versions.append(new)
+                with open(path, "r+b") as f:
+                    f.write(new)
+                    f.truncate(len(new))
+                kept.send(request("GET", "/hot.bin"))
+                r = kept.read_response()
+                assert (r.status, len(r.body)) == (200, len(new)), f"rewrite {k}, kept-alive"
+                assert r.body == new, f"rewrite {k}, kept-alive: not the new bytes"
+                assert fetch(srv, "hot.bin") == (200, new), f"rewrite {k}, new connection"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not problems, problems[:5]
+
+
 def test_atomically_replaced(server):
     path = server.root.path / "atomic.bin"
     old, new = blob("a-old", 20000), blob("a-new", 30000)

@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 
 #include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -217,4 +218,37 @@ Test(loop, wait_does_not_sleep_with_more_queued, .init = wait_setup,
     cr_assert_geq(n, 0);
     struct sl_qnode *b[4];
     cr_assert_eq(sl_queue_pop_batch(&q, b, 4), 1);
+}
+
+/* The queue's eventfd is read only when epoll reported it: what woke the
+ * wait is drained before it returns, and a write the wait did not see is
+ * reported (and drained) by the next one, never lost. */
+Test(loop, wait_drains_the_eventfd_it_reports, .init = wait_setup,
+     .fini = wait_teardown, .timeout = 10)
+{
+    struct epoll_event evs[4];
+    struct pollfd pfd = {.fd = sl_queue_eventfd(&q), .events = POLLIN};
+    l.next_sweep = sl_now_ns() + 3600 * SEC;
+
+    /* A wake_all while nobody sleeps: the next wait reports and drains it. */
+    sl_queue_wake_all(&q);
+    cr_assert_eq(poll(&pfd, 1, 0), 1);
+    int n = sl_loop_wait(&l, evs, 4, true, sl_now_ns());
+    cr_assert_eq(n, 1);
+    cr_assert_null(evs[0].data.ptr, "the queue's eventfd");
+    cr_assert_eq(poll(&pfd, 1, 0), 0, "drained by the wait that reported it");
+
+    /* Pushed while the consumer sleeps: woken, drained, the item waits. */
+    struct sl_qnode node;
+    memset(&node, 0, sizeof(node));
+    cr_assert(sl_queue_sleep_begin(&q));
+    sl_queue_push(&q, &node); /* the producer takes the announcement */
+    sl_queue_sleep_retract(&q);
+    cr_assert_eq(poll(&pfd, 1, 0), 1, "written: not read yet");
+    n = sl_loop_wait(&l, evs, 4, false, sl_now_ns()); /* items queued: no sleep */
+    cr_assert_eq(n, 1);
+    cr_assert_eq(poll(&pfd, 1, 0), 0);
+    struct sl_qnode *b[4];
+    cr_assert_eq(sl_queue_pop_batch(&q, b, 4), 1);
+    cr_assert_not(sl_queue_sleeping(&q), "the announcement was retracted");
 }
