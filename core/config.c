@@ -2,6 +2,7 @@
  * one row: section, name, type, where it goes, and its allowed range. */
 #include "core/config.h"
 #include "core/proxy.h"
+#include "lib/cpus.h"
 #include "lib/log.h"
 
 #include <arpa/inet.h>
@@ -106,13 +107,8 @@ static const char *const known_sections[] = {"server",   "queue",  "acceptor", "
 
 int sl_config_cpus(void)
 {
-    cpu_set_t set;
-    int n = 0;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0)
-        n = CPU_COUNT(&set);
-    if (n <= 0)
-        n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > SL_MAX_THREADS ? SL_MAX_THREADS : n;
+    int n = sl_cpus_usable();
+    return n > SL_MAX_THREADS ? SL_MAX_THREADS : n;
 }
 
 void sl_config_defaults(struct sl_config *cfg)

@@ -28,8 +28,9 @@ enum sl_full_action {
     SL_FULL_WAIT = 2,   /* leave it in the kernel's backlog until a slot frees */
 };
 
-/* The CPUs this process may run on (its affinity mask), 1..SL_MAX_THREADS:
- * what "threads = auto" means. */
+/* The CPUs this process may use (its affinity mask, and its cgroups' CPU
+ * quota rounded up when fewer: lib/cpus.h), 1..SL_MAX_THREADS: what
+ * "threads = auto" means. */
 int sl_config_cpus(void);
 
 struct sl_config {

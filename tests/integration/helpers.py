@@ -218,8 +218,14 @@ class Sluice(harness.Sluice):
     def write_conf(self):
         self.conf_path.write_text(harness.conf_text(self.conf), encoding="utf-8")
 
-    def start(self, timeout=10.0):
-        super().start(timeout=timeout, preexec_fn=raise_nofile)
+    def start(self, timeout=10.0, preexec_fn=None):
+        """PREEXEC_FN, if given, runs in the child after the file limit is
+        raised (e.g. a cgroup's, to start the daemon inside it)."""
+        def preexec():
+            raise_nofile()
+            if preexec_fn is not None:
+                preexec_fn()
+        super().start(timeout=timeout, preexec_fn=preexec)
         self.pid = self.proc.pid
         return self
 

@@ -9,7 +9,9 @@ import time
 
 import pytest
 
+import helpers
 from helpers import RawConn, request, sha256, stats_json, wait_until
+from lab import budget
 
 # Besides the stages: the main thread and liburcu's call_rcu helper
 # ("sluice"), the status socket thread and the access-log thread.
@@ -80,6 +82,39 @@ def test_writer_threads_auto_and_number(sluice_factory):
 def test_reader_threads_auto(sluice_factory):
     server = sluice_factory(reader_threads="auto", writer_threads=3)
     check_threads(server, 1, len(os.sched_getaffinity(0)), 3)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a cgroup needs root")
+def test_threads_auto_follows_a_cgroup_cpu_quota(sluice_binary, test_root, tmp_path):
+    """Started inside a cgroup with a CPU quota of 0.5 (as a container or a
+    systemd unit with CPUQuota= would), threads = auto counts one CPU, not
+    the two the process may be scheduled on: more busy threads than the
+    quota's CPUs only preempt each other."""
+    try:
+        cg = budget.Cgroup(f"sluice-test-quota-{os.getpid()}", budget.Budget(cpus=0.5))
+    except budget.BudgetError as e:
+        pytest.skip(f"no cpu cgroup controller: {e}")
+    server = helpers.Sluice(tmp_path / "q", test_root, name="q",
+                            conf={"reader_threads": "auto", "writer_threads": "auto"})
+    try:
+        server.start(preexec_fn=cg.preexec)
+        assert cg.procs(), "sluice is not in the cgroup"
+        check_threads(server, 1, 1, 1)
+        serve_some(server)
+        server.check_clean_exit()
+    finally:
+        server.stop()
+        cg.remove()
+    # And outside it, the same config counts every CPU it may run on.
+    free = helpers.Sluice(tmp_path / "f", test_root, name="f",
+                          conf={"reader_threads": "auto", "writer_threads": "auto"})
+    try:
+        free.start()
+        cpus = len(os.sched_getaffinity(0))
+        check_threads(free, 1, cpus, cpus)
+        free.check_clean_exit()
+    finally:
+        free.stop()
 
 
 @pytest.mark.parametrize("acceptors,readers,writers", [(2, 2, 5), (3, 4, 1), (1, 1, 8),
