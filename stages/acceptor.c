@@ -158,6 +158,24 @@ static void gate_refill(void)
         sl_synfilter_gate(SL_MAX(0, (long)ctl.queue_target - waiting));
 }
 
+/* Sheds or stops: the listen backlog, the SYN gate and the SYN filter's
+ * dropping of retransmissions, with ctl.queue_target set for SHED. */
+static void set_shedding(bool shed, int bmax)
+{
+    ctl.gating = shed && sl_set.adm_gate_syns && sl_synfilter_on();
+    /* Gated, the queue stays near its target and the backlog above it is
+       room for handshakes under way; else the backlog is the bound. */
+    set_backlog(!shed        ? bmax
+                : ctl.gating ? SL_MIN(bmax, 2 * ctl.queue_target)
+                             : ctl.queue_target);
+    gate_refill();
+    __atomic_store_n(&sl_srv.adm_queue_target, ctl.gating ? ctl.queue_target : 0,
+                     __ATOMIC_RELAXED);
+    /* While the limit binds the short backlog overflows: keep its room for
+       new clients, not for retransmissions already late. */
+    sl_synfilter_shed(shed);
+}
+
 /* Closes an interval of the adaptive limit if one is over: takes the mean
  * internal queue wait of the requests the readers parsed in it and the share
  * of it the readers spent waiting for work, and sets the next limit and the
@@ -217,24 +235,11 @@ static void adm_tick(uint64_t now)
             ctl.shed_until = now + SL_ADM_SHED_HOLD_NS;
         bool shed = now < ctl.shed_until;
         ctl.queue_target = sl_adm_next_backlog(ctl.rate, shed, target, bmax);
-        ctl.gating = shed && sl_set.adm_gate_syns && sl_synfilter_on();
-        /* Gated, the queue stays near its target and the backlog above it
-           is room for handshakes under way; else the backlog is the bound. */
-        set_backlog(ctl.gating ? SL_MIN(bmax, 2 * ctl.queue_target) : ctl.queue_target);
-        gate_refill();
-        __atomic_store_n(&sl_srv.adm_queue_target, ctl.gating ? ctl.queue_target : 0,
-                         __ATOMIC_RELAXED);
-        /* While the limit binds the short backlog overflows: keep its room
-           for new clients, not for retransmissions already late. */
-        sl_synfilter_shed(shed);
+        set_shedding(shed, bmax);
     } else {
         ctl.limit = (double)max;
-        ctl.gating = false;
         ctl.shed_until = 0;
-        gate_refill();
-        __atomic_store_n(&sl_srv.adm_queue_target, 0, __ATOMIC_RELAXED);
-        set_backlog(bmax);
-        sl_synfilter_shed(false);
+        set_shedding(false, bmax);
     }
     __atomic_store_n(&sl_srv.adm_limit, (long)ctl.limit, __ATOMIC_RELAXED);
     __atomic_store_n(&ctl.peak, open, __ATOMIC_RELAXED);
