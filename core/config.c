@@ -57,7 +57,7 @@ static const struct key keys[] = {
     {"server", "log_level", K_LEVEL, OFF(log_level), 0, 0},
     {"queue", "kind", K_QKIND, OFF(queue_kind), 0, 0},
     {"queue", "batch", K_INT, OFF(queue_batch), 1, 4096},
-    {"acceptor", "threads", K_INT, OFF(acceptor_threads), 1, SL_MAX_THREADS},
+    {"acceptor", "threads", K_INT, OFF(acceptor_threads), 0, SL_MAX_THREADS},
     {"reader", "threads", K_THREADS, OFF(reader_threads), 1, SL_MAX_THREADS},
     {"reader", "inline_max", K_SIZE, OFF(reader_inline_max), 0, 64l << 20},
     {"detector", "threads", K_INT, OFF(detector_threads), 1, 1},

@@ -1,6 +1,8 @@
-/* acceptor.c: stage 1. Accepts connections, enforces max_connections and hands
- * each new connection to a reader, round robin. EAGAIN means "wait again",
- * ECONNABORTED "next", EMFILE/ENFILE "log, pause accepting, retry later". */
+/* acceptor.c: stage 1. Accepts connections, enforces max_connections and the
+ * adaptive limit, and hands each new connection to a reader. EAGAIN means
+ * "wait again", ECONNABORTED "next", EMFILE/ENFILE "log, pause accepting,
+ * retry later". With [acceptor] threads = 0 the readers call the same code
+ * (sl_accept_some) and keep what they accept: no hand-off, no wake-up. */
 #include "lib/log.h"
 #include "stages/admission.h"
 #include "stages/idle_close.h"
@@ -12,6 +14,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -119,6 +122,12 @@ static uint16_t pick_reader(void)
  * every acceptor adds to accepts, peak and bound (relaxed atomics, read once
  * per interval), and reads the limit from sl_srv.adm_limit. */
 static struct sl_adm_ctl ctl;
+
+/* The controller's state is one thread's at a time: acceptor 0's, or reader
+ * 0's while the readers accept. Across a switch between the two (a reload
+ * that sets [acceptor] threads to or from 0) both may try for a moment; the
+ * one that does not get the lock skips that turn. */
+static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The open connections admitted now: max_connections, or the adaptive limit
  * under policy = limit with admission control on. */
@@ -246,24 +255,48 @@ static void adm_tick(uint64_t now)
     ctl.interval_end = now + interval;
 }
 
+/* The controller's turn, if no other thread has it: refills the SYN gate
+ * (REFILL) or closes an interval of the limit if one is over (else). */
+static void control(uint64_t now, bool refill)
+{
+    if (pthread_mutex_trylock(&ctl_lock) != 0)
+        return;
+    if (refill)
+        gate_refill();
+    else
+        adm_tick(now);
+    pthread_mutex_unlock(&ctl_lock);
+}
+
+void sl_adm_control(uint64_t now)
+{
+    control(now, false);
+}
+
+bool sl_readers_accept(void)
+{
+    return __atomic_load_n(&sl_srv.acceptor_target, __ATOMIC_ACQUIRE) == 0 &&
+           __atomic_load_n(&sl_srv.accepting, __ATOMIC_ACQUIRE) != 0 &&
+           __atomic_load_n(&sl_srv.stopping, __ATOMIC_ACQUIRE) == 0;
+}
+
 static bool should_run(const struct sl_thread *t)
 {
     return __atomic_load_n(&sl_srv.stopping, __ATOMIC_ACQUIRE) == 0 &&
            t->index < __atomic_load_n(&sl_srv.acceptor_target, __ATOMIC_ACQUIRE);
 }
 
-/* Accepts until EAGAIN or the batch is done. Returns the poll timeout to use
- * next: -1 normally, PAUSE_MS after running out of descriptors. */
-static int accept_some(struct sl_tstats *st, bool controller)
+int sl_accept_some(struct sl_tstats *st, bool controller, int batch, int reader,
+                   sl_accept_take_fn *take, void *ctx)
 {
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
+    for (int i = 0; i < batch; i++) {
         long max = sl_set.max_connections;
         long limit = admit_limit(max);
         long open = uatomic_read(&sl_srv.conns);
         if (limit < max && open >= limit) {
             __atomic_store_n(&ctl.bound, true, __ATOMIC_RELAXED);
             if (controller)
-                gate_refill();
+                control(0, true);
             return -FULL_WAIT_MS; /* the adaptive limit: leave it in the backlog */
         }
         if (sl_set.adm_on_full == SL_FULL_WAIT && open >= max && !room_from_idle(max))
@@ -277,7 +310,7 @@ static int accept_some(struct sl_tstats *st, bool controller)
             case EAGAIN:
             case EINTR:
                 if (controller)
-                    gate_refill(); /* the queue is empty: room for the target */
+                    control(0, true); /* the queue is empty: room for the target */
                 return POLL_MS;
             case ECONNABORTED:
             case EPROTO:
@@ -298,6 +331,9 @@ static int accept_some(struct sl_tstats *st, bool controller)
                 return -PAUSE_MS;
             }
             default:
+                /* EINVAL: stopping shut the socket down (sl_pipeline_stop). */
+                if (__atomic_load_n(&sl_srv.stopping, __ATOMIC_RELAXED) != 0)
+                    return -PAUSE_MS;
                 sl_log(SL_LOG_ERROR, "accept: %s", strerror(errno));
                 SL_COUNTER_ADD(&st->ev.accept_errors, 1);
                 return -PAUSE_MS;
@@ -321,11 +357,16 @@ static int accept_some(struct sl_tstats *st, bool controller)
         SL_COUNTER_ADD(&st->stage[SL_STAGE_ACCEPTOR].processed, 1);
         struct sl_conn *c = sl_conn_new(fd);
         memcpy(&c->peer, &peer, SL_MIN((size_t)plen, sizeof(c->peer)));
-        c->reader = pick_reader();
+        c->reader = reader >= 0 ? (uint16_t)reader : pick_reader();
         uatomic_inc(&sl_srv.reader_conns[c->reader]);
         c->refuse = refuse;
         c->accepted_ns = sl_now_ns();
-        sl_to_reader(c);
+        if (reader < 0) {
+            sl_to_reader(c);
+        } else {
+            c->owner = SL_STAGE_READER; /* born in the reader that keeps it */
+            take(ctx, c);
+        }
     }
     return 0;
 }
@@ -349,7 +390,7 @@ void *sl_acceptor_main(void *arg)
                 timeout = POLL_MS;
                 if (t->index == 0) { /* the limit follows waits even with no accepts */
                     sl_settings_refresh();
-                    adm_tick(sl_now_ns());
+                    control(sl_now_ns(), false);
                 }
                 continue;
             }
@@ -357,9 +398,9 @@ void *sl_acceptor_main(void *arg)
         uint64_t t0 = sl_now_ns();
         sl_settings_refresh(); /* the settings for this burst, one snapshot */
         if (t->index == 0)
-            adm_tick(t0);
+            control(t0, false);
         sl_queue_defer_begin(); /* one wake per reader for the whole burst */
-        timeout = accept_some(st, t->index == 0);
+        timeout = sl_accept_some(st, t->index == 0, ACCEPT_BATCH, -1, NULL, NULL);
         sl_queue_defer_end();
         SL_COUNTER_ADD(&st->stage[SL_STAGE_ACCEPTOR].busy_ns, sl_now_ns() - t0);
     }

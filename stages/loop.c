@@ -51,7 +51,10 @@ bool sl_loop_sweep(struct sl_loop *l, uint64_t now)
 int sl_loop_wait(struct sl_loop *l, struct epoll_event *evs, int max, bool more,
                  uint64_t now)
 {
-    int timeout = more ? 0 : sl_loop_timeout_ms(now, l->next_sweep);
+    uint64_t due = l->next_sweep;
+    if (l->wake_by != 0 && l->wake_by < due)
+        due = l->wake_by;
+    int timeout = more ? 0 : sl_loop_timeout_ms(now, due);
     bool slept = false;
     if (timeout > 0) {
         if (sl_queue_sleep_begin(l->q))

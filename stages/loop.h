@@ -17,6 +17,7 @@ struct sl_loop {
     struct sl_queue *q;  /* its eventfd is in the set with data.ptr = NULL */
     uint64_t period;     /* sweep the timeout lists this often (ns) */
     uint64_t next_sweep; /* sl_now_ns() time of the next sweep; 0: at once */
+    uint64_t wake_by;    /* nonzero: wake no later than this too (the owner's) */
 };
 
 /* Pure. Milliseconds to sleep at NOW so as to wake no earlier than DUE (both
@@ -37,7 +38,7 @@ int sl_loop_init(struct sl_loop *l, struct sl_queue *q, uint64_t period);
 /* Is a sweep due at NOW (see sl_loop_sweep_due)? */
 bool sl_loop_sweep(struct sl_loop *l, uint64_t now);
 
-/* Waits for events at most until the next sweep: not at all when MORE (the
+/* Waits for events at most until the next sweep or wake_by: not at all when MORE (the
  * last batch was full, so more may be queued) or when Q has items, else
  * announcing the sleep to Q's producers for the duration. NOW is the time
  * the round's work ended. Returns epoll_wait()'s result (events in EVS; -1

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <urcu.h>
@@ -211,13 +212,20 @@ int sl_pipeline_accept(void)
     pthread_mutex_lock(&sl_srv.resize_lock);
     int rc = grow(pool_of("acceptor"), sl_srv.cfg->acceptor_threads);
     pthread_mutex_unlock(&sl_srv.resize_lock);
+    /* With no acceptor thread the readers accept, from their next round. */
+    __atomic_store_n(&sl_srv.accepting, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < sl_srv.nreaders; i++)
+        sl_queue_wake_all(&sl_srv.reader_q[i]);
     return rc;
 }
 
 int sl_pipeline_set_threads(const char *stage, int n, char *err, size_t errsz)
 {
-    if (n < 1 || n > SL_MAX_THREADS) {
-        snprintf(err, errsz, "thread count must be between 1 and %d", SL_MAX_THREADS);
+    /* Acceptors may be 0: the readers accept. */
+    int least = strcmp(stage, "acceptor") == 0 ? 0 : 1;
+    if (n < least || n > SL_MAX_THREADS) {
+        snprintf(err, errsz, "%s thread count must be between %d and %d", stage, least,
+                 SL_MAX_THREADS);
         return SL_ERR;
     }
     int rc;
@@ -324,10 +332,13 @@ void sl_pipeline_stop(uint64_t timeout_ns)
     __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < s->nacceptors; i++)
         join(&s->acceptors[i]);
-    if (s->listen_fd >= 0) {
-        close(s->listen_fd);
-        s->listen_fd = -1;
-    }
+    /* No more connections: the kernel refuses new ones and resets those in
+       the accept queue. Shut down, not closed: readers that accept may still
+       hold the socket in their epoll sets, or be in accept4 on it, and its
+       number must not go to another file meanwhile. Closed once they are
+       gone. */
+    if (s->listen_fd >= 0)
+        shutdown(s->listen_fd, SHUT_RDWR);
     for (int i = 0; i < s->nreaders; i++)
         sl_queue_wake_all(&s->reader_q[i]);
     uint64_t deadline = sl_now_ns() + timeout_ns;
@@ -350,6 +361,10 @@ void sl_pipeline_stop(uint64_t timeout_ns)
     join(&s->detector);
     for (int i = 0; i < s->nreaders; i++)
         join(&s->readers[i]);
+    if (s->listen_fd >= 0) {
+        close(s->listen_fd);
+        s->listen_fd = -1;
+    }
 
     rcu_register_thread();
     for (int i = 0; i < s->nreaders; i++)

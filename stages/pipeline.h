@@ -93,7 +93,8 @@ struct sl_server {
     struct sl_thread writers[SL_MAX_THREADS];
     int nwriters;        /* slots started */
     int writer_target;   /* writers with index >= target exit (atomic) */
-    int acceptor_target; /* same for acceptors (atomic) */
+    int acceptor_target; /* same for acceptors (atomic); 0: the readers accept */
+    int accepting;       /* sl_pipeline_accept() was called (atomic) */
     pthread_mutex_t resize_lock;
 
     /* Shared state (atomics). */
@@ -124,6 +125,9 @@ struct sl_server {
     long reader_idle[SL_MAX_THREADS];  /* each reader's idle keep-alive connections
                                           (stored by that reader, read by the
                                           acceptor) */
+    uint64_t reader_idle_oldest[SL_MAX_THREADS]; /* the keep-alive deadline of each
+                                          reader's longest-idle connection
+                                          (UINT64_MAX: none; same rules) */
     long reader_conns[SL_MAX_THREADS]; /* open connections per reader (atomic:
                                           the acceptor adds, closers subtract) */
 };
@@ -148,6 +152,33 @@ void *sl_acceptor_main(void *thread); /* stages/acceptor.c */
 void *sl_reader_main(void *thread);   /* stages/reader.c */
 void *sl_detector_main(void *thread); /* stages/detector.c */
 void *sl_writer_main(void *thread);   /* stages/writer.c */
+
+/* Accepting, shared by the acceptor threads and, with [acceptor] threads =
+ * 0, the readers (stages/acceptor.c). */
+
+/* Should the readers accept now? [acceptor] threads is 0, sl_pipeline_accept()
+ * was called, and the server is not stopping. Any thread. */
+bool sl_readers_accept(void);
+
+/* A reader's own new connection (ownership passes with the call). */
+typedef void sl_accept_take_fn(void *ctx, struct sl_conn *c);
+
+/* Accepts at most BATCH connections from the listening socket, under
+ * max_connections and the adaptive limit. READER < 0 (an acceptor thread):
+ * each goes to a reader's queue; READER >= 0: to TAKE(CTX, c), owned by that
+ * reader already. CONTROLLER: the caller runs the limit's controller (it
+ * refills the SYN gate). Returns 0 when the batch is done (more may wait),
+ * a positive number of milliseconds when the accept queue is empty (nothing
+ * to do until the socket is readable), or minus the milliseconds to wait
+ * before trying again: a limit binds (the connections wait in the kernel)
+ * or descriptors ran out. */
+int sl_accept_some(struct sl_tstats *st, bool controller, int batch, int reader,
+                   sl_accept_take_fn *take, void *ctx);
+
+/* The adaptive limit's controller: closes an interval if one is over at NOW.
+ * Acceptor 0, or reader 0 while the readers accept; cheap when no interval
+ * is over. */
+void sl_adm_control(uint64_t now);
 
 /* Creates the stage queues and starts the writer, detector and reader
  * threads (acceptors come with sl_pipeline_accept()), from CFG and the

@@ -9,7 +9,17 @@
  * keep-alive connections (keep-alive timeout, in deadline order) and
  * lingering closes. The connections one epoll_wait reports are read before
  * any is served, up to 64 at a time (read_batch), so the cache checks a file
- * they share for changes once for all of them. */
+ * they share for changes once for all of them.
+ *
+ * With [acceptor] threads = 0 the readers accept too (as nginx's workers do):
+ * the listening socket is in every reader's epoll set (EPOLLEXCLUSIVE: one
+ * reader woken per arrival), and a new connection is served by the reader
+ * that accepted it at once, its request read in the same round (the kernel
+ * held it until the request came, [server] defer_accept). No hand-off, so no
+ * wake-up of another thread: with a new connection per request that wake-up
+ * was a third of the cost. While a limit binds, the socket leaves the set
+ * (its connections wait in the kernel) and the reader tries again every few
+ * milliseconds. */
 #include "core/http.h"
 #include "core/response.h"
 #include "lib/log.h"
@@ -36,6 +46,11 @@
 #define READ_BATCH_MAX SPARE_BUFS /* ready connections read before any is served */
 #define DRAIN_IDLE_NS 1000000000ull /* draining: an idle keep-alive connection
                                       closes once idle this long (see sweep) */
+#define ACCEPT_BATCH 16         /* connections a reader accepts per round */
+
+/* data.ptr of the listening socket in a reader's epoll set. */
+static char listen_tag;
+#define LISTEN_TAG ((void *)&listen_tag)
 
 /* Admission control, per reader (CoDel's idea, Nichols & Jacobson 2012, with
  * a standing-queue test as in its first form): each interval, the least any
@@ -66,6 +81,8 @@ struct reader {
     char *spare[SPARE_BUFS]; /* empty input buffers of spare_cap bytes (see buf_give) */
     int nspare;
     uint32_t spare_cap;
+    bool listening;     /* the listening socket is in the epoll set */
+    uint64_t accept_at; /* nonzero: out of the set until then (a limit binds) */
 };
 
 /* Gives C an input buffer of max_header_size bytes, a spare one if there is
@@ -601,7 +618,7 @@ static void read_batch(struct reader *r, struct epoll_event *evs, int nev)
     int n = 0;
     for (int i = 0; i < nev && n < READ_BATCH_MAX; i++) {
         struct sl_conn *c = evs[i].data.ptr;
-        if (c == NULL || c->buf_len > 0 || c->discard > 0 ||
+        if (c == NULL || evs[i].data.ptr == LISTEN_TAG || c->buf_len > 0 || c->discard > 0 ||
             (c->state != SL_CONN_READ && c->state != SL_CONN_IDLE))
             continue;
         if (c->buf == NULL)
@@ -702,12 +719,49 @@ static void sweep(struct reader *r)
                r->t->index, idle, heads, lingering);
 }
 
+/* The keep-alive deadline of this reader's longest-idle connection (the
+ * head of its idle list, in deadline order); UINT64_MAX if none. */
+static uint64_t idle_oldest(struct reader *r)
+{
+    if (cds_list_empty(&r->idle))
+        return UINT64_MAX;
+    return cds_list_first_entry(&r->idle, struct sl_conn, timer_link)->deadline_ns;
+}
+
+/* Publishes this reader's idle count and longest idle (for the acceptor's
+ * close_idle decision and the other readers'); only this thread stores. */
+static void publish_idle(struct reader *r)
+{
+    __atomic_store_n(&sl_srv.reader_idle[r->t->index], r->nidle, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl_srv.reader_idle_oldest[r->t->index], idle_oldest(r),
+                     __ATOMIC_RELAXED);
+}
+
+/* Another reader whose longest-idle connection (as it last published) has
+ * been idle longer than this reader's: that one should close it. Returns its
+ * index, or -1. */
+static int idle_longer_elsewhere(struct reader *r)
+{
+    uint64_t mine = idle_oldest(r);
+    for (int i = 0; i < sl_srv.nreaders; i++) {
+        if (i != r->t->index &&
+            __atomic_load_n(&sl_srv.reader_idle[i], __ATOMIC_RELAXED) > 0 &&
+            __atomic_load_n(&sl_srv.reader_idle_oldest[i], __ATOMIC_RELAXED) < mine)
+            return i;
+    }
+    return -1;
+}
+
 /* The acceptor asks for room (stages/idle_close.h: one request per
  * connection it let in past max_connections, or one for a client waiting
- * with on_full = wait): close the longest-idle keep-alive connections (the
- * head of the idle list), one per request, while the count is still over the
- * limit. A reader with no idle connection leaves the requests to one that
- * has some. */
+ * with on_full = wait): close the longest-idle keep-alive connections, one
+ * per request, while the count is still over the limit. Each close goes to
+ * the reader holding the server's longest-idle connection: this one closes
+ * the head of its idle list only while no other reader's has been idle
+ * longer (else it wakes that reader, which serves the requests in its next
+ * round). So a reader that accepts past the limit never closes a connection
+ * it has just served while older ones sit idle elsewhere. A reader with no
+ * idle connection leaves the requests to one that has some. */
 static void close_idle_for_room(struct reader *r)
 {
     if (cds_list_empty(&r->idle) || sl_idle_close_pending() <= 0)
@@ -732,6 +786,11 @@ static void close_idle_for_room(struct reader *r)
                 break;
             continue;
         }
+        int other = idle_longer_elsewhere(r);
+        if (other >= 0) {
+            sl_queue_wake_all(&sl_srv.reader_q[other]);
+            break;
+        }
         struct sl_conn *c = cds_list_first_entry(&r->idle, struct sl_conn, timer_link);
         unlist(r, c);
         close_conn(c);
@@ -739,6 +798,8 @@ static void close_idle_for_room(struct reader *r)
         sl_idle_close_done(); /* after the close: the acceptor asks again only then */
     }
     sl_idle_close_unclaim();
+    if (closed > 0)
+        publish_idle(r);
     if (closed > 0)
         SL_COUNTER_ADD(&r->st->ev.closed_idle, (uint64_t)closed);
 }
@@ -767,6 +828,65 @@ static void admission_round(struct reader *r)
         clock_gettime(CLOCK_REALTIME, &ts);
         r->rt_off = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - (int64_t)r->now;
     }
+}
+
+/* A connection this reader accepted (sl_accept_some): served now, its
+ * request read in this round. */
+static void take_new(void *ctx, struct sl_conn *c)
+{
+    /* Let in past max_connections for an idle one (close_idle): that one
+       closes first, while the count still says the room is needed. */
+    close_idle_for_room(ctx);
+    serve_input(ctx, c);
+}
+
+/* Puts the listening socket into the epoll set (IN) or takes it out. */
+static void listen_set(struct reader *r, bool in)
+{
+    if (r->listening == in)
+        return;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = LISTEN_TAG};
+    if (epoll_ctl(r->loop.epfd, in ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, sl_srv.listen_fd,
+                  &ev) != 0) {
+        sl_log(SL_LOG_ERROR, "reader-%d: epoll_ctl(listen): %s", r->t->index, strerror(errno));
+        return;
+    }
+    r->listening = in;
+}
+
+/* Accepts a batch (the listening socket was readable, or a wait is over) and
+ * serves what it got. A limit that binds, or descriptors run out, take the
+ * socket out of the set until the wait sl_accept_some asks for is over. */
+static void accept_some(struct reader *r)
+{
+    r->accept_at = 0;
+    int rc = sl_accept_some(r->st, r->t->index == 0, ACCEPT_BATCH, r->t->index, take_new, r);
+    if (rc < 0) {
+        listen_set(r, false);
+        r->accept_at = r->now + (uint64_t)-rc * 1000000ull;
+    } else {
+        listen_set(r, true);
+    }
+}
+
+/* Once a round: accepts while the readers accept (sl_readers_accept), with
+ * the socket in the set except while a wait is on; reader 0 runs the
+ * adaptive limit's controller. */
+static void accept_round(struct reader *r, bool readable)
+{
+    if (!sl_readers_accept()) {
+        listen_set(r, false);
+        r->accept_at = 0;
+        r->loop.wake_by = 0;
+        return;
+    }
+    if (r->t->index == 0)
+        sl_adm_control(r->now);
+    if (readable || (r->accept_at != 0 && r->now >= r->accept_at))
+        accept_some(r);
+    else if (r->accept_at == 0)
+        listen_set(r, true);
+    r->loop.wake_by = r->accept_at;
 }
 
 static void close_list(struct cds_list_head *list)
@@ -824,11 +944,16 @@ void *sl_reader_main(void *arg)
         r.now = t2;
         admission_round(&r);
         sl_queue_defer_begin();
+        bool listen_ready = false;
         for (int i = 0; i < nev; i++) {
             /* Read a batch, serve it, read the next: a round of 2,000
                connections checks a shared file once per batch too. */
             if (i % READ_BATCH_MAX == 0)
                 read_batch(&r, evs + i, SL_MIN(nev - i, READ_BATCH_MAX));
+            if (evs[i].data.ptr == LISTEN_TAG) {
+                listen_ready = true; /* accepted after this round's reads */
+                continue;
+            }
             struct sl_conn *c = evs[i].data.ptr;
             if (c == NULL)
                 continue; /* the queue's eventfd: sl_loop_wait drained it */
@@ -841,12 +966,13 @@ void *sl_reader_main(void *arg)
                 c->deadline_ns = 0;
             readable(&r, c);
         }
+        accept_round(&r, listen_ready);
         sl_queue_defer_end();
-        /* For the acceptor's close_idle decision; only this thread stores. */
-        __atomic_store_n(&sl_srv.reader_idle[t->index], r.nidle, __ATOMIC_RELAXED);
+        publish_idle(&r);
         SL_COUNTER_ADD(&sc->busy_ns, sl_now_ns() - t2);
     }
     codel_reset(&r);
+    listen_set(&r, false);
     /* Stopping: close what this reader holds; the server drains the queues. */
     close_list(&r.heads);
     close_list(&r.idle);
