@@ -130,7 +130,7 @@ void sl_config_defaults(struct sl_config *cfg)
     cfg->log_level = SL_LOG_INFO;
     cfg->queue_kind = SL_QUEUE_WFCQ;
     cfg->queue_batch = 64;
-    cfg->acceptor_threads = 1;
+    cfg->acceptor_threads = 0; /* the readers accept */
     cfg->reader_threads = sl_config_cpus();
     cfg->detector_threads = 1;
     cfg->writer_threads = sl_config_cpus();

@@ -87,12 +87,28 @@ static bool admit_full(int fd, long now_open, long max, bool *refuse,
     return false;
 }
 
+/* How many more connections than the least-loaded reader one may hold and
+ * still be given new ones: half as many again plus 64. */
+static bool within_share(long n, long least)
+{
+    return n <= least + least / 2 + 64;
+}
+
+bool sl_reader_may_accept(int reader)
+{
+    long mine = uatomic_read(&sl_srv.reader_conns[reader]);
+    for (int i = 0; i < sl_srv.nreaders; i++)
+        if (i != reader && !within_share(mine, uatomic_read(&sl_srv.reader_conns[i])))
+            return false;
+    return true;
+}
+
 /* Which reader gets a new connection: the one with the fewest connections,
- * except that an awake reader is preferred while it has at most half as many
- * again plus 64: handing work to a thread that is running anyway saves waking
- * a sleeping one (a context switch; on a one-request connection that is a
- * third of its cost), and the bound keeps one busy reader from collecting
- * every connection while the others sleep. */
+ * except that an awake reader is preferred while it holds no more than its
+ * share (within_share): handing work to a thread that is running anyway saves
+ * waking a sleeping one (a context switch; on a one-request connection that
+ * is a third of its cost), and the bound keeps one busy reader from
+ * collecting every connection while the others sleep. */
 static uint16_t pick_reader(void)
 {
     unsigned nr = (unsigned)sl_srv.nreaders;
@@ -113,7 +129,7 @@ static uint16_t pick_reader(void)
             pick_awake = i;
         }
     }
-    if (pick_awake < nr && least_awake <= least + least / 2 + 64)
+    if (pick_awake < nr && within_share(least_awake, least))
         return (uint16_t)pick_awake;
     return (uint16_t)pick;
 }
@@ -226,6 +242,15 @@ static void adm_tick(uint64_t now)
     long peak = SL_MAX(__atomic_load_n(&ctl.peak, __ATOMIC_RELAXED), open);
     uint64_t accepts = __atomic_exchange_n(&ctl.accepts, 0, __ATOMIC_RELAXED);
     bool bound = __atomic_exchange_n(&ctl.bound, false, __ATOMIC_RELAXED);
+    /* Readers that accept serve what they accept in the same round: open
+       connections pile up only with sessions, and the queue that builds past
+       the knee is the kernel's accept queue. An accept queue longer than
+       the target's worth of accepts is the limit binding: shed at the SYN. */
+    if (on && sl_readers_accept()) {
+        long waiting = sl_adm_accept_queue(NULL);
+        if (waiting > SL_MAX((long)SL_ADM_BACKLOG_MIN, (long)(ctl.rate * (double)target / 1e9)))
+            bound = true;
+    }
     double span = (double)(now - ctl.interval_end + interval) / 1e9;
     double idle = sl_srv.nreaders > 0 ? (double)idle_ns / 1e9 / span / sl_srv.nreaders : 1.0;
     __atomic_store_n(&sl_srv.adm_idle_pct, (int)(idle * 100 + 0.5), __ATOMIC_RELAXED);
@@ -301,6 +326,8 @@ int sl_accept_some(struct sl_tstats *st, bool controller, int batch, int reader,
         }
         if (sl_set.adm_on_full == SL_FULL_WAIT && open >= max && !room_from_idle(max))
             return -FULL_WAIT_MS; /* leave it queued in the kernel; look again soon */
+        if (reader >= 0 && !sl_reader_may_accept(reader))
+            return -FULL_WAIT_MS; /* past its share: the other readers accept */
         struct sockaddr_in6 peer;
         socklen_t plen = sizeof(peer);
         int fd = accept4(sl_srv.listen_fd, (struct sockaddr *)&peer, &plen,
@@ -368,6 +395,8 @@ int sl_accept_some(struct sl_tstats *st, bool controller, int batch, int reader,
             take(ctx, c);
         }
     }
+    if (controller)
+        control(0, true); /* the batch took room in the queue: new credit */
     return 0;
 }
 

@@ -108,7 +108,7 @@ struct sl_conn {
     uint64_t deadline_ns;
     uint64_t req_start_ns; /* when the reader began this response (response time);
                               0: not timed */
-    uint64_t accepted_ns; /* when the acceptor took it from the backlog */
+    uint64_t accepted_ns; /* when it was taken from the backlog */
     uint64_t rx_ns; /* when the bytes last read arrived (kernel
                        timestamp, on sl_now_ns()'s clock), if admission
                        control is on; else 0 */

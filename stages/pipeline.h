@@ -175,6 +175,12 @@ typedef void sl_accept_take_fn(void *ctx, struct sl_conn *c);
 int sl_accept_some(struct sl_tstats *st, bool controller, int batch, int reader,
                    sl_accept_take_fn *take, void *ctx);
 
+/* May READER accept more? Not while it holds more connections than another
+ * reader's count plus half as many again plus 64 (the rule by which an
+ * acceptor thread picks a reader): connections stay with the reader that
+ * accepted them, and the kernel tends to wake the same waiter. */
+bool sl_reader_may_accept(int reader);
+
 /* The adaptive limit's controller: closes an interval if one is over at NOW.
  * Acceptor 0, or reader 0 while the readers accept; cheap when no interval
  * is over. */

@@ -256,6 +256,10 @@ static void codel_reset(struct reader *r)
  * shrink for), counts toward the mean wait of the interval. */
 static void note_internal_wait(struct reader *r, const struct sl_conn *c)
 {
+    /* From the later of the request's arrival and the connection's accept:
+       the wait in sluice's queues, not in the listen backlog (the admission
+       limit's waiting room; with readers that accept, acceptor.c watches
+       its length). */
     uint64_t from = SL_MAX(c->rx_ns, c->accepted_ns);
     uint64_t w = r->now > from ? r->now - from : 0;
     /* Relaxed: counts the acceptor reads once per interval; a request that
@@ -860,7 +864,10 @@ static void listen_set(struct reader *r, bool in)
 static void accept_some(struct reader *r)
 {
     r->accept_at = 0;
-    int rc = sl_accept_some(r->st, r->t->index == 0, ACCEPT_BATCH, r->t->index, take_new, r);
+    /* Every reader refills the SYN gate after its batch (the controller's
+       lock keeps it to one at a time): the one that accepted knows the queue
+       has room. */
+    int rc = sl_accept_some(r->st, true, ACCEPT_BATCH, r->t->index, take_new, r);
     if (rc < 0) {
         listen_set(r, false);
         r->accept_at = r->now + (uint64_t)-rc * 1000000ull;
@@ -871,8 +878,9 @@ static void accept_some(struct reader *r)
 
 /* Once a round: accepts while the readers accept (sl_readers_accept), with
  * the socket in the set except while a wait is on; reader 0 runs the
- * adaptive limit's controller. */
-static void accept_round(struct reader *r, bool readable)
+ * adaptive limit's controller. A wait for a limit ends early in a round that
+ * served events (BUSY): a connection this reader closed may have made room. */
+static void accept_round(struct reader *r, bool readable, bool busy)
 {
     if (!sl_readers_accept()) {
         listen_set(r, false);
@@ -882,7 +890,7 @@ static void accept_round(struct reader *r, bool readable)
     }
     if (r->t->index == 0)
         sl_adm_control(r->now);
-    if (readable || (r->accept_at != 0 && r->now >= r->accept_at))
+    if (readable || (r->accept_at != 0 && (busy || r->now >= r->accept_at)))
         accept_some(r);
     else if (r->accept_at == 0)
         listen_set(r, true);
@@ -966,7 +974,7 @@ void *sl_reader_main(void *arg)
                 c->deadline_ns = 0;
             readable(&r, c);
         }
-        accept_round(&r, listen_ready);
+        accept_round(&r, listen_ready, nev > (listen_ready ? 1 : 0));
         sl_queue_defer_end();
         publish_idle(&r);
         SL_COUNTER_ADD(&sc->busy_ns, sl_now_ns() - t2);

@@ -78,7 +78,7 @@ Test(config, values_are_parsed)
     cr_expect_eq(cfg.keepalive_timeout_ns, 120000000000ull);
     cr_expect_eq(cfg.max_header_size, 32768);
     /* untouched keys keep their defaults */
-    cr_expect_eq(cfg.acceptor_threads, 1);
+    cr_expect_eq(cfg.acceptor_threads, 0);
     cr_expect_eq(cfg.cache_small_file_max, 16384);
     sl_config_free(&cfg);
 }

@@ -1,7 +1,8 @@
-"""[acceptor] threads = 0: the readers accept, each serving what it accepted
-in the same round, with max_connections, the adaptive limit and the SYN gate
-as with acceptor threads; switching between the two live; stopping while the
-readers accept.
+"""Who accepts: the readers ([acceptor] threads = 0, the default), each
+serving what it accepted in the same round, or acceptor threads that hand
+connections to the readers; max_connections, the adaptive limit and the SYN
+gate either way; switching between the two live; stopping while the readers
+accept.
 
 The admission tests of test_admission, test_admission_limit and
 test_synfilter that depend on who accepts run here again in the accept mode
@@ -39,8 +40,8 @@ if os.geteuid() == 0:  # the SYN filter needs root (test_synfilter skips otherwi
         test_retransmitted_syns_are_dropped_while_the_limit_binds)
 
 # The accept mode the imported tests run in here: the one the defaults do not
-# use (acceptor threads = 1 by default in the tests' config).
-FACTORY_MODE = {"acceptor_threads": 0}
+# use (the readers accept by default: [acceptor] threads = 0).
+FACTORY_MODE = {"acceptor_threads": 1}
 
 
 @pytest.fixture
