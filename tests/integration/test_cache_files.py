@@ -137,9 +137,8 @@ def test_changed_in_place_seen_at_once_under_load(sluice_factory, tmp_path, base
     after each rewrite gets that version, at once, on a keep-alive connection
     as on a new one. What the other clients get while the file is being
     written is not checked here: a response to a request that raced a write
-    in place may be cut short (sendfile, README) or, built during the write,
-    be neither version (the read of a small file cannot tell a write in
-    progress, whose mtime is set before its bytes are copied)."""
+    in place may be cut short, or hold part of each version (sendfile takes
+    the bytes from the page cache as they are sent; README)."""
     root = tmp_path / "www"
     root.mkdir()
     path = root / "hot.bin"
