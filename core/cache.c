@@ -24,8 +24,8 @@
  *     and cds_lfht_replace issue a full barrier before publishing, so readers
  *     see it initialized), except validated_ns (atomic, CAS by the one thread
  *     that revalidates), promote_at (atomic, CAS by the one thread that
- *     rebuilds a settled file's entry), accessed (a racy CLOCK hint: losing a store only
- *     changes which entry is evicted) and the reference count.
+ *     rebuilds a settled file's entry), accessed (a racy CLOCK hint: losing a
+ *     store only changes which entry is evicted) and the reference count.
  *   - A changed file never edits an entry; it gets a new entry swapped in with
  *     cds_lfht_replace. A reader holding the old entry keeps sending the old
  *     inode through the old fd, so a response is one whole version of a file.
@@ -266,8 +266,9 @@ static bool read_body(const struct probe *p, char *buf, size_t len)
 static int64_t stamp_age(const struct timespec *t, const struct timespec *now)
 {
     int64_t ds;
-    if (__builtin_sub_overflow((int64_t)now->tv_sec, (int64_t)t->tv_sec, &ds) ||
-        ds > 1000000000 || ds < -1000000000)
+    if (__builtin_sub_overflow((int64_t)now->tv_sec, (int64_t)t->tv_sec, &ds))
+        return INT64_MIN / 2; /* absurd stamps: taken as future ones */
+    if (ds > 1000000000 || ds < -1000000000)
         return ds > 0 ? INT64_MAX / 2 : INT64_MIN / 2;
     int64_t age = ds * 1000000000ll + (now->tv_nsec - t->tv_nsec);
     return t->tv_nsec == 0 ? age - COARSE_STAMP_NS : age;
@@ -673,8 +674,7 @@ struct sl_cache_entry *sl_cache_get_after(struct sl_cache *c, const char *path,
        CAS clears the stamp builds the entry with the body; the others send
        from the fd once more. */
     uint64_t promote = uatomic_read(&e->promote_at);
-    if (now >= promote &&
-        uatomic_cmpxchg(&e->promote_at, promote, UINT64_MAX) == promote)
+    if (now >= promote && uatomic_cmpxchg(&e->promote_at, promote, UINT64_MAX) == promote)
         return &revalidate(c, e, now, SETTLED, ts)->pub;
     /* Relaxed is enough: a stale value at worst costs one extra check, and
        the CAS below decides who checks. */
