@@ -23,8 +23,9 @@
  *   - Everything in an entry is immutable once published (cds_lfht_add_unique
  *     and cds_lfht_replace issue a full barrier before publishing, so readers
  *     see it initialized), except validated_ns (atomic, CAS by the one thread
- *     that revalidates), accessed (a racy CLOCK hint: losing a store only
- *     changes which entry is evicted) and the reference count.
+ *     that revalidates), promote_at (atomic, CAS by the one thread that
+ *     rebuilds a settled file's entry), accessed (a racy CLOCK hint: losing a
+ *     store only changes which entry is evicted) and the reference count.
  *   - A changed file never edits an entry; it gets a new entry swapped in with
  *     cds_lfht_replace. A reader holding the old entry keeps sending the old
  *     inode through the old fd, so a response is one whole version of a file.
@@ -37,6 +38,11 @@
  *     an fstat of the entry began (checked_ns, any thread's) that found the
  *     file unchanged needs no fstat of its own: whatever was done to the file
  *     before the request arrived, that fstat saw (sl_cache_get_after).
+ *   - A small file changed too recently (SL_CACHE_SETTLE_NS) gets an entry
+ *     without a body: a write may still be copying its bytes in. Its
+ *     promote_at says when the file will have settled; the first hit after
+ *     that (one comparison on every hit, a CAS to pick the thread) builds a
+ *     new entry, which reads the body, and swaps it in like a changed file's.
  *   - One thread at a time evicts (an atomic flag); the others skip it. The
  *     CLOCK hand belongs to whoever holds the flag.
  *   - Errors that say nothing about the file (EMFILE, ENFILE, ENOMEM, ...) are
@@ -77,6 +83,9 @@ struct entry {
     uint64_t checked_ns;     /* atomic: sl_now_ns() read before the latest look
                                 at the file (its probe, or a hit's fstat) that
                                 found it as this entry describes it */
+    uint64_t promote_at;     /* atomic: sl_now_ns() from which a new entry
+                                would hold the body (a small file changed
+                                too recently to be copied); UINT64_MAX: no */
     uint8_t accessed;        /* CLOCK bit: hit since the evictor last passed */
     bool published;          /* was added to the table (false: private entry) */
     dev_t dev;
@@ -223,7 +232,10 @@ static bool same_file(const struct entry *e, const struct probe *p)
 /* Reads the whole file behind P (LEN bytes) into BUF. True only if the bytes
  * are those of the version P's stat describes: a file written meanwhile gives
  * a short read or a new mtime/ctime, and is then sent with sendfile instead
- * (the per-hit fstat soon replaces the entry). */
+ * (the per-hit fstat soon replaces the entry). A write already under way when
+ * P's fstat ran changed nothing it can see (the kernel stamps the file before
+ * it copies the bytes in): the caller reads only a file that has settled
+ * (settle_wait). */
 static bool read_body(const struct probe *p, char *buf, size_t len)
 {
     size_t got = 0;
@@ -242,6 +254,42 @@ static bool read_body(const struct probe *p, char *buf, size_t len)
            st.st_mtim.tv_nsec == p->st.st_mtim.tv_nsec &&
            st.st_ctim.tv_sec == p->st.st_ctim.tv_sec &&
            st.st_ctim.tv_nsec == p->st.st_ctim.tv_nsec;
+}
+
+/* The kernel's timestamps, against CLOCK_REALTIME: a whole-second stamp may
+ * come from a filesystem that truncates to 1 s (ext3, ext4 with 128-byte
+ * inodes, HFS+) or 2 s (FAT), so it may stand for a moment up to 2 s later. */
+#define COARSE_STAMP_NS 2000000000ll
+
+/* Nanoseconds from the file change stamped T to NOW, negative if T is later
+ * (clock skew, a future mtime set by hand); saturated far from zero. */
+static int64_t stamp_age(const struct timespec *t, const struct timespec *now)
+{
+    int64_t ds;
+    if (__builtin_sub_overflow((int64_t)now->tv_sec, (int64_t)t->tv_sec, &ds))
+        return INT64_MIN / 2; /* absurd stamps: taken as future ones */
+    if (ds > 1000000000 || ds < -1000000000)
+        return ds > 0 ? INT64_MAX / 2 : INT64_MIN / 2;
+    int64_t age = ds * 1000000000ll + (now->tv_nsec - t->tv_nsec);
+    return t->tv_nsec == 0 ? age - COARSE_STAMP_NS : age;
+}
+
+/* How long, from NOW, until the file P found has been left alone for
+ * SL_CACHE_SETTLE_NS (0: it has). Its last change is the later of mtime and
+ * ctime: a write moves both, and ctime cannot be set back by hand. A stamp
+ * in the future says nothing about when the file settles: it is asked again
+ * after SL_CACHE_SETTLE_NS, and so is never held in memory before that time. */
+static uint64_t settle_wait(const struct probe *p, const struct timespec *now)
+{
+    int64_t age = stamp_age(&p->st.st_mtim, now);
+    int64_t cage = stamp_age(&p->st.st_ctim, now);
+    if (cage < age)
+        age = cage;
+    if (age >= (int64_t)SL_CACHE_SETTLE_NS)
+        return 0;
+    if (age < 0)
+        return SL_CACHE_SETTLE_NS;
+    return SL_CACHE_SETTLE_NS - (uint64_t)age;
 }
 
 /* Builds an unpublished entry for PATH from P (taking P's fd), holding REFS
@@ -268,15 +316,26 @@ static struct entry *build(struct sl_cache *c, const char *path, unsigned long h
                      type, (long long)p->st.st_size, lm, etag);
     }
     size_t blen = 0;
+    uint64_t wait = 0;
     if (file && p->st.st_size > 0 &&
-        (size_t)p->st.st_size <= uatomic_read(&c->small_file_max))
-        blen = (size_t)p->st.st_size;
+        (size_t)p->st.st_size <= uatomic_read(&c->small_file_max)) {
+        /* The clock before the read begins: a write whose bytes the read
+           could meet stamped the file after the probe's fstat (the second
+           fstat sees that) or less than SL_CACHE_SETTLE_NS before this. */
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
+        wait = settle_wait(p, &wall);
+        if (wait == 0)
+            blen = (size_t)p->st.st_size;
+    }
     struct entry *e = sl_calloc(1, sizeof(*e) + klen + 1 + (size_t)hlen + 1 + blen);
     memcpy(e->key, path, klen + 1);
     e->hash = hash;
     e->cache = c;
     e->validated_ns = now;
     e->checked_ns = now; /* the caller read NOW before probing */
+    /* Changed too recently to be copied: sent from the fd until then. */
+    e->promote_at = wait > 0 ? now + wait : UINT64_MAX;
     urcu_ref_set(&e->ref, refs);
     uatomic_inc(&c->live); /* statistics for destroy: no ordering needed */
     e->pub.fd = p->fd;
@@ -507,24 +566,36 @@ static struct entry *load(struct sl_cache *c, const char *path, unsigned long ha
     return publish(c, build(c, path, hash, &p, 2, now), ts);
 }
 
-/* Checks E (referenced by the caller; stale, or CHANGED under its fd)
- * against the file system. Returns E, or a new referenced entry that took its
- * place (E's reference is then dropped). A CHANGED entry is never returned:
- * its header no longer matches the bytes behind its fd. */
+/* Why revalidate() looks at the file again. */
+enum recheck {
+    STALE,   /* the validity period is over */
+    CHANGED, /* the file changed under E's fd */
+    SETTLED, /* E's small file was too fresh to copy, and has settled since */
+};
+
+/* Checks E (referenced by the caller) against the file system. Returns E, or
+ * a new referenced entry that took its place (E's reference is then
+ * dropped). A CHANGED entry is never returned: its header no longer matches
+ * the bytes behind its fd. A SETTLED one is replaced by a new entry (which
+ * holds the body if the file is still unchanged), unless the file cannot be
+ * opened for the moment. */
 static struct entry *revalidate(struct sl_cache *c, struct entry *e, uint64_t now,
-                                bool changed, struct sl_tstats *ts)
+                                enum recheck why, struct sl_tstats *ts)
 {
+    bool changed = why == CHANGED;
     SL_COUNTER_ADD(&ts->ev.cache_revalidations, 1);
     struct probe p;
     probe_path(c, e->key, &p);
     if (transient(p.err)) {
+        if (why == SETTLED) /* try again a little later */
+            uatomic_cmpxchg(&e->promote_at, UINT64_MAX, now + SL_CACHE_SETTLE_NS / 8);
         if (!changed)
             return e; /* cannot tell now: serve what we have, look again later */
         struct entry *err = build(c, e->key, e->hash, &p, 1, now); /* private */
         put(e);
         return err;
     }
-    if (!changed && same_file(e, &p)) {
+    if (why == STALE && same_file(e, &p)) {
         if (p.fd >= 0)
             close(p.fd);
         return e;
@@ -598,7 +669,13 @@ struct sl_cache_entry *sl_cache_get_after(struct sl_cache *c, const char *path,
        change must stop using E, and racing checkers converge on one entry. */
     uint64_t now = sl_now_ns();
     if (e->pub.fd >= 0 && hit_changed(e, read_ns, now))
-        return &revalidate(c, e, now, true, ts)->pub;
+        return &revalidate(c, e, now, CHANGED, ts)->pub;
+    /* One comparison for every other entry (UINT64_MAX). The thread whose
+       CAS clears the stamp builds the entry with the body; the others send
+       from the fd once more. */
+    uint64_t promote = uatomic_read(&e->promote_at);
+    if (now >= promote && uatomic_cmpxchg(&e->promote_at, promote, UINT64_MAX) == promote)
+        return &revalidate(c, e, now, SETTLED, ts)->pub;
     /* Relaxed is enough: a stale value at worst costs one extra check, and
        the CAS below decides who checks. */
     uint64_t seen = uatomic_read(&e->validated_ns);
@@ -613,7 +690,7 @@ struct sl_cache_entry *sl_cache_get_after(struct sl_cache *c, const char *path,
        the others go on with the entry they hold for this round. */
     if (uatomic_cmpxchg(&e->validated_ns, seen, now) != seen)
         return &e->pub;
-    return &revalidate(c, e, now, false, ts)->pub;
+    return &revalidate(c, e, now, STALE, ts)->pub;
 }
 
 /* cachestat(2): Linux 6.5 and later; the number is the same on every

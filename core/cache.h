@@ -32,11 +32,28 @@ struct sl_cache_entry {
     size_t hdr_len;
     const char *content_type; /* from the MIME table; lives as long as it */
     /* The whole file, read when the entry was built, if it is no larger than
-       small_file_max (else NULL): sent from memory together with the response
-       head in one write. The bytes are those of the version the header
-       describes (checked with a second fstat after reading). */
+       small_file_max and had settled (see SL_CACHE_SETTLE_NS; else NULL):
+       sent from memory together with the response head in one write. The
+       bytes are those of the version the header describes (checked with a
+       second fstat after reading). */
     const char *body;
 };
+
+/* How long a file must have been left alone (the later of its mtime and
+ * ctime, against CLOCK_REALTIME) before its bytes are copied into an entry.
+ * The kernel stamps a write's mtime and ctime before it copies the bytes in,
+ * so a copy read while a write is under way can mix the versions, or hold the
+ * old bytes under the new stamp, and no fstat can tell: that copy would be
+ * served until the file changes again. A file changed more recently gets an
+ * entry without a body (sent from its fd, like a large file); the first hit
+ * after it has settled builds one with the body. One second covers the time
+ * from a write's stamp to the end of its copy (a page fault on the writer's
+ * buffer, a preempted writer) and the kernel's coarse clock tick (a few ms);
+ * a whole-second stamp (a filesystem with 1 s or 2 s timestamps) counts as up
+ * to 2 s later. A stamp in the future (clock skew, touch -d) is asked about
+ * again every SL_CACHE_SETTLE_NS: such a file is not held in memory before
+ * that time comes. */
+#define SL_CACHE_SETTLE_NS 1000000000ull
 
 /* How far inserts may pass max_entries while a sweep is catching up; past
  * it, lookups are served with an entry that is not cached. */
@@ -65,7 +82,9 @@ void sl_cache_configure(struct sl_cache *c, const struct sl_cache_config *cfg);
  * validity period is revalidated first (a replaced, changed or deleted file
  * gives a new entry); a regular file's entry is also checked with one fstat
  * of its fd on every hit, so a file written in place, deleted or renamed over
- * gets a new entry at once, never a header that no longer matches. Failures that say nothing about the file (EMFILE,
+ * gets a new entry at once, never a header that no longer matches. A small
+ * file changed within SL_CACHE_SETTLE_NS gets an entry without a body, replaced
+ * on the first hit after it settled. Failures that say nothing about the file (EMFILE,
  * ENFILE, ENOMEM) come back in an entry that is not cached. Counts hits
  * (found in the table) or misses (opened), revalidations and evictions in the
  * caller's per-thread counters. The caller must be a registered RCU reader

@@ -146,6 +146,14 @@ static void sleep_ms(long ms)
         ;
 }
 
+/* Waits until a file written before the call has settled, so that the cache
+ * copies it into memory (SL_CACHE_SETTLE_NS: a file changed more recently
+ * is sent from its fd). */
+static void settle(void)
+{
+    sleep_ms((long)(SL_CACHE_SETTLE_NS / MS) + 150);
+}
+
 /* The whole file behind FD, NUL-terminated, into BUF. */
 static const char *slurp(int fd, char *buf, size_t cap)
 {
@@ -1317,6 +1325,8 @@ Test(cache, small_files_are_held_in_memory_and_follow_changes)
     write_file("s.txt", "abcdefgh");  /* exactly the limit: in memory */
     write_file("l.txt", "abcdefghi"); /* one byte over: sendfile only */
     write_file("z.txt", "");          /* empty: nothing to hold */
+    write_file("t.txt", "12345678");  /* first looked up after the reload */
+    settle();
     struct sl_cache_entry *s = sl_cache_get(cache, "s.txt");
     struct sl_cache_entry *l = sl_cache_get(cache, "l.txt");
     struct sl_cache_entry *z = sl_cache_get(cache, "z.txt");
@@ -1330,26 +1340,105 @@ Test(cache, small_files_are_held_in_memory_and_follow_changes)
     sl_cache_release(cache, z);
 
     /* Rewritten in place, same size: the held bytes are the old version's
-       and stay with the old entry; a lookup gets a new entry with the new
-       bytes, never a mix. */
-    sleep_ms(20);
+       and stay with the old entry; a lookup gets a new entry for the new
+       version, never a mix. Just written, it is sent from its fd (see
+       fresh_small_file_is_sent_from_its_fd_until_it_settles). */
     write_file("s.txt", "ABCDEFGH");
     struct sl_cache_entry *s2 = sl_cache_get(cache, "s.txt");
     cr_expect_neq(s2, s);
-    cr_assert_not_null(s2->body);
-    cr_expect_eq(memcmp(s2->body, "ABCDEFGH", 8), 0);
+    cr_expect_null(s2->body, "changed just now: not copied");
+    char buf[16];
+    cr_expect_str_eq(slurp(s2->fd, buf, sizeof(buf)), "ABCDEFGH");
     cr_expect_eq(memcmp(s->body, "abcdefgh", 8), 0, "a reference keeps its version");
     sl_cache_release(cache, s);
     sl_cache_release(cache, s2);
 
-    /* Turned off live: entries built from now on hold nothing. */
+    /* Turned off live: entries built from now on hold nothing, even for a
+       file that has settled. */
     cfg.small_file_max = 0;
     sl_cache_configure(cache, &cfg);
-    sleep_ms(20);
-    write_file("s.txt", "12345678");
-    struct sl_cache_entry *s3 = sl_cache_get(cache, "s.txt");
-    cr_expect_null(s3->body);
-    sl_cache_release(cache, s3);
+    struct sl_cache_entry *t = sl_cache_get(cache, "t.txt");
+    cr_assert_eq(t->err, 0);
+    cr_expect_null(t->body);
+    sl_cache_release(cache, t);
+}
+
+/* Sets ROOT/NAME's mtime to SECONDS from now (ctime becomes now). */
+static void set_mtime(const char *name, long seconds)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct timespec t[2] = {now, {now.tv_sec + seconds, now.tv_nsec}};
+    cr_assert_eq(utimensat(root_fd, name, t, 0), 0, "utimensat: %s", strerror(errno));
+}
+
+/* The bytes of a write in place are copied into the page cache after the
+ * kernel stamped the file: a copy read then can mix the versions, or hold the
+ * old bytes under the new stamp, and the fstat after the read cannot tell.
+ * So a file changed within SL_CACHE_SETTLE_NS (the later of mtime and ctime)
+ * is not copied; the first hit after it has settled copies it. An old mtime
+ * does not make it settled: a write, or the utimensat that set the mtime
+ * back, moved ctime to now, and ctime cannot be set back. */
+Test(cache, fresh_small_file_is_sent_from_its_fd_until_it_settles)
+{
+    struct sl_cache_config cfg = config(100, 60000, 60000); /* no expiry here */
+    cfg.small_file_max = 4096;
+    cache = sl_cache_create(root_fd, mime, &cfg);
+    write_file("f.txt", "fresh bytes");
+    set_mtime("f.txt", -10); /* mtime 10 s ago; ctime: now */
+    struct stat st;
+    cr_assert_eq(fstatat(root_fd, "f.txt", &st, 0), 0);
+    struct timespec written;
+    clock_gettime(CLOCK_REALTIME, &written);
+    cr_assert_lt(st.st_mtim.tv_sec, written.tv_sec - 5, "mtime set back");
+
+    struct sl_cache_entry *e = sl_cache_get(cache, "f.txt");
+    cr_assert_eq(e->err, 0);
+    cr_expect_eq(e->size, 11);
+    cr_expect_null(e->body, "ctime is now: not held in memory");
+    cr_assert_geq(e->fd, 0, "sent from its fd meanwhile");
+    char buf[32];
+    cr_expect_str_eq(slurp(e->fd, buf, sizeof(buf)), "fresh bytes");
+    struct sl_cache_entry *again = sl_cache_get(cache, "f.txt");
+    cr_expect_eq(again, e, "a hit before it settled keeps the fd-only entry");
+    cr_expect_null(again->body);
+    sl_cache_release(cache, again);
+
+    settle();
+    struct sl_event_counters c0 = counters();
+    struct sl_cache_entry *held = sl_cache_get(cache, "f.txt");
+    cr_expect_eq(counters().cache_hits - c0.cache_hits, 1, "found in the table");
+    cr_expect_neq(held, e, "a new entry took the fd-only one's place");
+    cr_assert_not_null(held->body, "settled: held in memory");
+    cr_expect_eq(memcmp(held->body, "fresh bytes", 11), 0);
+    cr_expect_str_eq(held->etag, e->etag, "same version");
+    cr_expect_str_eq(slurp(e->fd, buf, sizeof(buf)), "fresh bytes",
+                     "a reference keeps its fd open");
+    sl_cache_release(cache, e);
+    struct sl_cache_entry *hit = sl_cache_get(cache, "f.txt");
+    cr_expect_eq(hit, held, "the held entry stays");
+    sl_cache_release(cache, hit);
+    sl_cache_release(cache, held);
+    cr_expect_eq(info_entries(), 1);
+    cr_expect_eq(info_fds(), 1, "the fd-only entry's fd was closed");
+}
+
+/* A future mtime (clock skew, touch -d) says nothing about when the file
+ * settles: it is not held in memory before that time comes. */
+Test(cache, small_file_with_a_future_mtime_is_not_held)
+{
+    struct sl_cache_config cfg = config(100, 60000, 60000);
+    cfg.small_file_max = 4096;
+    cache = sl_cache_create(root_fd, mime, &cfg);
+    write_file("future.txt", "later");
+    set_mtime("future.txt", 3600);
+    settle(); /* ctime is old now; mtime is still an hour ahead */
+    struct sl_cache_entry *e = sl_cache_get(cache, "future.txt");
+    cr_assert_eq(e->err, 0);
+    cr_expect_null(e->body, "an hour ahead: not settled");
+    char buf[16];
+    cr_expect_str_eq(slurp(e->fd, buf, sizeof(buf)), "later");
+    sl_cache_release(cache, e);
 }
 
 /* --- page cache residency (sl_cache_resident) ---------------------------- */
@@ -1454,6 +1543,7 @@ Test(cache, resident_is_true_for_a_body_held_in_memory)
     cfg.small_file_max = 16384;
     cache = sl_cache_create(root_fd, mime, &cfg);
     int fd = write_synced("small.bin", 10000);
+    settle();
     struct sl_cache_entry *e = sl_cache_get(cache, "small.bin");
     cr_assert_eq(e->err, 0);
     cr_assert_not_null(e->body, "a file of at most small_file_max is held in memory");

@@ -5,6 +5,7 @@ whole version of a file (never old headers with new bytes, never a mix), and
 a download in progress is not disturbed by the file being replaced."""
 
 import hashlib
+import mmap
 import os
 import threading
 import time
@@ -136,9 +137,8 @@ def test_changed_in_place_seen_at_once_under_load(sluice_factory, tmp_path, base
     after each rewrite gets that version, at once, on a keep-alive connection
     as on a new one. What the other clients get while the file is being
     written is not checked here: a response to a request that raced a write
-    in place may be cut short (sendfile, README) or, built during the write,
-    be neither version (the read of a small file cannot tell a write in
-    progress, whose mtime is set before its bytes are copied)."""
+    in place may be cut short, or hold part of each version (sendfile takes
+    the bytes from the page cache as they are sent; README)."""
     root = tmp_path / "www"
     root.mkdir()
     path = root / "hot.bin"
@@ -364,3 +364,107 @@ def test_concurrent_replacement_and_eviction(sluice_factory, tmp_path):
         t.join(15)
     assert not errors, errors[:3]
     assert counts["hot"] > 50 and counts["other"] > 50, counts
+
+
+def test_small_file_rewritten_in_place_is_never_kept_half_written(sluice_factory, tmp_path):
+    """A small file (held in memory by the cache) rewritten in place, same
+    size, again and again while clients keep fetching it: a request sent
+    after each write gets exactly the bytes just written, and so does every
+    request once the writes stop, also after the file has settled and is
+    held in memory.
+
+    The kernel stamps a write's mtime before it copies the bytes in. Here the
+    writer's source buffer is a mapping of a file just dropped from the page
+    cache, so between the stamp and the copy the kernel reads it from disk:
+    a copy of the file taken then holds the old bytes under the new stamp
+    (or a mix of both), and no fstat can tell. Kept in memory, that copy was
+    served until the file changed again; now a file changed within a second
+    is sent from its fd and copied only once it has settled (cache.h,
+    SL_CACHE_SETTLE_NS).
+
+    What the other clients get while a write is under way is checked only
+    for its length and its bytes (each is an 'A' or a 'B'): a read that
+    races a write in place can see part of each version, whatever reads the
+    file (README, "Files that change while they are sent")."""
+    size = 4096
+    versions = [b"A" * size, b"B" * size]
+    root = tmp_path / "www"
+    root.mkdir()
+    path = root / "torn.bin"
+    path.write_bytes(versions[0])
+    src = []
+    for k, v in enumerate(versions):
+        p = tmp_path / f"src{k}"
+        p.write_bytes(v)
+        with open(p, "rb") as f:
+            os.fsync(f.fileno())  # clean pages: POSIX_FADV_DONTNEED drops them
+        src.append(p)
+    srv = sluice_factory(root=root, cache_validity="10s")  # only the per-hit check
+    stop = threading.Event()
+    problems = []
+    counts = {"responses": 0, "mixed": 0}
+
+    def load():
+        try:
+            with RawConn(srv.port, timeout=10) as c:
+                while not stop.is_set():
+                    c.send(request("GET", "/torn.bin"))
+                    r = c.read_response()
+                    if r.status != 200 or len(r.body) != size or r.body.strip(b"AB"):
+                        problems.append((r.status, len(r.body), r.body[:16]))
+                        return
+                    counts["responses"] += 1
+                    if r.body not in versions:
+                        counts["mixed"] += 1
+        except Exception as e:  # noqa: BLE001 -- reported below
+            problems.append(repr(e))
+
+    def write_from_disk(k):
+        """pwrite of version K from a mapping whose page is not in memory."""
+        fd = os.open(src[k], os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            with mmap.mmap(fd, size, prot=mmap.PROT_READ) as m:
+                out = os.open(path, os.O_WRONLY)
+                try:
+                    assert os.pwrite(out, m, 0) == size
+                finally:
+                    os.close(out)
+        finally:
+            os.close(fd)
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    stale = []
+    rounds = 0
+    try:
+        with RawConn(srv.port, timeout=10) as kept:
+            deadline = time.monotonic() + 15
+            for k in range(1, 81):
+                if time.monotonic() > deadline or problems:
+                    break
+                rounds = k
+                write_from_disk(k % 2)
+                kept.send(request("GET", "/torn.bin"))
+                r = kept.read_response()
+                if r.body != versions[k % 2]:
+                    stale.append((k, r.status, r.body[:8], r.body[-8:]))
+                time.sleep(0.005)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+    assert not problems, problems[:5]
+    assert rounds >= 10, f"only {rounds} writes in 15 s"
+    assert counts["responses"] > 0, counts
+    assert not stale, (
+        f"{len(stale)} of {rounds} requests sent after a write got other bytes than "
+        f"those just written (round, status, first and last bytes): {stale[:5]}")
+    final = versions[rounds % 2]
+    assert fetch(srv, "torn.bin") == (200, final)
+    time.sleep(1.3)  # settled: now copied into memory
+    for _ in range(3):
+        assert fetch(srv, "torn.bin") == (200, final), "once settled and held in memory"
+    print(f"{rounds} writes, {counts['responses']} responses during them, "
+          f"{counts['mixed']} of those mixed")
