@@ -36,6 +36,36 @@ static const unsigned char cls[256] = {
 
 #define IS(c, k) (cls[(unsigned char)(c)] & (k))
 
+/* The first byte in P[0..END) outside class K, or END. A head is a few long
+ * runs of one class (the target, each field name and value), and this loop is
+ * most of the parser's instructions: unrolled by eight, the bounds check runs
+ * once per eight bytes instead of once per byte. Same answer as
+ * `while (p < end && IS(*p, k)) p++`. */
+static inline const char *span(const char *p, const char *end, unsigned k)
+{
+    for (; end - p >= 8; p += 8) {
+        if (!IS(p[0], k))
+            return p;
+        if (!IS(p[1], k))
+            return p + 1;
+        if (!IS(p[2], k))
+            return p + 2;
+        if (!IS(p[3], k))
+            return p + 3;
+        if (!IS(p[4], k))
+            return p + 4;
+        if (!IS(p[5], k))
+            return p + 5;
+        if (!IS(p[6], k))
+            return p + 6;
+        if (!IS(p[7], k))
+            return p + 7;
+    }
+    while (p < end && IS(*p, k))
+        p++;
+    return p;
+}
+
 static inline unsigned char lower(unsigned char c)
 {
     return (unsigned char)((unsigned)(c - 'A') < 26u ? c | 0x20 : c);
@@ -407,9 +437,8 @@ int sl_http_parse_request(const char *buf, size_t len, const struct sl_http_limi
     }
 
     /* request-line = method SP request-target SP HTTP-version */
-    line = q = p;
-    while (q < end && IS(*q, C_TCHAR))
-        q++;
+    line = p;
+    q = span(p, end, C_TCHAR);
     if (q == end)
         goto line_incomplete;
     if (*q != ' ' || q == line) {
@@ -420,8 +449,7 @@ int sl_http_parse_request(const char *buf, size_t len, const struct sl_http_limi
     req->method = method_of(line, (size_t)(q - line));
 
     p = ++q;
-    while (q < end && IS(*q, C_VCHAR))
-        q++;
+    q = span(p, end, C_VCHAR);
     if (q == end)
         goto line_incomplete;
     if (*q != ' ' || q == p) {
@@ -489,8 +517,7 @@ int sl_http_parse_request(const char *buf, size_t len, const struct sl_http_limi
            whitespace before the colon is forbidden (5.1): both are 400, as
            is any other byte that is not part of a token. */
         const char *name = p;
-        while (p < end && IS(*p, C_TCHAR))
-            p++;
+        p = span(p, end, C_TCHAR);
         if (p == end)
             goto incomplete;
         if (*p != ':' || p == name)
@@ -505,8 +532,7 @@ int sl_http_parse_request(const char *buf, size_t len, const struct sl_http_limi
         while (p < end && (*p == ' ' || *p == '\t'))
             p++;
         const char *v = p;
-        while (p < end && IS(*p, C_FVAL))
-            p++;
+        p = span(p, end, C_FVAL);
         if (p == end)
             goto incomplete;
         const char *ve = p;

@@ -821,6 +821,55 @@ Test(http_parse, header_count_capped_by_array_size)
     free(raw);
 }
 
+/* The method, target, field names and values are scanned several bytes at a
+ * time; a run of every length from 1 to 20 ends exactly where it should, and
+ * a wrong byte at every offset of it (the first, one inside a group, the
+ * last) is found, also when it is the last byte of the buffer. */
+Test(http_parse, runs_end_exactly_at_every_length_and_offset)
+{
+    /* where the run goes, a byte of its class, and one not in it */
+    static const struct {
+        const char *fmt; /* %s: the run */
+        char good, bad;
+    } place[] = {
+        {"%s / HTTP/1.1\r\nHost: h\r\n\r\n", 'G', '/'},
+        {"GET /%s HTTP/1.1\r\nHost: h\r\n\r\n", 'a', '\x7f'},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX%s: v\r\n\r\n", 'a', '@'},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX: %s\r\n\r\n", 'a', '\x01'},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX: %s\r\n\r\n", '\xe9', '\x00'},
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(place); i++) {
+        for (size_t n = 1; n <= 20; n++) {
+            char run[32], raw[128];
+            memset(run, place[i].good, n);
+            run[n] = '\0';
+            size_t len = (size_t)snprintf(raw, sizeof(raw), place[i].fmt, run);
+            const char *at = strstr(raw, run);
+            struct sl_request req;
+            int status;
+            cr_assert_eq(parse_n(raw, len, &lim, &req, &status), (int)len, "%s",
+                         show(raw, len));
+            size_t got = i == 0   ? req.method_name.n
+                         : i == 1 ? req.target.n - 1
+                         : i == 2 ? req.headers[1].name.n - 1
+                                  : req.headers[1].value.n;
+            cr_expect_eq(got, n, "%s: run of %zu", show(raw, len), got);
+            for (size_t k = 0; k < n; k++) {
+                char bad[128];
+                memcpy(bad, raw, len);
+                bad[at - raw + k] = place[i].bad;
+                cr_expect_eq(parse_n(bad, len, &lim, &req, &status), SL_ERR, "%s",
+                             show(bad, len));
+                cr_expect_eq(status, 400, "%s: status %d", show(bad, len), status);
+                /* the wrong byte as the last one received decides too */
+                size_t cut = (size_t)(at - raw) + k + 1;
+                cr_expect_eq(parse_n(bad, cut, &lim, &req, &status), SL_ERR, "%s",
+                             show(bad, cut));
+            }
+        }
+    }
+}
+
 /* ---- sl_http_normalize_path ---------------------------------------------- */
 
 struct norm_case {
