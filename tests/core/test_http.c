@@ -6,6 +6,7 @@
 #include "core/http.h"
 
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -866,6 +867,89 @@ Test(http_parse, runs_end_exactly_at_every_length_and_offset)
                 cr_expect_eq(parse_n(bad, cut, &lim, &req, &status), SL_ERR, "%s",
                              show(bad, cut));
             }
+        }
+    }
+}
+
+/* Did the field NAME: VALUE (the only one besides Host: h) take effect? */
+static bool field_took_effect(const char *name, const char *value, int *rc)
+{
+    char raw[256];
+    size_t len = (size_t)snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: h\r\n%s: %s\r\n\r\n",
+                                  name, value);
+    struct sl_request req;
+    int status;
+    *rc = parse_n(raw, len, &lim, &req, &status);
+    if (*rc == SL_ERR)
+        return status == 400; /* a second Host, a Transfer-Encoding with nothing to frame */
+    return req.range.n || req.if_match.n || req.if_range.n || req.if_none_match.n ||
+           req.accept_encoding.n || req.if_modified_since.n || req.if_unmodified_since.n ||
+           req.content_length >= 0 || req.has_transfer_encoding || req.expect_continue ||
+           !req.keepalive;
+}
+
+/* Known field names and the tokens of Connection and Expect are compared a
+ * word at a time, case-insensitively: every name matches in any case, and a
+ * name or token that differs in any one byte (first, inside a word, in the
+ * overlapping last word, last) does not. */
+Test(http_parse, known_names_and_tokens_match_exactly_in_any_case)
+{
+    static const struct {
+        const char *name, *value;
+        bool vary_value; /* vary the token in the value instead of the name */
+    } known[] = {
+        {"host", "h", false},
+        {"range", "bytes=0-1", false},
+        {"expect", "100-continue", false},
+        {"if-match", "*", false},
+        {"if-range", "\"a\"", false},
+        {"connection", "close", false},
+        {"if-none-match", "\"a\"", false},
+        {"content-length", "0", false},
+        {"accept-encoding", "gzip", false},
+        {"transfer-encoding", "chunked", false},
+        {"if-modified-since", "x", false},
+        {"if-unmodified-since", "x", false},
+        {"expect", "100-continue", true},
+        {"connection", "close", true},
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(known); i++) {
+        char name[32], value[32];
+        const char *word = known[i].vary_value ? known[i].value : known[i].name;
+        size_t n = strlen(word);
+        for (int upper = 0; upper <= 1; upper++) {
+            char *w = known[i].vary_value ? value : name;
+            snprintf(name, sizeof(name), "%s", known[i].name);
+            snprintf(value, sizeof(value), "%s", known[i].value);
+            for (size_t k = 0; upper && k < n; k++)
+                w[k] = (char)toupper((unsigned char)w[k]);
+            int rc;
+            cr_expect(field_took_effect(name, value, &rc), "%s: %s (rc %d)", name, value, rc);
+            for (size_t k = 0; k < n; k++) {
+                char keep = w[k];
+                w[k] = tolower((unsigned char)keep) == 'x' ? 'y' : 'x';
+                cr_expect_not(field_took_effect(name, value, &rc), "%s: %s (rc %d)", name,
+                              value, rc);
+                w[k] = keep;
+            }
+        }
+    }
+    /* keep-alive in HTTP/1.0, where keepalive is false without it */
+    const char *ka[] = {"keep-alive", "KEEP-ALIVE", "Keep-Alive"};
+    for (size_t i = 0; i < SL_ARRAY_LEN(ka); i++) {
+        char raw[128], tok[16];
+        snprintf(tok, sizeof(tok), "%s", ka[i]);
+        for (size_t k = 0; k <= strlen(tok); k++) {
+            char keep = tok[k];
+            if (k < strlen(tok))
+                tok[k] = 'x';
+            size_t len = (size_t)snprintf(raw, sizeof(raw),
+                                          "GET / HTTP/1.0\r\nConnection: %s\r\n\r\n", tok);
+            struct sl_request req;
+            int status;
+            cr_assert_eq(parse_n(raw, len, &lim, &req, &status), (int)len);
+            cr_expect_eq(req.keepalive, k == strlen(tok), "%s", show(raw, len));
+            tok[k] = keep;
         }
     }
 }
