@@ -1004,6 +1004,32 @@ static const struct norm_case norm_ok[] = {
     {"/.hidden", ".hidden", false},
     {"/a.b/c.d", "a.b/c.d", false},
     {"/a\\b", "a\\b", false},
+    /* where the one-pass fast path for plain targets hands over to the
+       general one: '%', "/." and "//" first, inside and last; the query or
+       fragment cut before them; absolute-form paths */
+    {"/abc%41", "abcA", false},
+    {"/%41bc", "Abc", false},
+    {"/a.", "a.", false},
+    {"/a./b.", "a./b.", false},
+    {"/a/.b", "a/.b", false},
+    {"/a/b/.", "a/b/", true},
+    {"/a/b/./", "a/b/", true},
+    {"//abc", "abc", false},
+    {"/abc//", "abc/", true},
+    {"/a?/../..", "a", false},
+    {"/a/?x", "a/", true},
+    {"/a#//", "a", false},
+    {"/?%zz", "", true},
+    {"/a?%zz", "a", false},
+    {"/a?\x01", "a", false},
+    {"/a?", "a", false},
+    {"/caf\xc3\xa9", "caf\xc3\xa9", false},
+    {"/a b", "a b", false},
+    {"http://h", "", true},
+    {"http://h?x", "", true},
+    {"http://h/a/b", "a/b", false},
+    {"HTTPS://h/a/", "a/", true},
+    {"http://h/./a", "a", false},
 };
 
 Test(normalize, accepted_targets)
@@ -1066,6 +1092,12 @@ static const struct norm_bad norm_400[] = {
     {"ftp://h/x", 0},
     {"http://h/../x", 0},
     {"http://h/%2e%2e", 0},
+    {"/abc%", 0},
+    {"/abc%4", 0},
+    {"/abc\x01", 0},
+    {"/abc\x7f", 0},
+    {"/\x1f" "abc", 0},
+    {"/a/b/..\x7f/..", 0},
 };
 
 Test(normalize, rejected_targets_are_400)
@@ -1135,6 +1167,57 @@ Test(normalize, long_segments_fit_when_out_does)
                  SL_OK);
     cr_expect_eq(strlen(out), 1999);
     cr_expect_not(slash);
+}
+
+/* Plain targets of every length from 1 to 20 (across the scan's groups of
+ * eight) come out as they are; a byte that needs the general path ('%',
+ * "/." or "//", a control byte) at any offset gives its result. */
+Test(normalize, plain_targets_at_every_length_and_offset)
+{
+    for (size_t n = 1; n <= 20; n++) {
+        char t[32], out[64];
+        t[0] = '/';
+        memset(t + 1, 'z', n); /* not a hex digit: "%zz" stays bad */
+        bool slash = true;
+        int status = -1;
+        cr_assert_eq(sl_http_normalize_path(t, n + 1, out, sizeof(out), &slash, &status), SL_OK);
+        cr_expect_eq(strlen(out), n);
+        cr_expect_not(slash);
+        /* OUTSZ n + 1 is exactly enough, n is not */
+        cr_expect_eq(sl_http_normalize_path(t, n + 1, out, n + 1, &slash, &status), SL_OK);
+        cr_expect_eq(sl_http_normalize_path(t, n + 1, out, n, &slash, &status), SL_ERR);
+        cr_expect_eq(status, 414);
+        for (size_t k = 1; k <= n; k++) {
+            char u[32];
+            memcpy(u, t, n + 1);
+            u[k] = '\x01';
+            cr_expect_eq(sl_http_normalize_path(u, n + 1, out, sizeof(out), &slash, &status),
+                         SL_ERR, "control at %zu of %zu", k, n);
+            cr_expect_eq(status, 400);
+            u[k] = '%';
+            cr_expect_eq(sl_http_normalize_path(u, n + 1, out, sizeof(out), &slash, &status),
+                         SL_ERR, "'%%' at %zu of %zu", k, n);
+            cr_expect_eq(status, 400);
+            /* "/zz/zzz" + "/..": the general path keeps "zz/"; an empty
+               segment ('/' first or last) is merged, so ".." leaves the root */
+            u[k] = '/';
+            memcpy(u + n + 1, "/..", 3);
+            if (n == 1) { /* "//..": nothing to climb out of */
+                cr_expect_eq(sl_http_normalize_path(u, n + 4, out, sizeof(out), &slash, &status),
+                             SL_ERR);
+                continue;
+            }
+            cr_expect_eq(sl_http_normalize_path(u, n + 4, out, sizeof(out), &slash, &status),
+                         SL_OK, "'/' at %zu of %zu", k, n);
+            char want[32] = "";
+            if (k > 1 && k < n) {
+                memset(want, 'z', k - 1);
+                memcpy(want + k - 1, "/", 2);
+            }
+            cr_expect_str_eq(out, want, "'/' at %zu of %zu", k, n);
+            cr_expect(slash);
+        }
+    }
 }
 
 /* ---- dates --------------------------------------------------------------- */
