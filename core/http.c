@@ -335,16 +335,14 @@ static bool host_ok(struct sl_str v)
         p = close + 1;
     } else {
         const char *s = p;
-        while (p < end && *p != ':') {
-            if (IS(*p, C_HOST))
-                p++;
-            else if (pct_at(p, end))
-                p += 3;
-            else
-                return false;
+        for (;;) {
+            p = span(p, end, C_HOST);
+            if (p == end || !pct_at(p, end))
+                break;
+            p += 3;
         }
         if (p == s)
-            return false;
+            return false; /* an empty host, or a bad first byte */
     }
     if (p == end)
         return true;
@@ -521,13 +519,18 @@ int sl_http_parse_request(const char *buf, size_t len, const struct sl_http_limi
 
     /* HTTP-version = "HTTP/" DIGIT "." DIGIT, then CRLF or LF */
     static const char shape[] = "HTTP/9.9";
-    for (size_t i = 0; i < 8; i++) {
-        if (++q == end)
-            goto line_incomplete;
-        bool ok = shape[i] == '9' ? (*q >= '0' && *q <= '9') : *q == shape[i];
-        if (!ok) {
-            st = line_error(line, q, max_line);
-            goto fail;
+    if (end - q > 8 && memcmp(q + 1, "HTTP/1.", 7) == 0 &&
+        (unsigned char)(q[8] - '0') < 10) {
+        q += 8; /* all of the usual "HTTP/1.x" at once */
+    } else {
+        for (size_t i = 0; i < 8; i++) {
+            if (++q == end)
+                goto line_incomplete;
+            bool ok = shape[i] == '9' ? (*q >= '0' && *q <= '9') : *q == shape[i];
+            if (!ok) {
+                st = line_error(line, q, max_line);
+                goto fail;
+            }
         }
     }
     char major = q[-2], minor = q[0];

@@ -972,6 +972,69 @@ Test(http_parse, known_names_and_tokens_match_exactly_in_any_case)
     }
 }
 
+/* "HTTP/1.x" is checked whole when all of it is there and byte by byte
+ * otherwise: every version string gets the same verdict both ways, at the
+ * end of the buffer as well as before the line end. */
+Test(http_parse, versions_whole_and_byte_by_byte)
+{
+    static const struct {
+        const char *v;
+        int rc_or_status; /* the version (10, 11) or the error status */
+    } cases[] = {
+        {"HTTP/1.0", 10}, {"HTTP/1.1", 11}, {"HTTP/1.9", 11}, {"HTTP/2.0", 505},
+        {"HTTP/0.9", 505}, {"HTTP/9.1", 505}, {"HTTP/1.x", 400}, {"HTTP/1.:", 400},
+        {"HTTP/1./", 400}, {"HTTP/1,1", 400}, {"HTTP/11.", 400}, {"http/1.1", 400},
+        {"HTTQ/1.1", 400}, {"HTTP/1.1x", 400}, {"HTTP/1.", 400}, {"HTTP/1", 400},
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(cases); i++) {
+        char raw[128];
+        size_t len = (size_t)snprintf(raw, sizeof(raw), "GET / %s\r\nHost: h\r\n\r\n",
+                                      cases[i].v);
+        struct sl_request req;
+        int status;
+        int rc = parse_n(raw, len, &lim, &req, &status);
+        if (cases[i].rc_or_status < 100) {
+            cr_expect_eq(rc, (int)len, "%s: rc %d status %d", cases[i].v, rc, status);
+            cr_expect_eq(req.version, cases[i].rc_or_status, "%s", cases[i].v);
+            check_prefixes(raw, len, &lim, (int)len, 0);
+        } else {
+            cr_expect_eq(rc, SL_ERR, "%s", cases[i].v);
+            cr_expect_eq(status, cases[i].rc_or_status, "%s: status %d", cases[i].v, status);
+            check_prefixes(raw, len, &lim, SL_ERR, cases[i].rc_or_status);
+        }
+        /* the line ends right after the version: bare LF, and the buffer's end */
+        len = (size_t)snprintf(raw, sizeof(raw), "GET / %s", cases[i].v);
+        rc = parse_n(raw, len, &lim, &req, &status);
+        cr_expect(rc == SL_AGAIN || (rc == SL_ERR && status == cases[i].rc_or_status),
+                  "%s at the end: rc %d status %d", cases[i].v, rc, status);
+    }
+}
+
+/* A host is scanned in runs of reg-name bytes between %-escapes. */
+Test(http_parse, host_escapes_between_runs)
+{
+    const char *good[] = {"%41", "%41b", "a%41", "a%41b", "%41%42", "abcdefghij%41abcdefghij",
+                          "%41:80", "a%41:", "abcdefghijk"};
+    const char *bad[] = {"%", "a%", "a%4", "%4:80", "a%4g", "%41%", ":80", "a:b", "a:8:0",
+                         "abcdefghij%", "abcdefgh%zz", "a%41 b", "%41@"};
+    for (size_t i = 0; i < SL_ARRAY_LEN(good) + SL_ARRAY_LEN(bad); i++) {
+        bool ok = i < SL_ARRAY_LEN(good);
+        const char *h = ok ? good[i] : bad[i - SL_ARRAY_LEN(good)];
+        char raw[128];
+        size_t len = (size_t)snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", h);
+        struct sl_request req;
+        int status;
+        int rc = parse_n(raw, len, &lim, &req, &status);
+        if (ok) {
+            cr_expect_eq(rc, (int)len, "\"%s\": status %d", h, status);
+            cr_expect(str_is(req.host, h), "\"%s\"", h);
+        } else {
+            cr_expect_eq(rc, SL_ERR, "\"%s\"", h);
+            cr_expect_eq(status, 400, "\"%s\"", h);
+        }
+    }
+}
+
 /* ---- sl_http_normalize_path ---------------------------------------------- */
 
 struct norm_case {
