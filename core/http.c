@@ -144,9 +144,15 @@ static inline const char *span_fval(const char *p, const char *end)
 {
     const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
     for (; end - p >= 8; p += 8) {
-        uint64_t x = load8(p);
-        if (((x - ones * 0x20) | (x + ones)) & highs)
+        uint64_t x = load8(p), m = ((x - ones * 0x20) | (x + ones)) & highs;
+        if (m != 0) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            /* The lowest flagged byte is exact (see above) and comes first
+               in memory: span() starts right at it, usually the CR. */
+            p += __builtin_ctzll(m) / 8;
+#endif
             break;
+        }
     }
     return span(p, end, C_FVAL);
 }
