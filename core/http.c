@@ -131,30 +131,33 @@ static inline bool tok_ieq(const char *p, const char *lit, size_t n)
     return true;
 }
 
-/* span(P, END, C_FVAL), eight bytes per step while a whole word is printable
- * ASCII, 0x20-0x7e, as nearly every field value is. In
- * (x - 0x20..) | (x + 0x01..) a byte's high bit ends up set when the byte is
- * below 0x20 (the subtraction wraps) or 0x7f and above (the addition reaches
- * 0x80; 0xff wraps in the addition but not in the subtraction). A borrow or
- * carry into the next byte only comes from such a byte, and the lowest such
- * byte receives none, so the word test is exact. A word that fails (the CR
- * ending the line, a control byte, or HTAB or obs-text, allowed but rare) is
- * left to span(), which finds the exact byte. */
-static inline const char *span_fval(const char *p, const char *end)
+/* span(P, END, K) for a class K that holds every byte from LO (0x20 or
+ * 0x21) to 0x7e, eight bytes per step while a whole word is in that range, as
+ * nearly every field value (C_FVAL, LO 0x20) and request-target (C_VCHAR,
+ * LO 0x21) is. In (x - LO..) | (x + 0x01..) a byte's high bit ends up set
+ * when the byte is below LO (the subtraction wraps) or 0x7f and above (the
+ * addition reaches 0x80; 0xff wraps in the addition but not in the
+ * subtraction). A borrow or carry into the next byte only comes from such a
+ * byte, and the lowest such byte receives none, so the word test is exact. A
+ * word that fails (the SP or CR ending the run, a control byte, or HTAB or
+ * obs-text in a value, allowed but rare) is left to span(), which finds the
+ * exact byte. */
+static inline const char *span_ascii(const char *p, const char *end, unsigned char lo,
+                                     unsigned k)
 {
     const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
     for (; end - p >= 8; p += 8) {
-        uint64_t x = load8(p), m = ((x - ones * 0x20) | (x + ones)) & highs;
+        uint64_t x = load8(p), m = ((x - ones * lo) | (x + ones)) & highs;
         if (m != 0) {
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
             /* The lowest flagged byte is exact (see above) and comes first
-               in memory: span() starts right at it, usually the CR. */
+               in memory: span() starts right at it, usually the SP or CR. */
             p += __builtin_ctzll(m) / 8;
 #endif
             break;
         }
     }
-    return span(p, end, C_FVAL);
+    return span(p, end, k);
 }
 
 bool sl_str_ieq(struct sl_str s, const char *lit)
@@ -514,7 +517,7 @@ int sl_http_parse_request(const char *buf, size_t len, const struct sl_http_limi
     req->method = method_of(line, (size_t)(q - line));
 
     p = ++q;
-    q = span(p, end, C_VCHAR);
+    q = span_ascii(p, end, 0x21, C_VCHAR);
     if (q == end)
         goto line_incomplete;
     if (*q != ' ' || q == p) {
@@ -602,7 +605,7 @@ int sl_http_parse_request(const char *buf, size_t len, const struct sl_http_limi
         while (p < end && (*p == ' ' || *p == '\t'))
             p++;
         const char *v = p;
-        p = span_fval(p, end);
+        p = span_ascii(p, end, 0x20, C_FVAL);
         if (p == end)
             goto incomplete;
         const char *ve = p;
