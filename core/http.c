@@ -14,18 +14,17 @@
 #define C_VCHAR 2 /* visible ASCII 0x21-0x7e: request-target */
 #define C_FVAL 4  /* field value byte: SP, HTAB, VCHAR, obs-text (0x80-0xff) */
 #define C_HOST 8  /* reg-name bytes but '%': unreserved, sub-delims (RFC 3986 3.2.2) */
-#define C_PATH 16 /* path bytes normalization copies as they are: not '%', '/', '?',
-                     '#', a control byte or DEL */
+#define C_PATH 16 /* path byte copied as is: not '%', '/', '?', '#', CTL, DEL */
 
 static const unsigned char cls[256] = {
-    0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0,  0,  0,  0,  0,  0, /* 0x00 */
-    0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0, /* 0x10 */
-    20, 31, 22, 7,  31, 7,  31, 31, 30, 30, 31, 31, 30, 31, 31, 6, /* 0x20 */
-    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 22, 30, 22, 30, 22, 6, /* 0x30 */
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0,  0,  0,  0,  0,  0,  /* 0x00 */
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 0x10 */
+    20, 31, 22, 7,  31, 7,  31, 31, 30, 30, 31, 31, 30, 31, 31, 6,  /* 0x20 */
+    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 22, 30, 22, 30, 22, 6,  /* 0x30 */
     22, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, /* 0x40 */
     31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 22, 22, 22, 23, 31, /* 0x50 */
     23, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, /* 0x60 */
-    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 22, 23, 22, 31, 0, /* 0x70 */
+    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 22, 23, 22, 31, 0,  /* 0x70 */
     20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, /* 0x80 */
     20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, /* 0x90 */
     20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, /* 0xa0 */
@@ -124,7 +123,8 @@ static inline bool tok_ieq(const char *p, const char *lit, size_t n)
         return (load8(p + n - 8) | lc8) == load8(lit + n - 8);
     }
     if (n >= 4)
-        return (load4(p) | lc4) == load4(lit) && (load4(p + n - 4) | lc4) == load4(lit + n - 4);
+        return (load4(p) | lc4) == load4(lit) &&
+               (load4(p + n - 4) | lc4) == load4(lit + n - 4);
     for (size_t i = 0; i < n; i++)
         if (((unsigned char)p[i] | 0x20) != (unsigned char)lit[i])
             return false;
@@ -363,7 +363,8 @@ static bool host_ok(struct sl_str v)
     return true;
 }
 
-#define NAME_IS(h, lit) ((h)->name.n == sizeof(lit) - 1 && tok_ieq((h)->name.p, lit, sizeof(lit) - 1))
+#define NAME_IS(h, lit)                                                                  \
+    ((h)->name.n == sizeof(lit) - 1 && tok_ieq((h)->name.p, lit, sizeof(lit) - 1))
 
 /* Interprets one header field into REQ. Returns SL_OK, or SL_ERR for a field
  * that makes the request invalid (status 400). */
