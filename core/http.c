@@ -14,27 +14,58 @@
 #define C_VCHAR 2 /* visible ASCII 0x21-0x7e: request-target */
 #define C_FVAL 4  /* field value byte: SP, HTAB, VCHAR, obs-text (0x80-0xff) */
 #define C_HOST 8  /* reg-name bytes but '%': unreserved, sub-delims (RFC 3986 3.2.2) */
+#define C_PATH 16 /* path byte copied as is: not '%', '/', '?', '#', CTL, DEL */
 
 static const unsigned char cls[256] = {
     0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0,  0,  0,  0,  0,  0,  /* 0x00 */
     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 0x10 */
-    4,  15, 6,  7,  15, 7,  15, 15, 14, 14, 15, 15, 14, 15, 15, 6,  /* 0x20 */
-    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6,  14, 6,  14, 6,  6,  /* 0x30 */
-    6,  15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, /* 0x40 */
-    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6,  6,  6,  7,  15, /* 0x50 */
-    7,  15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, /* 0x60 */
-    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6,  7,  6,  15, 0,  /* 0x70 */
-    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0x80 */
-    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0x90 */
-    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xa0 */
-    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xb0 */
-    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xc0 */
-    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xd0 */
-    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xe0 */
-    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  /* 0xf0 */
+    20, 31, 22, 7,  31, 7,  31, 31, 30, 30, 31, 31, 30, 31, 31, 6,  /* 0x20 */
+    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 22, 30, 22, 30, 22, 6,  /* 0x30 */
+    22, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, /* 0x40 */
+    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 22, 22, 22, 23, 31, /* 0x50 */
+    23, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, /* 0x60 */
+    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 22, 23, 22, 31, 0,  /* 0x70 */
+    20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, /* 0x80 */
+    20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, /* 0x90 */
+    20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, /* 0xa0 */
+    20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, /* 0xb0 */
+    20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, /* 0xc0 */
+    20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, /* 0xd0 */
+    20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, /* 0xe0 */
+    20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, /* 0xf0 */
 };
 
 #define IS(c, k) (cls[(unsigned char)(c)] & (k))
+
+/* The first byte in P[0..END) outside class K, or END. A head is a few long
+ * runs of one class (the target, each field name and value), and this loop is
+ * most of the parser's instructions: unrolled by eight, the bounds check runs
+ * once per eight bytes instead of once per byte. Same answer as
+ * `while (p < end && IS(*p, k)) p++`. */
+static inline const char *span(const char *p, const char *end, unsigned k)
+{
+    for (; end - p >= 8; p += 8) {
+        if (!IS(p[0], k))
+            return p;
+        if (!IS(p[1], k))
+            return p + 1;
+        if (!IS(p[2], k))
+            return p + 2;
+        if (!IS(p[3], k))
+            return p + 3;
+        if (!IS(p[4], k))
+            return p + 4;
+        if (!IS(p[5], k))
+            return p + 5;
+        if (!IS(p[6], k))
+            return p + 6;
+        if (!IS(p[7], k))
+            return p + 7;
+    }
+    while (p < end && IS(*p, k))
+        p++;
+    return p;
+}
 
 static inline unsigned char lower(unsigned char c)
 {
@@ -58,6 +89,75 @@ static inline bool ieq_lower(const char *p, const char *lit, size_t n)
         if (lower((unsigned char)p[i]) != (unsigned char)lit[i])
             return false;
     return true;
+}
+
+static inline uint64_t load8(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint32_t load4(const char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* ieq_lower for the bytes of a parsed field name or value (tchar, SP, HTAB,
+ * VCHAR, obs-text), compared eight or four at a time. OR-ing 0x20 lowercases
+ * A-Z, and among those bytes it maps nothing else onto what the literals hold
+ * (lowercase letters, digits, '-'): the other bytes that OR onto them are
+ * control bytes the parser has refused already (CR onto '-', 0x10-0x19 onto
+ * the digits). The last word overlaps the one before it instead of falling
+ * back to single bytes. LIT has at least N bytes. */
+static inline bool tok_ieq(const char *p, const char *lit, size_t n)
+{
+    const uint64_t lc8 = 0x2020202020202020u;
+    const uint32_t lc4 = 0x20202020u;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if ((load8(p + i) | lc8) != load8(lit + i))
+                return false;
+        return (load8(p + n - 8) | lc8) == load8(lit + n - 8);
+    }
+    if (n >= 4)
+        return (load4(p) | lc4) == load4(lit) &&
+               (load4(p + n - 4) | lc4) == load4(lit + n - 4);
+    for (size_t i = 0; i < n; i++)
+        if (((unsigned char)p[i] | 0x20) != (unsigned char)lit[i])
+            return false;
+    return true;
+}
+
+/* span(P, END, K) for a class K that holds every byte from LO (0x20 or
+ * 0x21) to 0x7e, eight bytes per step while a whole word is in that range, as
+ * nearly every field value (C_FVAL, LO 0x20) and request-target (C_VCHAR,
+ * LO 0x21) is. In (x - LO..) | (x + 0x01..) a byte's high bit ends up set
+ * when the byte is below LO (the subtraction wraps) or 0x7f and above (the
+ * addition reaches 0x80; 0xff wraps in the addition but not in the
+ * subtraction). A borrow or carry into the next byte only comes from such a
+ * byte, and the lowest such byte receives none, so the word test is exact. A
+ * word that fails (the SP or CR ending the run, a control byte, or HTAB or
+ * obs-text in a value, allowed but rare) is left to span(), which finds the
+ * exact byte. */
+static inline const char *span_ascii(const char *p, const char *end, unsigned char lo,
+                                     unsigned k)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    for (; end - p >= 8; p += 8) {
+        uint64_t x = load8(p), m = ((x - ones * lo) | (x + ones)) & highs;
+        if (m != 0) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            /* The lowest flagged byte is exact (see above) and comes first
+               in memory: span() starts right at it, usually the SP or CR. */
+            p += __builtin_ctzll(m) / 8;
+#endif
+            break;
+        }
+    }
+    return span(p, end, k);
 }
 
 bool sl_str_ieq(struct sl_str s, const char *lit)
@@ -159,9 +259,9 @@ static void connection_tokens(struct sl_str v, bool *close, bool *keep)
         while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
             e--;
         size_t n = (size_t)(e - s);
-        if (n == 5 && ieq_lower(s, "close", 5))
+        if (n == 5 && tok_ieq(s, "close", 5))
             *close = true;
-        else if (n == 10 && ieq_lower(s, "keep-alive", 10))
+        else if (n == 10 && tok_ieq(s, "keep-alive", 10))
             *keep = true;
     }
 }
@@ -244,16 +344,14 @@ static bool host_ok(struct sl_str v)
         p = close + 1;
     } else {
         const char *s = p;
-        while (p < end && *p != ':') {
-            if (IS(*p, C_HOST))
-                p++;
-            else if (pct_at(p, end))
-                p += 3;
-            else
-                return false;
+        for (;;) {
+            p = span(p, end, C_HOST);
+            if (p == end || !pct_at(p, end))
+                break;
+            p += 3;
         }
         if (p == s)
-            return false;
+            return false; /* an empty host, or a bad first byte */
     }
     if (p == end)
         return true;
@@ -265,7 +363,8 @@ static bool host_ok(struct sl_str v)
     return true;
 }
 
-#define NAME_IS(h, lit) ((h)->name.n == sizeof(lit) - 1 && ieq_lower((h)->name.p, lit, sizeof(lit) - 1))
+#define NAME_IS(h, lit)                                                                  \
+    ((h)->name.n == sizeof(lit) - 1 && tok_ieq((h)->name.p, lit, sizeof(lit) - 1))
 
 /* Interprets one header field into REQ. Returns SL_OK, or SL_ERR for a field
  * that makes the request invalid (status 400). */
@@ -291,7 +390,7 @@ static int interpret(struct sl_request *req, const struct sl_http_header *h, boo
     case 6:
         /* RFC 9110 10.1.1: a 100-continue expectation in HTTP/1.0 is ignored. */
         if (NAME_IS(h, "expect") && req->version == 11 && v.n == 12 &&
-            ieq_lower(v.p, "100-continue", 12))
+            tok_ieq(v.p, "100-continue", 12))
             req->expect_continue = true;
         break;
     case 8:
@@ -407,9 +506,8 @@ int sl_http_parse_request(const char *buf, size_t len, const struct sl_http_limi
     }
 
     /* request-line = method SP request-target SP HTTP-version */
-    line = q = p;
-    while (q < end && IS(*q, C_TCHAR))
-        q++;
+    line = p;
+    q = span(p, end, C_TCHAR);
     if (q == end)
         goto line_incomplete;
     if (*q != ' ' || q == line) {
@@ -420,8 +518,7 @@ int sl_http_parse_request(const char *buf, size_t len, const struct sl_http_limi
     req->method = method_of(line, (size_t)(q - line));
 
     p = ++q;
-    while (q < end && IS(*q, C_VCHAR))
-        q++;
+    q = span_ascii(p, end, 0x21, C_VCHAR);
     if (q == end)
         goto line_incomplete;
     if (*q != ' ' || q == p) {
@@ -432,13 +529,18 @@ int sl_http_parse_request(const char *buf, size_t len, const struct sl_http_limi
 
     /* HTTP-version = "HTTP/" DIGIT "." DIGIT, then CRLF or LF */
     static const char shape[] = "HTTP/9.9";
-    for (size_t i = 0; i < 8; i++) {
-        if (++q == end)
-            goto line_incomplete;
-        bool ok = shape[i] == '9' ? (*q >= '0' && *q <= '9') : *q == shape[i];
-        if (!ok) {
-            st = line_error(line, q, max_line);
-            goto fail;
+    if (end - q > 8 && memcmp(q + 1, "HTTP/1.", 7) == 0 &&
+        (unsigned char)(q[8] - '0') < 10) {
+        q += 8; /* all of the usual "HTTP/1.x" at once */
+    } else {
+        for (size_t i = 0; i < 8; i++) {
+            if (++q == end)
+                goto line_incomplete;
+            bool ok = shape[i] == '9' ? (*q >= '0' && *q <= '9') : *q == shape[i];
+            if (!ok) {
+                st = line_error(line, q, max_line);
+                goto fail;
+            }
         }
     }
     char major = q[-2], minor = q[0];
@@ -489,8 +591,7 @@ int sl_http_parse_request(const char *buf, size_t len, const struct sl_http_limi
            whitespace before the colon is forbidden (5.1): both are 400, as
            is any other byte that is not part of a token. */
         const char *name = p;
-        while (p < end && IS(*p, C_TCHAR))
-            p++;
+        p = span(p, end, C_TCHAR);
         if (p == end)
             goto incomplete;
         if (*p != ':' || p == name)
@@ -505,8 +606,7 @@ int sl_http_parse_request(const char *buf, size_t len, const struct sl_http_limi
         while (p < end && (*p == ' ' || *p == '\t'))
             p++;
         const char *v = p;
-        while (p < end && IS(*p, C_FVAL))
-            p++;
+        p = span_ascii(p, end, 0x20, C_FVAL);
         if (p == end)
             goto incomplete;
         const char *ve = p;
@@ -582,6 +682,32 @@ int sl_http_normalize_path(const char *target, size_t n, char *out, size_t outsz
         if (p == end || *p != '/')
             p = end; /* no path: the root */
     }
+    if (p < end) {
+        /* Most targets are plain ("/f1k.html", "/img/a.png?v=2"): no
+           '%', no dot or empty segment ("/." or "//" anywhere), no control
+           byte. OUT is then the path as is, without its leading '/', and one
+           pass finds that out; anything else takes the general path below. */
+        const char *c = p;
+        for (;;) {
+            c = span(c, end, C_PATH);
+            if (c == end || *c == '?' || *c == '#')
+                break;
+            if (*c != '/' || (c + 1 < end && (c[1] == '/' || c[1] == '.')))
+                goto general;
+            c++;
+        }
+        size_t m = (size_t)(c - p) - 1;
+        if (m + 1 > outsz) {
+            st = 414;
+            goto fail;
+        }
+        memcpy(out, p + 1, m);
+        out[m] = '\0';
+        *trailing_slash = m == 0 || out[m - 1] == '/';
+        *status = 0;
+        return SL_OK;
+    }
+general:
     for (const char *c = p; c < end; c++) {
         if (*c == '?' || *c == '#') {
             end = c;

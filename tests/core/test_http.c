@@ -6,6 +6,7 @@
 #include "core/http.h"
 
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -821,6 +822,222 @@ Test(http_parse, header_count_capped_by_array_size)
     free(raw);
 }
 
+/* The method, target, field names and values are scanned several bytes at a
+ * time; a run of every length from 1 to 20 ends exactly where it should, and
+ * a wrong byte at every offset of it (the first, one inside a group, the
+ * last) is found, also when it is the last byte of the buffer. */
+Test(http_parse, runs_end_exactly_at_every_length_and_offset)
+{
+    /* where the run goes, a byte of its class, and one not in it */
+    static const struct {
+        const char *fmt; /* %s: the run */
+        char good, bad;
+    } place[] = {
+        /* 0: the method, 1-3: the target, 4: a field name, 5-: a value */
+        {"%s / HTTP/1.1\r\nHost: h\r\n\r\n", 'G', '/'},
+        {"GET /%s HTTP/1.1\r\nHost: h\r\n\r\n", 'a', '\x7f'},
+        {"GET /%s HTTP/1.1\r\nHost: h\r\n\r\n", '!', ' '},
+        {"GET /%s HTTP/1.1\r\nHost: h\r\n\r\n", '~', '\x80'},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX%s: v\r\n\r\n", 'a', '@'},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX: %s\r\n\r\n", 'a', '\x01'},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX: %s\r\n\r\n", '\xe9', '\x00'},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX: %s\r\n\r\n", '~', '\x7f'},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX: %s\r\n\r\n", '!', '\x1f'},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX: %s\r\n\r\n", '\xff', '\r'},
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(place); i++) {
+        for (size_t n = 1; n <= 20; n++) {
+            char run[32], raw[128];
+            memset(run, place[i].good, n);
+            run[n] = '\0';
+            size_t len = (size_t)snprintf(raw, sizeof(raw), place[i].fmt, run);
+            const char *at = strstr(raw, run);
+            struct sl_request req;
+            int status;
+            cr_assert_eq(parse_n(raw, len, &lim, &req, &status), (int)len, "%s",
+                         show(raw, len));
+            size_t got = i == 0   ? req.method_name.n
+                         : i <= 3 ? req.target.n - 1
+                         : i == 4 ? req.headers[1].name.n - 1
+                                  : req.headers[1].value.n;
+            /* allowed but rare value bytes inside a value: HTAB, SP, obs-text */
+            for (size_t k = 1; i >= 5 && k + 1 < n; k++) {
+                static const char odd[] = {'\t', ' ', '\x80', '\xff', '~', '!'};
+                for (size_t j = 0; j < sizeof(odd); j++) {
+                    char ok[128];
+                    memcpy(ok, raw, len);
+                    ok[at - raw + k] = odd[j];
+                    cr_expect_eq(parse_n(ok, len, &lim, &req, &status), (int)len, "%s",
+                                 show(ok, len));
+                    cr_expect_eq(req.headers[1].value.n, n, "%s", show(ok, len));
+                }
+            }
+            cr_expect_eq(got, n, "%s: run of %zu", show(raw, len), got);
+            for (size_t k = 0; k < n; k++) {
+                char bad[128];
+                memcpy(bad, raw, len);
+                bad[at - raw + k] = place[i].bad;
+                cr_expect_eq(parse_n(bad, len, &lim, &req, &status), SL_ERR, "%s",
+                             show(bad, len));
+                cr_expect_eq(status, 400, "%s: status %d", show(bad, len), status);
+                /* the wrong byte as the last one received decides too (a CR
+                   there may still start a CRLF, an SP end the target) */
+                if (place[i].bad == '\r' || place[i].bad == ' ')
+                    continue;
+                size_t cut = (size_t)(at - raw) + k + 1;
+                cr_expect_eq(parse_n(bad, cut, &lim, &req, &status), SL_ERR, "%s",
+                             show(bad, cut));
+            }
+        }
+    }
+}
+
+/* Did the field NAME: VALUE (the only one besides Host: h) take effect? */
+static bool field_took_effect(const char *name, const char *value, int *rc)
+{
+    char raw[256];
+    size_t len = (size_t)snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: h\r\n%s: %s\r\n\r\n",
+                                  name, value);
+    struct sl_request req;
+    int status;
+    *rc = parse_n(raw, len, &lim, &req, &status);
+    if (*rc == SL_ERR)
+        return status == 400; /* a second Host, a Transfer-Encoding with nothing to frame */
+    return req.range.n || req.if_match.n || req.if_range.n || req.if_none_match.n ||
+           req.accept_encoding.n || req.if_modified_since.n || req.if_unmodified_since.n ||
+           req.content_length >= 0 || req.has_transfer_encoding || req.expect_continue ||
+           !req.keepalive;
+}
+
+/* Known field names and the tokens of Connection and Expect are compared a
+ * word at a time, case-insensitively: every name matches in any case, and a
+ * name or token that differs in any one byte (first, inside a word, in the
+ * overlapping last word, last) does not. */
+Test(http_parse, known_names_and_tokens_match_exactly_in_any_case)
+{
+    static const struct {
+        const char *name, *value;
+        bool vary_value; /* vary the token in the value instead of the name */
+    } known[] = {
+        {"host", "h", false},
+        {"range", "bytes=0-1", false},
+        {"expect", "100-continue", false},
+        {"if-match", "*", false},
+        {"if-range", "\"a\"", false},
+        {"connection", "close", false},
+        {"if-none-match", "\"a\"", false},
+        {"content-length", "0", false},
+        {"accept-encoding", "gzip", false},
+        {"transfer-encoding", "chunked", false},
+        {"if-modified-since", "x", false},
+        {"if-unmodified-since", "x", false},
+        {"expect", "100-continue", true},
+        {"connection", "close", true},
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(known); i++) {
+        char name[32], value[32];
+        const char *word = known[i].vary_value ? known[i].value : known[i].name;
+        size_t n = strlen(word);
+        for (int upper = 0; upper <= 1; upper++) {
+            char *w = known[i].vary_value ? value : name;
+            snprintf(name, sizeof(name), "%s", known[i].name);
+            snprintf(value, sizeof(value), "%s", known[i].value);
+            for (size_t k = 0; upper && k < n; k++)
+                w[k] = (char)toupper((unsigned char)w[k]);
+            int rc;
+            cr_expect(field_took_effect(name, value, &rc), "%s: %s (rc %d)", name, value, rc);
+            for (size_t k = 0; k < n; k++) {
+                char keep = w[k];
+                w[k] = tolower((unsigned char)keep) == 'x' ? 'y' : 'x';
+                cr_expect_not(field_took_effect(name, value, &rc), "%s: %s (rc %d)", name,
+                              value, rc);
+                w[k] = keep;
+            }
+        }
+    }
+    /* keep-alive in HTTP/1.0, where keepalive is false without it */
+    const char *ka[] = {"keep-alive", "KEEP-ALIVE", "Keep-Alive"};
+    for (size_t i = 0; i < SL_ARRAY_LEN(ka); i++) {
+        char raw[128], tok[16];
+        snprintf(tok, sizeof(tok), "%s", ka[i]);
+        for (size_t k = 0; k <= strlen(tok); k++) {
+            char keep = tok[k];
+            if (k < strlen(tok))
+                tok[k] = 'x';
+            size_t len = (size_t)snprintf(raw, sizeof(raw),
+                                          "GET / HTTP/1.0\r\nConnection: %s\r\n\r\n", tok);
+            struct sl_request req;
+            int status;
+            cr_assert_eq(parse_n(raw, len, &lim, &req, &status), (int)len);
+            cr_expect_eq(req.keepalive, k == strlen(tok), "%s", show(raw, len));
+            tok[k] = keep;
+        }
+    }
+}
+
+/* "HTTP/1.x" is checked whole when all of it is there and byte by byte
+ * otherwise: every version string gets the same verdict both ways, at the
+ * end of the buffer as well as before the line end. */
+Test(http_parse, versions_whole_and_byte_by_byte)
+{
+    static const struct {
+        const char *v;
+        int rc_or_status; /* the version (10, 11) or the error status */
+    } cases[] = {
+        {"HTTP/1.0", 10}, {"HTTP/1.1", 11}, {"HTTP/1.9", 11}, {"HTTP/2.0", 505},
+        {"HTTP/0.9", 505}, {"HTTP/9.1", 505}, {"HTTP/1.x", 400}, {"HTTP/1.:", 400},
+        {"HTTP/1./", 400}, {"HTTP/1,1", 400}, {"HTTP/11.", 400}, {"http/1.1", 400},
+        {"HTTQ/1.1", 400}, {"HTTP/1.1x", 400}, {"HTTP/1.", 400}, {"HTTP/1", 400},
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(cases); i++) {
+        char raw[128];
+        size_t len = (size_t)snprintf(raw, sizeof(raw), "GET / %s\r\nHost: h\r\n\r\n",
+                                      cases[i].v);
+        struct sl_request req;
+        int status;
+        int rc = parse_n(raw, len, &lim, &req, &status);
+        if (cases[i].rc_or_status < 100) {
+            cr_expect_eq(rc, (int)len, "%s: rc %d status %d", cases[i].v, rc, status);
+            cr_expect_eq(req.version, cases[i].rc_or_status, "%s", cases[i].v);
+            check_prefixes(raw, len, &lim, (int)len, 0);
+        } else {
+            cr_expect_eq(rc, SL_ERR, "%s", cases[i].v);
+            cr_expect_eq(status, cases[i].rc_or_status, "%s: status %d", cases[i].v, status);
+            check_prefixes(raw, len, &lim, SL_ERR, cases[i].rc_or_status);
+        }
+        /* the line ends right after the version: bare LF, and the buffer's end */
+        len = (size_t)snprintf(raw, sizeof(raw), "GET / %s", cases[i].v);
+        rc = parse_n(raw, len, &lim, &req, &status);
+        cr_expect(rc == SL_AGAIN || (rc == SL_ERR && status == cases[i].rc_or_status),
+                  "%s at the end: rc %d status %d", cases[i].v, rc, status);
+    }
+}
+
+/* A host is scanned in runs of reg-name bytes between %-escapes. */
+Test(http_parse, host_escapes_between_runs)
+{
+    const char *good[] = {"%41", "%41b", "a%41", "a%41b", "%41%42", "abcdefghij%41abcdefghij",
+                          "%41:80", "a%41:", "abcdefghijk"};
+    const char *bad[] = {"%", "a%", "a%4", "%4:80", "a%4g", "%41%", ":80", "a:b", "a:8:0",
+                         "abcdefghij%", "abcdefgh%zz", "a%41 b", "%41@"};
+    for (size_t i = 0; i < SL_ARRAY_LEN(good) + SL_ARRAY_LEN(bad); i++) {
+        bool ok = i < SL_ARRAY_LEN(good);
+        const char *h = ok ? good[i] : bad[i - SL_ARRAY_LEN(good)];
+        char raw[128];
+        size_t len = (size_t)snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", h);
+        struct sl_request req;
+        int status;
+        int rc = parse_n(raw, len, &lim, &req, &status);
+        if (ok) {
+            cr_expect_eq(rc, (int)len, "\"%s\": status %d", h, status);
+            cr_expect(str_is(req.host, h), "\"%s\"", h);
+        } else {
+            cr_expect_eq(rc, SL_ERR, "\"%s\"", h);
+            cr_expect_eq(status, 400, "\"%s\"", h);
+        }
+    }
+}
+
 /* ---- sl_http_normalize_path ---------------------------------------------- */
 
 struct norm_case {
@@ -871,6 +1088,32 @@ static const struct norm_case norm_ok[] = {
     {"/.hidden", ".hidden", false},
     {"/a.b/c.d", "a.b/c.d", false},
     {"/a\\b", "a\\b", false},
+    /* where the one-pass fast path for plain targets hands over to the
+       general one: '%', "/." and "//" first, inside and last; the query or
+       fragment cut before them; absolute-form paths */
+    {"/abc%41", "abcA", false},
+    {"/%41bc", "Abc", false},
+    {"/a.", "a.", false},
+    {"/a./b.", "a./b.", false},
+    {"/a/.b", "a/.b", false},
+    {"/a/b/.", "a/b/", true},
+    {"/a/b/./", "a/b/", true},
+    {"//abc", "abc", false},
+    {"/abc//", "abc/", true},
+    {"/a?/../..", "a", false},
+    {"/a/?x", "a/", true},
+    {"/a#//", "a", false},
+    {"/?%zz", "", true},
+    {"/a?%zz", "a", false},
+    {"/a?\x01", "a", false},
+    {"/a?", "a", false},
+    {"/caf\xc3\xa9", "caf\xc3\xa9", false},
+    {"/a b", "a b", false},
+    {"http://h", "", true},
+    {"http://h?x", "", true},
+    {"http://h/a/b", "a/b", false},
+    {"HTTPS://h/a/", "a/", true},
+    {"http://h/./a", "a", false},
 };
 
 Test(normalize, accepted_targets)
@@ -933,6 +1176,12 @@ static const struct norm_bad norm_400[] = {
     {"ftp://h/x", 0},
     {"http://h/../x", 0},
     {"http://h/%2e%2e", 0},
+    {"/abc%", 0},
+    {"/abc%4", 0},
+    {"/abc\x01", 0},
+    {"/abc\x7f", 0},
+    {"/\x1f" "abc", 0},
+    {"/a/b/..\x7f/..", 0},
 };
 
 Test(normalize, rejected_targets_are_400)
@@ -1002,6 +1251,57 @@ Test(normalize, long_segments_fit_when_out_does)
                  SL_OK);
     cr_expect_eq(strlen(out), 1999);
     cr_expect_not(slash);
+}
+
+/* Plain targets of every length from 1 to 20 (across the scan's groups of
+ * eight) come out as they are; a byte that needs the general path ('%',
+ * "/." or "//", a control byte) at any offset gives its result. */
+Test(normalize, plain_targets_at_every_length_and_offset)
+{
+    for (size_t n = 1; n <= 20; n++) {
+        char t[32], out[64];
+        t[0] = '/';
+        memset(t + 1, 'z', n); /* not a hex digit: "%zz" stays bad */
+        bool slash = true;
+        int status = -1;
+        cr_assert_eq(sl_http_normalize_path(t, n + 1, out, sizeof(out), &slash, &status), SL_OK);
+        cr_expect_eq(strlen(out), n);
+        cr_expect_not(slash);
+        /* OUTSZ n + 1 is exactly enough, n is not */
+        cr_expect_eq(sl_http_normalize_path(t, n + 1, out, n + 1, &slash, &status), SL_OK);
+        cr_expect_eq(sl_http_normalize_path(t, n + 1, out, n, &slash, &status), SL_ERR);
+        cr_expect_eq(status, 414);
+        for (size_t k = 1; k <= n; k++) {
+            char u[32];
+            memcpy(u, t, n + 1);
+            u[k] = '\x01';
+            cr_expect_eq(sl_http_normalize_path(u, n + 1, out, sizeof(out), &slash, &status),
+                         SL_ERR, "control at %zu of %zu", k, n);
+            cr_expect_eq(status, 400);
+            u[k] = '%';
+            cr_expect_eq(sl_http_normalize_path(u, n + 1, out, sizeof(out), &slash, &status),
+                         SL_ERR, "'%%' at %zu of %zu", k, n);
+            cr_expect_eq(status, 400);
+            /* "/zz/zzz" + "/..": the general path keeps "zz/"; an empty
+               segment ('/' first or last) is merged, so ".." leaves the root */
+            u[k] = '/';
+            memcpy(u + n + 1, "/..", 3);
+            if (n == 1) { /* "//..": nothing to climb out of */
+                cr_expect_eq(sl_http_normalize_path(u, n + 4, out, sizeof(out), &slash, &status),
+                             SL_ERR);
+                continue;
+            }
+            cr_expect_eq(sl_http_normalize_path(u, n + 4, out, sizeof(out), &slash, &status),
+                         SL_OK, "'/' at %zu of %zu", k, n);
+            char want[32] = "";
+            if (k > 1 && k < n) {
+                memset(want, 'z', k - 1);
+                memcpy(want + k - 1, "/", 2);
+            }
+            cr_expect_str_eq(out, want, "'/' at %zu of %zu", k, n);
+            cr_expect(slash);
+        }
+    }
 }
 
 /* ---- dates --------------------------------------------------------------- */
