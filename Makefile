@@ -60,11 +60,14 @@ integration:
 
 # Under ThreadSanitizer (5-15 times slower), the tests where threads meet
 # most: hand-offs between stages, thread resizing and reloads, the adaptive
-# admission limit, timers after long rounds, the status socket, inline sends.
+# admission limit, timers after long rounds, the status socket, inline sends,
+# switching who accepts live and stopping while the readers accept.
 # The rest run in the two other builds; `make unit integration
 # BUILD=build-tsan` runs every integration test under TSan (8 minutes here).
 TSAN_TESTS ?= $(addprefix tests/integration/,test_threads.py test_daemon.py \
-	test_admission_limit.py test_synfilter.py test_review_loop.py test_status.py test_inline.py)
+	test_admission_limit.py test_synfilter.py test_review_loop.py test_status.py test_inline.py \
+	test_reader_accept.py::test_switching_live_between_acceptor_threads_and_readers \
+	test_reader_accept.py::test_stop_while_the_readers_accept_under_load)
 
 # The lab's own logic (tools/lab, tools/sluice-sweep): no server, no timing.
 tools-test:
