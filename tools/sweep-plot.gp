@@ -125,7 +125,7 @@ set y2label 'offered requests/s'
 set y2tics
 set ytics nomirror
 set format y2 '%.0s%c'
-set key top left
+set key top left noopaque  # over time the data fill the width: keep them visible under the key
 
 set ylabel 'items queued (log)'
 set logscale y
@@ -175,6 +175,9 @@ plot srv using 1:($11 > 0 ? $11 : 1/0) with lines ls 2 title 'limit', \
      srv using 1:5 axes x1y2 with lines ls 9 title 'offered'
 
 set ylabel 'ms (log)'
+# Fixed: with readers that accept, the wait inside sluice is often below the
+# axis (0) all sweep long, and autoscaling a range with no point fails.
+set yrange [0.01:1000]
 set title stagecfg.': mean queue wait inside sluice per interval'
 plot srv using 1:($16 > 0 ? $16 : 1/0) with lines ls 3 title 'mean wait', \
      srv using 1:5 axes x1y2 with lines ls 9 title 'offered'
