@@ -46,7 +46,9 @@
 #define READ_BATCH_MAX SPARE_BUFS /* ready connections read before any is served */
 #define DRAIN_IDLE_NS 1000000000ull /* draining: an idle keep-alive connection
                                       closes once idle this long (see sweep) */
-#define ACCEPT_BATCH 16         /* connections a reader accepts per round */
+#define ACCEPT_BATCH MAX_EVENTS /* connections a reader accepts per round: as
+                                  many as the events it serves, so 2,000 clients
+                                  connecting at once are not let in 16 a round */
 
 /* data.ptr of the listening socket in a reader's epoll set. */
 static char listen_tag;
