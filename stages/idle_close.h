@@ -17,6 +17,12 @@
  * The count never goes below zero: only the claim holder takes from it, and
  * never more than it read.
  *
+ * "Acceptor" here is any thread that accepts: an acceptor thread, or a reader
+ * when the readers accept ([acceptor] threads = 0). A reader that accepts
+ * past the limit asks like any acceptor, then serves requests like any
+ * reader (stages/reader.c closes the server's longest-idle connection,
+ * whichever reader holds it).
+ *
  * Who may call what, concurrently with what:
  *
  *   sl_idle_close_...        caller             runs concurrently with
