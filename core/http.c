@@ -45,22 +45,10 @@ static const unsigned char cls[256] = {
 static inline const char *span(const char *p, const char *end, unsigned k)
 {
     for (; end - p >= 8; p += 8) {
-        if (!IS(p[0], k))
-            return p;
-        if (!IS(p[1], k))
-            return p + 1;
-        if (!IS(p[2], k))
-            return p + 2;
-        if (!IS(p[3], k))
-            return p + 3;
-        if (!IS(p[4], k))
-            return p + 4;
-        if (!IS(p[5], k))
-            return p + 5;
-        if (!IS(p[6], k))
-            return p + 6;
-        if (!IS(p[7], k))
-            return p + 7;
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) /* a constant bound: no check against END */
+            if (!IS(p[i], k))
+                return p + i;
     }
     while (p < end && IS(*p, k))
         p++;
