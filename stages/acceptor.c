@@ -24,6 +24,9 @@
 #define POLL_MS 200     /* re-check the stop and resize flags this often */
 #define ACCEPT_BATCH 64 /* accepts per wakeup before checking flags again */
 #define FULL_WAIT_MS 2  /* at a limit, waiting: look at the count again this often */
+#define BOUND_REFILL_NS 1000000ull /* while the limit binds, refill the gate at most
+                                      this often: a reader that accepts tries again
+                                      in every round that served events */
 
 /* Connections let in past max_connections: refused ones until they have
  * their 503, and new ones while readers close idle ones to make room. The
@@ -280,22 +283,31 @@ static void adm_tick(uint64_t now)
     ctl.interval_end = now + interval;
 }
 
-/* The controller's turn, if no other thread has it: refills the SYN gate
- * (REFILL) or closes an interval of the limit if one is over (else). */
-static void control(uint64_t now, bool refill)
+/* What the controller's turn does: close an interval of the limit if one is
+ * over, refill the SYN gate, or refill it if BOUND_REFILL_NS have passed
+ * since the last such refill (found the limit binding, nothing accepted: a
+ * reader may find that once a round, and each refill reads TCP_INFO). */
+enum turn { TICK, REFILL, BOUND_REFILL };
+
+/* The controller's turn, if no other thread has it. NOW: sl_now_ns(). */
+static void control(uint64_t now, enum turn what)
 {
     if (pthread_mutex_trylock(&ctl_lock) != 0)
         return;
-    if (refill)
-        gate_refill();
-    else
+    if (what == TICK) {
         adm_tick(now);
+    } else if (what == REFILL) {
+        gate_refill();
+    } else if (now >= ctl.refill_due) {
+        gate_refill();
+        ctl.refill_due = now + BOUND_REFILL_NS;
+    }
     pthread_mutex_unlock(&ctl_lock);
 }
 
 void sl_adm_control(uint64_t now)
 {
-    control(now, false);
+    control(now, TICK);
 }
 
 bool sl_readers_accept(void)
@@ -321,7 +333,7 @@ int sl_accept_some(struct sl_tstats *st, bool controller, int batch, int reader,
         if (limit < max && open >= limit) {
             __atomic_store_n(&ctl.bound, true, __ATOMIC_RELAXED);
             if (controller)
-                control(0, true);
+                control(sl_now_ns(), BOUND_REFILL);
             return -FULL_WAIT_MS; /* the adaptive limit: leave it in the backlog */
         }
         if (sl_set.adm_on_full == SL_FULL_WAIT && open >= max && !room_from_idle(max))
@@ -337,7 +349,7 @@ int sl_accept_some(struct sl_tstats *st, bool controller, int batch, int reader,
             case EAGAIN:
             case EINTR:
                 if (controller)
-                    control(0, true); /* the queue is empty: room for the target */
+                    control(0, REFILL); /* the queue is empty: room for the target */
                 return POLL_MS;
             case ECONNABORTED:
             case EPROTO:
@@ -396,7 +408,7 @@ int sl_accept_some(struct sl_tstats *st, bool controller, int batch, int reader,
         }
     }
     if (controller)
-        control(0, true); /* the batch took room in the queue: new credit */
+        control(0, REFILL); /* the batch took room in the queue: new credit */
     return 0;
 }
 
@@ -419,7 +431,7 @@ void *sl_acceptor_main(void *arg)
                 timeout = POLL_MS;
                 if (t->index == 0) { /* the limit follows waits even with no accepts */
                     sl_settings_refresh();
-                    control(sl_now_ns(), false);
+                    control(sl_now_ns(), TICK);
                 }
                 continue;
             }
@@ -427,7 +439,7 @@ void *sl_acceptor_main(void *arg)
         uint64_t t0 = sl_now_ns();
         sl_settings_refresh(); /* the settings for this burst, one snapshot */
         if (t->index == 0)
-            control(t0, false);
+            control(t0, TICK);
         sl_queue_defer_begin(); /* one wake per reader for the whole burst */
         timeout = sl_accept_some(st, t->index == 0, ACCEPT_BATCH, -1, NULL, NULL);
         sl_queue_defer_end();

@@ -77,6 +77,7 @@ struct sl_adm_ctl {
     int queue_target;       /* while the limit binds: the accept queue's length
                                aimed at (sl_adm_next_backlog) */
     bool gating;            /* the SYN filter gates new SYNs to that length */
+    uint64_t refill_due;    /* a refill while the limit binds waits until then */
     uint64_t shed_until;    /* the backlog stays short and the SYN filter sheds
                                until then: SL_ADM_SHED_HOLD_NS past the last
                                interval in which the limit bound */

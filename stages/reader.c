@@ -804,10 +804,10 @@ static void close_idle_for_room(struct reader *r)
         sl_idle_close_done(); /* after the close: the acceptor asks again only then */
     }
     sl_idle_close_unclaim();
-    if (closed > 0)
+    if (closed > 0) {
         publish_idle(r);
-    if (closed > 0)
         SL_COUNTER_ADD(&r->st->ev.closed_idle, (uint64_t)closed);
+    }
 }
 
 /* Per round (before the queue, and again after epoll_wait, so a reload
