@@ -9,7 +9,6 @@
 #include <string.h>
 
 #ifdef SLUICE_HAVE_BPF
-#include "stages/synfilter_ctl.h"
 #include "synfilter.skel.h" /* generated from synfilter.bpf.c at build time */
 
 #include <bpf/bpf.h>
@@ -20,9 +19,11 @@
 
 
 static struct synfilter_bpf *skel;
-static int ctl_fd = -1; /* written before the acceptors start, then read-only */
-static bool shedding;   /* the acceptor's own copy of SL_SYN_SHED */
-static bool gating;     /* ... of sl_syn_gate */
+/* The filter's .bss, mapped: NULL when no filter is attached. Written before
+   the acceptors start, then read-only. */
+static struct synfilter_bpf__bss *bss;
+static bool shedding; /* the acceptor's own copy of sl_syn_shed */
+static bool gating;   /* ... of sl_syn_gate */
 static long granted;    /* the credit the gate was given last */
 
 /* libbpf's own messages go to the error log at debug level. */
@@ -47,6 +48,12 @@ int sl_synfilter_attach(int fd, char *why, size_t whylen)
                  errno == EPERM ? " (needs CAP_BPF: start as root)" : "");
         return SL_ERR;
     }
+    if (skel->bss == NULL) { /* the kernel cannot map BPF globals (before 5.5) */
+        snprintf(why, whylen, "cannot map the BPF program's globals");
+        synfilter_bpf__destroy(skel);
+        skel = NULL;
+        return SL_ERR;
+    }
     int prog = bpf_program__fd(skel->progs.sl_synfilter);
     if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &prog, sizeof(prog)) != 0) {
         snprintf(why, whylen, "SO_ATTACH_BPF: %s", strerror(errno));
@@ -54,38 +61,32 @@ int sl_synfilter_attach(int fd, char *why, size_t whylen)
         skel = NULL;
         return SL_ERR;
     }
-    ctl_fd = bpf_map__fd(skel->maps.syn_ctl);
     shedding = false;
     gating = false;
     granted = 0;
+    __atomic_store_n(&bss, skel->bss, __ATOMIC_RELEASE);
     return SL_OK;
 }
 
 bool sl_synfilter_on(void)
 {
-    return __atomic_load_n(&ctl_fd, __ATOMIC_RELAXED) >= 0;
+    return __atomic_load_n(&bss, __ATOMIC_RELAXED) != NULL;
 }
 
 void sl_synfilter_shed(bool shed)
 {
-    if (ctl_fd < 0 || shed == shedding)
+    if (bss == NULL || shed == shedding)
         return;
-    __u32 k = SL_SYN_SHED;
-    __u64 v = shed;
-    if (bpf_map_update_elem(ctl_fd, &k, &v, BPF_ANY) != 0) {
-        sl_log(SL_LOG_WARN, "admission.drop_syn_retries: cannot update the filter: %s",
-               strerror(errno));
-        return;
-    }
+    __atomic_store_n(&bss->sl_syn_shed, shed ? 1u : 0u, __ATOMIC_RELAXED);
     shedding = shed;
 }
 
 void sl_synfilter_gate(long room)
 {
-    if (ctl_fd < 0 || skel->bss == NULL)
+    if (bss == NULL)
         return;
-    __u32 *gate = &skel->bss->sl_syn_gate;
-    __s64 *credit = &skel->bss->sl_syn_credit;
+    __u32 *gate = &bss->sl_syn_gate;
+    __s64 *credit = &bss->sl_syn_credit;
     if (room < 0) {
         if (gating)
             __atomic_store_n(gate, 0, __ATOMIC_RELAXED);
@@ -106,27 +107,22 @@ void sl_synfilter_gate(long room)
 void sl_synfilter_counts(struct sl_synfilter_counts *c)
 {
     memset(c, 0, sizeof(*c));
-    int fd = __atomic_load_n(&ctl_fd, __ATOMIC_RELAXED);
-    if (fd < 0)
+    struct synfilter_bpf__bss *b = __atomic_load_n(&bss, __ATOMIC_ACQUIRE);
+    if (b == NULL)
         return;
-    __u64 v[SL_SYN_NCTL] = {0};
     /* Dropped, then retransmitted, then all: each read no earlier than the
        one before, so dropped <= retries <= syns holds in what is shown. */
-    for (__u32 k = SL_SYN_NCTL; k-- > 0;)
-        if (bpf_map_lookup_elem(fd, &k, &v[k]) != 0)
-            v[k] = 0;
-    c->shedding = v[SL_SYN_SHED] != 0;
-    c->syns = v[SL_SYN_SYNS];
-    c->retries = v[SL_SYN_RETRIES];
-    c->dropped = v[SL_SYN_DROPPED];
-    c->gated = v[SL_SYN_GATED];
-    c->gating = skel != NULL && skel->bss != NULL &&
-                __atomic_load_n(&skel->bss->sl_syn_gate, __ATOMIC_RELAXED) != 0;
+    c->dropped = __atomic_load_n(&b->sl_syn_dropped, __ATOMIC_ACQUIRE);
+    c->retries = __atomic_load_n(&b->sl_syn_retries, __ATOMIC_ACQUIRE);
+    c->syns = __atomic_load_n(&b->sl_syns, __ATOMIC_ACQUIRE);
+    c->gated = __atomic_load_n(&b->sl_syn_gated, __ATOMIC_RELAXED);
+    c->shedding = __atomic_load_n(&b->sl_syn_shed, __ATOMIC_RELAXED) != 0;
+    c->gating = __atomic_load_n(&b->sl_syn_gate, __ATOMIC_RELAXED) != 0;
 }
 
 void sl_synfilter_free(void)
 {
-    __atomic_store_n(&ctl_fd, -1, __ATOMIC_RELAXED);
+    __atomic_store_n(&bss, NULL, __ATOMIC_RELAXED);
     if (skel != NULL)
         synfilter_bpf__destroy(skel);
     skel = NULL;
