@@ -82,6 +82,8 @@ struct sl_adm_ctl {
                                aimed at (sl_adm_next_backlog) */
     bool gating;            /* the SYN filter gates new SYNs to that length */
     uint64_t refill_due;    /* a refill while the limit binds waits until then */
+    uint64_t gated_seen;    /* the SYN gate's count of new SYNs turned away, at
+                               the last tick */
     uint64_t shed_until;    /* the backlog stays short and the SYN filter sheds
                                until then: SL_ADM_SHED_HOLD_NS past the last
                                interval in which the limit bound */
