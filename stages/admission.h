@@ -54,12 +54,12 @@
 #define SL_ADM_LIMIT_MIN 16       /* the limit never falls below this */
 #define SL_ADM_LIMIT_START 256    /* the limit at start; it grows while needed */
 #define SL_ADM_BACKLOG_MIN 64     /* the backlog never falls below this */
-#define SL_ADM_BACKLOG_TARGETS 2  /* while the limit binds, the backlog holds
+#define SL_ADM_BACKLOG_TARGETS 5  /* while the limit binds, the backlog holds
                                      what sluice accepts in this many targets
-                                     (5 until the readers accepted: A/B at 0.25
-                                     CPU, 1-4x the knee, p99 of admitted
-                                     requests 63-126 ms against 218-369, the
-                                     same or more goodput) */
+                                     (2 tried: p99 63-126 ms against 218-369
+                                     with Poisson arrivals, but h2load's bursts
+                                     of a tenth of a second's connections
+                                     overflowed it: 0.6 of the replies) */
 #define SL_ADM_IDLE_MIN 0.05      /* the limit grows only while the readers wait
                                      for work this share of the time or more */
 #define SL_ADM_SHED_HOLD_NS 2000000000ull /* shedding outlasts the limit's

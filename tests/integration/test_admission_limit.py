@@ -2,7 +2,7 @@
 starts at 256 open connections; a standing queue inside sluice lowers it, new
 connections then wait in the kernel's listen backlog (never accepted, never
 a 503), the sessions already admitted are served, and the backlog is sized
-to what the acceptor takes in two targets; and it grows back while
+to what the acceptor takes in five targets; and it grows back while
 connections wait and the readers have time to spare."""
 
 import contextlib
