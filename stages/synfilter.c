@@ -11,7 +11,6 @@
 #ifdef SLUICE_HAVE_BPF
 #include "synfilter.skel.h" /* generated from synfilter.bpf.c at build time */
 
-#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <stdarg.h>

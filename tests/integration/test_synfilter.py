@@ -37,16 +37,20 @@ def checksum(data):
     return ~s & 0xFFFF
 
 
-def send_syn(port, sport, seq):
-    """One bare SYN from 127.0.0.1:SPORT with initial sequence number SEQ, as
-    a client's kernel sends it (again, when it retransmits). No socket of ours
-    owns SPORT, so a SYN-ACK that comes back is answered with a reset."""
+def syn_segment(port, sport, seq):
+    """A bare SYN from 127.0.0.1:SPORT to PORT with initial sequence number
+    SEQ, as a client's kernel sends it (again, when it retransmits)."""
     src = dst = socket.inet_aton("127.0.0.1")
     hdr = struct.pack("!HHIIBBHHH", sport, port, seq, 0, 5 << 4, 0x02, 65535, 0, 0)
     pseudo = struct.pack("!4s4sBBH", src, dst, 0, socket.IPPROTO_TCP, len(hdr))
-    hdr = hdr[:16] + struct.pack("!H", checksum(pseudo + hdr)) + hdr[18:]
+    return hdr[:16] + struct.pack("!H", checksum(pseudo + hdr)) + hdr[18:]
+
+
+def send_syn(port, sport, seq):
+    """Sends syn_segment(PORT, SPORT, SEQ). No socket of ours owns SPORT, so a
+    SYN-ACK that comes back is answered with a reset."""
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP) as s:
-        s.sendto(hdr, ("127.0.0.1", 0))
+        s.sendto(syn_segment(port, sport, seq), ("127.0.0.1", 0))
 
 
 def syn_counts(server):
@@ -237,15 +241,11 @@ def test_filter_remembers_tens_of_thousands_of_syns(factory):
     rng = random.Random(7)
     syns = [(rng.randint(1024, 65535), rng.getrandbits(32)) for _ in range(n)]
     s0, r0, d0 = syn_counts(server)
-    src = dst = socket.inet_aton("127.0.0.1")
+    segments = [syn_segment(server.port, sport, seq) for sport, seq in syns]
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP) as s:
         for _ in range(2):
-            for sport, seq in syns:
-                hdr = struct.pack("!HHIIBBHHH", sport, server.port, seq, 0, 5 << 4, 0x02,
-                                  65535, 0, 0)
-                pseudo = struct.pack("!4s4sBBH", src, dst, 0, socket.IPPROTO_TCP, len(hdr))
-                hdr = hdr[:16] + struct.pack("!H", checksum(pseudo + hdr)) + hdr[18:]
-                s.sendto(hdr, ("127.0.0.1", 0))
+            for seg in segments:
+                s.sendto(seg, ("127.0.0.1", 0))
     helpers.wait_until(lambda: syn_counts(server)[0] >= s0 + 2 * n, timeout=10,
                        what=f"the filter counting {2 * n} SYNs")
     syns_seen, retries, dropped = syn_counts(server)
