@@ -38,6 +38,21 @@
  *     an fstat of the entry began (checked_ns, any thread's) that found the
  *     file unchanged needs no fstat of its own: whatever was done to the file
  *     before the request arrived, that fstat saw (sl_cache_get_after).
+ *   - Each regular file's entry also has an inotify watch (IN_MODIFY,
+ *     IN_ATTRIB: a write, a truncate, a chmod, a touch, a lost link) on the
+ *     inode behind its fd, added before any hit's fstat. sl_cache_sync
+ *     drains the inotify fd under ilock and bumps the epoch when it read
+ *     anything (IN_Q_OVERFLOW and IN_IGNORED included). A hit's fstat that
+ *     found the file unchanged records the epoch read before it (seen_epoch).
+ *     A request read before a sync returned whose entry's seen_epoch is the
+ *     current epoch needs no fstat: every change to the file after that
+ *     fstat queued an event before the request arrived, the sync read it,
+ *     and the epoch moved on. Any change to any watched file sends every
+ *     entry back to its fstat once. Watches are shared by entries on the
+ *     same inode (the kernel gives them one wd), counted in wds under
+ *     wlock, and removed with the last entry; added and removed under wlock,
+ *     so an add never meets a watch being removed. Where a watch cannot be
+ *     had (no inotify, max_user_watches), the entry is checked on every hit.
  *   - A small file changed too recently (SL_CACHE_SETTLE_NS) gets an entry
  *     without a body: a write may still be copying its bytes in. Its
  *     promote_at says when the file will have settled; the first hit after
@@ -60,6 +75,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -86,6 +103,9 @@ struct entry {
     uint64_t promote_at;     /* atomic: sl_now_ns() from which a new entry
                                 would hold the body (a small file changed
                                 too recently to be copied); UINT64_MAX: no */
+    uint64_t seen_epoch;     /* atomic: c->epoch read before a hit's fstat
+                                that found the file unchanged; 0: none yet */
+    int wd;                  /* inotify watch on the file, or -1: none */
     uint8_t accessed;        /* CLOCK bit: hit since the evictor last passed */
     bool published;          /* was added to the table (false: private entry) */
     dev_t dev;
@@ -111,6 +131,18 @@ struct sl_cache {
     int evicting;            /* atomic flag: a sweep is running */
     char *hand;              /* CLOCK hand: key of the next entry to sweep, */
     unsigned long hand_hash; /* owned by the thread holding evicting */
+    int ifd;                 /* inotify, watching the cached files; -1: none */
+    uint64_t epoch;          /* atomic: bumped by a sync that read events */
+    pthread_mutex_t ilock;   /* one sync drains ifd at a time */
+    pthread_mutex_t wlock;   /* the watch table, and adding/removing watches */
+    struct wdref *wds;       /* sorted by wd: entries using each watch */
+    size_t nwds, capwds;
+    bool watch_failed;       /* logged once: a watch could not be added */
+};
+
+struct wdref {
+    int wd;
+    long refs;
 };
 
 /* What opening PATH found, before any entry exists. */
@@ -145,6 +177,92 @@ static bool transient(int err)
            err == EINTR || err == ENOBUFS;
 }
 
+/* Index of WD in c->wds, or where it would go. Under wlock. */
+static size_t wd_find(const struct sl_cache *c, int wd)
+{
+    size_t lo = 0, hi = c->nwds;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->wds[mid].wd < wd)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* A watch on the inode behind FD, counted for one more entry; -1 if none can
+ * be had (the entry is then checked with an fstat on every hit). */
+static int watch_add(struct sl_cache *c, int fd)
+{
+    if (c->ifd < 0)
+        return -1;
+    char path[32];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    pthread_mutex_lock(&c->wlock);
+    int wd = inotify_add_watch(c->ifd, path, IN_MODIFY | IN_ATTRIB);
+    if (wd < 0) {
+        if (!c->watch_failed)
+            sl_log(SL_LOG_WARN,
+                   "cache: inotify_add_watch: %s (fs.inotify.max_user_watches?): "
+                   "files without a watch get an fstat on every hit",
+                   strerror(errno));
+        c->watch_failed = true;
+        pthread_mutex_unlock(&c->wlock);
+        return -1;
+    }
+    size_t i = wd_find(c, wd);
+    if (i < c->nwds && c->wds[i].wd == wd) {
+        c->wds[i].refs++;
+    } else {
+        if (c->nwds == c->capwds) {
+            c->capwds = c->capwds ? 2 * c->capwds : 64;
+            c->wds = sl_realloc(c->wds, c->capwds * sizeof(*c->wds));
+        }
+        memmove(c->wds + i + 1, c->wds + i, (c->nwds - i) * sizeof(*c->wds));
+        c->wds[i] = (struct wdref){wd, 1};
+        c->nwds++;
+    }
+    pthread_mutex_unlock(&c->wlock);
+    return wd;
+}
+
+/* One entry less uses WD: the last one removes the watch. */
+static void watch_put(struct sl_cache *c, int wd)
+{
+    pthread_mutex_lock(&c->wlock);
+    size_t i = wd_find(c, wd);
+    if (i < c->nwds && c->wds[i].wd == wd && --c->wds[i].refs == 0) {
+        inotify_rm_watch(c->ifd, wd); /* EINVAL if the kernel dropped it: fine */
+        memmove(c->wds + i, c->wds + i + 1, (c->nwds - i - 1) * sizeof(*c->wds));
+        c->nwds--;
+    }
+    pthread_mutex_unlock(&c->wlock);
+}
+
+uint64_t sl_cache_sync(struct sl_cache *c)
+{
+    if (c->ifd >= 0) {
+        _Alignas(struct inotify_event) char buf[4096];
+        bool any = false;
+        pthread_mutex_lock(&c->ilock);
+        for (;;) {
+            ssize_t n = read(c->ifd, buf, sizeof(buf));
+            if (n > 0) {
+                any = true;
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            break; /* EAGAIN: drained */
+        }
+        if (any)
+            uatomic_add_return(&c->epoch, 1); /* a full barrier */
+        pthread_mutex_unlock(&c->ilock);
+    }
+    return sl_now_ns();
+}
+
 static void free_rcu(struct rcu_head *head)
 {
     struct entry *e = caa_container_of(head, struct entry, rcu);
@@ -159,6 +277,8 @@ static void release(struct urcu_ref *ref)
     struct sl_cache *c = e->cache;
     /* The count is zero, so no thread holds or can take a reference: the fd is
        unused. The memory may still be read by RCU readers: free it later. */
+    if (e->wd >= 0)
+        watch_put(c, e->wd);
     if (e->pub.fd >= 0) {
         close(e->pub.fd);
         uatomic_dec(&c->open_fds); /* statistics only: no ordering needed */
@@ -338,6 +458,7 @@ static struct entry *build(struct sl_cache *c, const char *path, unsigned long h
     e->promote_at = wait > 0 ? now + wait : UINT64_MAX;
     urcu_ref_set(&e->ref, refs);
     uatomic_inc(&c->live); /* statistics for destroy: no ordering needed */
+    e->wd = -1;
     e->pub.fd = p->fd;
     e->pub.err = p->err;
     if (p->err != 0)
@@ -351,6 +472,9 @@ static struct entry *build(struct sl_cache *c, const char *path, unsigned long h
     if (!file)
         return e;
     uatomic_inc(&c->open_fds); /* statistics only: no ordering needed */
+    /* Before any hit's fstat, which is what vouches for the file (the
+       probe's came before the watch: seen_epoch stays 0 until a hit's). */
+    e->wd = watch_add(c, p->fd);
     memcpy(e->pub.last_modified, lm, sizeof(lm));
     memcpy(e->pub.etag, etag, sizeof(etag));
     e->pub.content_type = type;
@@ -616,8 +740,13 @@ static struct entry *revalidate(struct sl_cache *c, struct entry *e, uint64_t no
 /* The per-hit change check of E (a regular file's entry, referenced) for a
  * request read by READ_NS (0: not known), at NOW, read before this call.
  * True if the file changed under E's fd. */
-static bool hit_changed(struct entry *e, uint64_t read_ns, uint64_t now)
+static bool hit_changed(struct sl_cache *c, struct entry *e, uint64_t read_ns, uint64_t now)
 {
+    /* READ_NS came from a sync after the request was read: an event for
+       any change since the entry's last unchanged fstat moved the epoch. */
+    uint64_t epoch = uatomic_read(&c->epoch);
+    if (read_ns != 0 && e->wd >= 0 && uatomic_read(&e->seen_epoch) == epoch)
+        return false;
     /* Relaxed: a stale value is an older one, which at worst costs an fstat.
        A stamp above READ_NS comes from a clock read after the request was
        read, and that thread's fstat came after its clock read: it saw every
@@ -627,9 +756,12 @@ static bool hit_changed(struct entry *e, uint64_t read_ns, uint64_t now)
         return false;
     if (changed_under(e))
         return true;
-    /* Racing stores may put back an older stamp: one more fstat, no harm. */
+    /* Racing stores may put back an older stamp or epoch: one more fstat,
+       no harm. Each was read before an fstat that found the file unchanged. */
     if (now > uatomic_read(&e->checked_ns))
         uatomic_set(&e->checked_ns, now);
+    if (e->wd >= 0)
+        uatomic_set(&e->seen_epoch, epoch);
     return false;
 }
 
@@ -668,7 +800,7 @@ struct sl_cache_entry *sl_cache_get_after(struct sl_cache *c, const char *path,
        old header with new bytes. No CAS here: every thread that sees the
        change must stop using E, and racing checkers converge on one entry. */
     uint64_t now = sl_now_ns();
-    if (e->pub.fd >= 0 && hit_changed(e, read_ns, now))
+    if (e->pub.fd >= 0 && hit_changed(c, e, read_ns, now))
         return &revalidate(c, e, now, CHANGED, ts)->pub;
     /* One comparison for every other entry (UINT64_MAX). The thread whose
        CAS clears the stamp builds the entry with the body; the others send
@@ -754,6 +886,13 @@ struct sl_cache *sl_cache_create(int root_fd, const struct sl_mime *mime,
         sl_log(SL_LOG_CRIT, "cache: cannot create the hash table");
         abort();
     }
+    c->epoch = 1; /* 0 is no entry's: never vouched for */
+    pthread_mutex_init(&c->ilock, NULL);
+    pthread_mutex_init(&c->wlock, NULL);
+    c->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (c->ifd < 0)
+        sl_log(SL_LOG_WARN, "cache: inotify_init1: %s: every hit gets an fstat",
+               strerror(errno));
     sl_cache_configure(c, cfg);
     return c;
 }
@@ -792,6 +931,13 @@ void sl_cache_destroy(struct sl_cache *c)
         sl_log(SL_LOG_ERROR, "cache: hash table not empty at destroy");
     free(c->hand);
     long live = uatomic_read(&c->live);
+    if (live == 0) {
+        if (c->ifd >= 0)
+            close(c->ifd);
+        free(c->wds);
+        pthread_mutex_destroy(&c->ilock);
+        pthread_mutex_destroy(&c->wlock);
+    }
     if (live != 0) {
         /* A caller still holds entries. Their late release needs C, so it is
            leaked rather than freed under them. */

@@ -91,12 +91,19 @@ void sl_cache_configure(struct sl_cache *c, const struct sl_cache_config *cfg);
  * thread and must not hold rcu_read_lock. Release with sl_cache_release(). */
 struct sl_cache_entry *sl_cache_get(struct sl_cache *c, const char *path);
 
-/* sl_cache_get for a request whose bytes had all been read by READ_NS (an
- * sl_now_ns() read after the last read(2) of them returned; 0: not known).
- * The per-hit fstat is left out when a check of the entry, by any thread, began
- * after READ_NS and found the file unchanged: a change made before the
- * request arrived is still always seen, so a reader that reads a batch of
- * requests first and then answers them checks a hot file once per batch.
+/* Catches up with what the kernel reported of changes to the cached files
+ * (inotify) and returns sl_now_ns() read after that: the READ_NS for
+ * sl_cache_get_after of every request whose bytes were all read before this
+ * call. One read(2) of the inotify fd, under a lock. Any RCU thread. */
+uint64_t sl_cache_sync(struct sl_cache *c);
+
+/* sl_cache_get for a request whose bytes had all been read before the
+ * sl_cache_sync that returned READ_NS (0: not known). The per-hit fstat is
+ * left out when the file's watch reported nothing since its last fstat found
+ * it unchanged, or when a check of the entry, by any thread, began after
+ * READ_NS and found the file unchanged: a change made before the request
+ * arrived is still always seen, so a reader that reads a batch of requests
+ * first, syncs, and then answers them, checks a file only after it changed.
  * Same contract as sl_cache_get otherwise. */
 struct sl_cache_entry *sl_cache_get_after(struct sl_cache *c, const char *path,
                                           uint64_t read_ns);

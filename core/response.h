@@ -43,8 +43,9 @@ struct sl_response_env {
     bool keepalive;         /* the server would keep the connection after this
                                response (not draining, under
                                max_requests_per_connection) */
-    uint64_t read_ns;       /* the request's bytes had all been read by then
-                               (sl_now_ns()), or 0: see sl_cache_get_after */
+    uint64_t read_ns;       /* the request's bytes had all been read before
+                               the sl_cache_sync that returned it, or 0: see
+                               sl_cache_get_after */
     uint64_t unique;        /* differs from one response to the next on a
                                connection and between connections: seeds the
                                multipart boundary */

@@ -88,9 +88,13 @@ struct sl_conn {
     uint32_t buf_len;
     uint32_t buf_cap;
     uint64_t discard; /* request body bytes still to read and drop */
-    uint64_t read_ns; /* every buffered byte had been read by then
-                         (sl_now_ns(), the reader's batched read), or 0:
-                         not known (see sl_cache_get_after) */
+    uint64_t read_at; /* the reader's r->now at its last read of fd (the
+                         round: a response sent in the same round knows
+                         whether that read emptied the socket) */
+    uint64_t read_ns; /* every buffered byte had been read before the
+                         sl_cache_sync that returned it (the reader's
+                         batched read), or 0: not known
+                         (see sl_cache_get_after) */
 
     /* The response being sent. */
     struct sl_cache_entry *entry; /* referenced while the body is sent */

@@ -85,6 +85,8 @@ struct reader {
     uint32_t spare_cap;
     bool listening;     /* the listening socket is in the epoll set */
     uint64_t accept_at; /* nonzero: out of the set until then (a limit binds) */
+    struct sl_conn *fresh[ACCEPT_BATCH]; /* accepted this round, not yet served */
+    int nfresh;
 };
 
 /* Gives C an input buffer of max_header_size bytes, a spare one if there is
@@ -339,7 +341,7 @@ static enum outcome respond(struct reader *r, struct sl_conn *c)
         return GONE;
     }
     SL_COUNTER_ADD(&r->st->ev.sent_inline, 1);
-    switch (sl_send_finish(c, r->st)) {
+    switch (sl_send_finish(c, r->st, c->drained && c->read_at == r->now)) {
     case SL_NEXT_CLOSED:
         return GONE;
     case SL_NEXT_LINGER:
@@ -462,6 +464,7 @@ static ssize_t read_input(struct reader *r, struct sl_conn *c)
 {
     char *p = c->buf + c->buf_len;
     size_t room = c->buf_cap - c->buf_len;
+    c->read_at = r->now;
     if (r->target == 0) {
         c->rx_ns = 0;
         return read(c->fd, p, room);
@@ -610,21 +613,22 @@ static void take(struct reader *r, struct sl_conn *c)
     serve_input(r, c);
 }
 
-/* Reads the next bytes of those of the NEV (at most READ_BATCH_MAX)
- * connections epoll reported that wait for a request with nothing buffered,
- * all of them before any is served, and stamps them with one clock read
- * taken after the last read: every request among them arrived before that
- * time, so the cache checks a file they share for changes once per batch
- * instead of once per request (sl_cache_get_after). A read that brings
- * nothing (EAGAIN, end of file, an error) is left to serve_input, which
- * reads again and handles it. */
-static void read_batch(struct reader *r, struct epoll_event *evs, int nev)
+/* Reads the next bytes of those of the N (at most READ_BATCH_MAX)
+ * connections CS that wait for a request with nothing buffered, all of them
+ * before any is served, and stamps them with one sl_cache_sync after the
+ * last read: every request among them arrived before it, so the cache
+ * checks a file for changes only once its watch reported one, or once per
+ * batch where it has no watch, instead of once per request
+ * (sl_cache_get_after). A read that brings nothing (EAGAIN, end
+ * of file, an error) is left to serve_input, which reads again and handles
+ * it. */
+static void read_conns(struct reader *r, struct sl_conn **cs, int n_cs)
 {
     struct sl_conn *got[READ_BATCH_MAX];
     int n = 0;
-    for (int i = 0; i < nev && n < READ_BATCH_MAX; i++) {
-        struct sl_conn *c = evs[i].data.ptr;
-        if (c == NULL || evs[i].data.ptr == LISTEN_TAG || c->buf_len > 0 || c->discard > 0 ||
+    for (int i = 0; i < n_cs && n < READ_BATCH_MAX; i++) {
+        struct sl_conn *c = cs[i];
+        if (c->buf_len > 0 || c->discard > 0 ||
             (c->state != SL_CONN_READ && c->state != SL_CONN_IDLE))
             continue;
         if (c->buf == NULL)
@@ -638,9 +642,21 @@ static void read_batch(struct reader *r, struct epoll_event *evs, int nev)
     }
     if (n == 0)
         return;
-    uint64_t t = sl_now_ns();
+    uint64_t t = sl_cache_sync(sl_srv.cache); /* one read of the cache's inotify fd */
     for (int i = 0; i < n; i++)
         got[i]->read_ns = t;
+}
+
+/* read_conns for the connections among the NEV (at most READ_BATCH_MAX)
+ * events epoll reported. */
+static void read_batch(struct reader *r, struct epoll_event *evs, int nev)
+{
+    struct sl_conn *cs[READ_BATCH_MAX];
+    int n = 0;
+    for (int i = 0; i < nev && n < READ_BATCH_MAX; i++)
+        if (evs[i].data.ptr != NULL && evs[i].data.ptr != LISTEN_TAG)
+            cs[n++] = evs[i].data.ptr;
+    read_conns(r, cs, n);
 }
 
 /* A connection of the epoll set with new input (or a hang-up). */
@@ -836,14 +852,33 @@ static void admission_round(struct reader *r)
     }
 }
 
-/* A connection this reader accepted (sl_accept_some): served now, its
- * request read in this round. */
+/* A connection this reader accepted (sl_accept_some): served once the
+ * batch is accepted (accept_some), its request read in this round. */
 static void take_new(void *ctx, struct sl_conn *c)
 {
+    struct reader *r = ctx;
     /* Let in past max_connections for an idle one (close_idle): that one
        closes first, while the count still says the room is needed. */
-    close_idle_for_room(ctx);
-    serve_input(ctx, c);
+    close_idle_for_room(r);
+    if (r->nfresh < ACCEPT_BATCH)
+        r->fresh[r->nfresh++] = c;
+    else
+        serve_input(r, c);
+}
+
+/* Serves what accept_some accepted: reads the requests of up to
+ * READ_BATCH_MAX of them before serving any (read_conns), as for the
+ * connections epoll reports, so those asking for the same file share one
+ * check of it for changes. */
+static void serve_fresh(struct reader *r)
+{
+    for (int i = 0; i < r->nfresh; i += READ_BATCH_MAX) {
+        int n = SL_MIN(r->nfresh - i, READ_BATCH_MAX);
+        read_conns(r, r->fresh + i, n);
+        for (int j = i; j < i + n; j++)
+            serve_input(r, r->fresh[j]);
+    }
+    r->nfresh = 0;
 }
 
 /* Puts the listening socket into the epoll set (IN) or takes it out. */
@@ -870,6 +905,7 @@ static void accept_some(struct reader *r)
        lock keeps it to one at a time): the one that accepted knows the queue
        has room. */
     int rc = sl_accept_some(r->st, true, ACCEPT_BATCH, r->t->index, take_new, r);
+    serve_fresh(r);
     if (rc < 0) {
         listen_set(r, false);
         r->accept_at = r->now + (uint64_t)-rc * 1000000ull;

@@ -543,8 +543,8 @@ Test(cache, file_written_in_place_gets_a_new_entry_at_once)
 }
 
 /* sl_cache_get_after: a hit skips its fstat only for a request read before
- * another check of the entry began; a change made before the request was
- * read is seen as at once. */
+ * another check of the entry began, or whose sync found no change reported;
+ * a change made before the request was read is seen as at once. */
 Test(cache, get_after_sees_every_change_made_before_the_request_was_read)
 {
     make_cache(100, 10000, 10000); /* long validity: the per-hit check alone */
@@ -555,7 +555,7 @@ Test(cache, get_after_sees_every_change_made_before_the_request_was_read)
     /* Written in place, then a request read: its hit must see the change,
        though the entry was checked a moment before. */
     write_file("b.txt", "abcdefgh");
-    uint64_t read1 = sl_now_ns();
+    uint64_t read1 = sl_cache_sync(cache);
     struct sl_cache_entry *e2 = sl_cache_get_after(cache, "b.txt", read1);
     cr_expect_neq(e2, e1);
     cr_expect_eq(e2->size, 8, "never the old header over the new bytes");
@@ -568,7 +568,7 @@ Test(cache, get_after_sees_every_change_made_before_the_request_was_read)
        that check may still get the entry of before (it raced the change);
        a request read after the change gets the new file; a caller that
        cannot say when its request was read (0) always gets the check. */
-    uint64_t read2 = sl_now_ns();
+    uint64_t read2 = sl_cache_sync(cache);
     sleep_ms(2);
     struct sl_cache_entry *e3 = sl_cache_get(cache, "b.txt"); /* checks, unchanged */
     cr_expect_eq(e3, e2);
@@ -578,7 +578,7 @@ Test(cache, get_after_sees_every_change_made_before_the_request_was_read)
     struct sl_cache_entry *e4 = sl_cache_get_after(cache, "b.txt", read2);
     cr_expect_eq(e4, e2, "read before the unchanged check: no fstat of its own");
     sl_cache_release(cache, e4);
-    struct sl_cache_entry *e5 = sl_cache_get_after(cache, "b.txt", sl_now_ns());
+    struct sl_cache_entry *e5 = sl_cache_get_after(cache, "b.txt", sl_cache_sync(cache));
     cr_expect_neq(e5, e2, "read after the change: the change is seen");
     cr_expect_str_eq(slurp(e5->fd, buf, sizeof(buf)), "ABCDEFGH");
     sl_cache_release(cache, e5);
@@ -588,6 +588,129 @@ Test(cache, get_after_sees_every_change_made_before_the_request_was_read)
     cr_expect_neq(e6, e5, "0: checked on every hit, as sl_cache_get");
     cr_expect_str_eq(slurp(e6->fd, buf, sizeof(buf)), "12345678");
     sl_cache_release(cache, e6);
+}
+
+/* The inotify watches the cache holds (fdinfo of its inotify fd): 0 when it
+ * has none. The test process has no other inotify fd. */
+static size_t watches(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert_not_null(d);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char target[64], info[300], line[512];
+        ssize_t k = readlinkat(dirfd(d), de->d_name, target, sizeof(target) - 1);
+        if (k <= 0)
+            continue;
+        target[k] = '\0';
+        if (strcmp(target, "anon_inode:inotify") != 0)
+            continue;
+        snprintf(info, sizeof(info), "/proc/self/fdinfo/%s", de->d_name);
+        FILE *f = fopen(info, "r");
+        cr_assert_not_null(f);
+        while (fgets(line, sizeof(line), f) != NULL)
+            n += strncmp(line, "inotify wd:", 11) == 0;
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Distinct files (dev, inode) behind this process's descriptors beneath the
+ * root: what the watches must cover, one watch each. */
+static size_t inodes_under_root(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert_not_null(d);
+    struct stat seen[64];
+    size_t n = 0, len = strlen(root_real);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char target[PATH_MAX];
+        ssize_t k = readlinkat(dirfd(d), de->d_name, target, sizeof(target) - 1);
+        if (k <= 0)
+            continue;
+        target[k] = '\0';
+        struct stat st;
+        if (strncmp(target, root_real, len) != 0 || target[len] != '/' ||
+            fstat(atoi(de->d_name), &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        bool dup = false;
+        for (size_t i = 0; i < n; i++)
+            dup |= seen[i].st_dev == st.st_dev && seen[i].st_ino == st.st_ino;
+        if (!dup && n < 64)
+            seen[n++] = st;
+    }
+    closedir(d);
+    return n;
+}
+
+/* A hit whose request was read before a sync skips the fstat while the
+ * file's watch reported nothing since the last fstat found it unchanged: a
+ * write after the sync (racing the request) may still get the old entry,
+ * and the next sync's request gets the new file. */
+Test(cache, watched_file_is_checked_again_once_its_watch_reports)
+{
+    make_cache(100, 10000, 10000); /* long validity: the per-hit check alone */
+    write_file("w.txt", "first");
+    sl_cache_release(cache, sl_cache_get(cache, "w.txt")); /* built, then... */
+    struct sl_cache_entry *e1 = sl_cache_get_after(cache, "w.txt", sl_cache_sync(cache));
+    sl_cache_release(cache, e1); /* ...a hit's fstat vouched for it */
+    cr_expect_eq(watches(), 1);
+    uint64_t read = sl_cache_sync(cache); /* after every check of the entry */
+    sleep_ms(20); /* a coarse file-system clock ticks */
+    write_file("w.txt", "second!");
+    struct sl_cache_entry *e2 = sl_cache_get_after(cache, "w.txt", read);
+    cr_expect_eq(e2, e1, "nothing reported by the request's sync: no fstat");
+    sl_cache_release(cache, e2);
+    struct sl_cache_entry *e3 = sl_cache_get_after(cache, "w.txt", sl_cache_sync(cache));
+    cr_expect_neq(e3, e1, "the write was reported before this request's sync");
+    char buf[32];
+    cr_expect_str_eq(slurp(e3->fd, buf, sizeof(buf)), "second!");
+    sl_cache_release(cache, e3);
+
+    /* A change of attributes only (chmod moves the ctime) is reported too. */
+    struct sl_cache_entry *e4 = sl_cache_get_after(cache, "w.txt", sl_cache_sync(cache));
+    cr_expect_eq(e4, e3);
+    sl_cache_release(cache, e4);
+    sleep_ms(20);
+    cr_assert_eq(fchmodat(root_fd, "w.txt", 0640, 0), 0);
+    struct sl_cache_entry *e5 = sl_cache_get_after(cache, "w.txt", sl_cache_sync(cache));
+    cr_expect_neq(e5, e3, "a chmod is seen at the next sync");
+    sl_cache_release(cache, e5);
+    sl_cache_destroy(cache);
+    cache = NULL;
+    cr_expect_eq(watches(), 0, "destroy closes the inotify fd");
+}
+
+/* One watch per file however many entries (hard links) use it, removed with
+ * the last of them: the watches follow the cached files through eviction. */
+Test(cache, watches_follow_the_cached_files)
+{
+    make_cache(100, 10000, 10000);
+    write_file("a.txt", "shared");
+    cr_assert_eq(linkat(root_fd, "a.txt", root_fd, "b.txt", 0), 0);
+    write_file("c.txt", "own");
+    struct sl_cache_entry *held = sl_cache_get(cache, "a.txt");
+    sl_cache_release(cache, sl_cache_get(cache, "b.txt"));
+    cr_expect_eq(info_fds(), 2);
+    cr_expect_eq(watches(), 1, "a.txt and b.txt are one file: one watch");
+    sl_cache_release(cache, sl_cache_get(cache, "c.txt"));
+    cr_expect_eq(watches(), 2);
+    cr_expect_eq(watches(), inodes_under_root());
+
+    /* Evicted down to one entry: b.txt's entry is gone, a.txt's is held by
+       a request, so the file's one watch must stay; c.txt's goes unless
+       its entry survived. */
+    reconfigure(1, 10000, 10000);
+    sl_cache_release(cache, sl_cache_get(cache, "missing.txt"));
+    cr_expect_leq(info_entries(), 1);
+    cr_expect_eq(watches(), inodes_under_root());
+    cr_expect_geq(watches(), 1, "a held entry keeps its file's watch");
+    sl_cache_release(cache, held);
+    cr_expect_eq(watches(), inodes_under_root(), "the last entry of a file removes its watch");
+    cr_expect_leq(watches(), 1);
 }
 
 Test(cache, changes_are_seen_after_the_validity_period)
