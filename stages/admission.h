@@ -52,7 +52,10 @@
 
 #define SL_ADM_NO_WAIT UINT64_MAX /* no request was parsed in the interval */
 #define SL_ADM_LIMIT_MIN 16       /* the limit never falls below this */
-#define SL_ADM_LIMIT_START 256    /* the limit at start; it grows while needed */
+#define SL_ADM_LIMIT_START 256    /* the limit at start; it grows while needed
+                                     (1,024 let h2load's first bursts in whole,
+                                     but at 0.1 CPU admitted a second's work at
+                                     once, and shedding lapsed as it drained) */
 #define SL_ADM_BACKLOG_MIN 64     /* the backlog never falls below this */
 #define SL_ADM_BACKLOG_TARGETS 5  /* while the limit binds, the backlog holds
                                      what sluice accepts in this many targets
