@@ -204,12 +204,13 @@ static bool fd_gone(int fd, const struct stat *was)
     return st.st_dev != was->st_dev || st.st_ino != was->st_ino;
 }
 
-/* Descriptors of this process open on something beneath the root: the
- * ground truth that the cache's open_fds figure claims to count. */
-static size_t fds_under_root(void)
+/* Descriptors of this process open on something beneath the root, or with
+ * DISTINCT the regular files (dev, inode) behind them, each once. */
+static size_t under_root(bool distinct)
 {
     DIR *d = opendir("/proc/self/fd");
     cr_assert_not_null(d);
+    struct stat seen[64];
     size_t n = 0, len = strlen(root_real);
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
@@ -218,11 +219,30 @@ static size_t fds_under_root(void)
         if (k <= 0)
             continue;
         target[k] = '\0';
-        if (strncmp(target, root_real, len) == 0 && target[len] == '/')
+        if (strncmp(target, root_real, len) != 0 || target[len] != '/')
+            continue;
+        struct stat st;
+        if (!distinct) {
             n++;
+            continue;
+        }
+        if (fstat(atoi(de->d_name), &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        bool dup = false;
+        for (size_t i = 0; i < n; i++)
+            dup |= seen[i].st_dev == st.st_dev && seen[i].st_ino == st.st_ino;
+        if (!dup && n < 64)
+            seen[n++] = st;
     }
     closedir(d);
     return n;
+}
+
+/* Descriptors of this process open on something beneath the root: the
+ * ground truth that the cache's open_fds figure claims to count. */
+static size_t fds_under_root(void)
+{
+    return under_root(false);
 }
 
 /* --- lookups ------------------------------------------------------------ */
@@ -621,29 +641,7 @@ static size_t watches(void)
  * root: what the watches must cover, one watch each. */
 static size_t inodes_under_root(void)
 {
-    DIR *d = opendir("/proc/self/fd");
-    cr_assert_not_null(d);
-    struct stat seen[64];
-    size_t n = 0, len = strlen(root_real);
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        char target[PATH_MAX];
-        ssize_t k = readlinkat(dirfd(d), de->d_name, target, sizeof(target) - 1);
-        if (k <= 0)
-            continue;
-        target[k] = '\0';
-        struct stat st;
-        if (strncmp(target, root_real, len) != 0 || target[len] != '/' ||
-            fstat(atoi(de->d_name), &st) != 0 || !S_ISREG(st.st_mode))
-            continue;
-        bool dup = false;
-        for (size_t i = 0; i < n; i++)
-            dup |= seen[i].st_dev == st.st_dev && seen[i].st_ino == st.st_ino;
-        if (!dup && n < 64)
-            seen[n++] = st;
-    }
-    closedir(d);
-    return n;
+    return under_root(true);
 }
 
 /* A hit whose request was read before a sync skips the fstat while the
