@@ -88,9 +88,6 @@ struct sl_conn {
     uint32_t buf_len;
     uint32_t buf_cap;
     uint64_t discard; /* request body bytes still to read and drop */
-    uint64_t read_at; /* the reader's r->now at its last read of fd (the
-                         round: a response sent in the same round knows
-                         whether that read emptied the socket) */
     uint64_t read_ns; /* every buffered byte had been read before the
                          sl_cache_sync that returned it (the reader's
                          batched read), or 0: not known

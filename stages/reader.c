@@ -345,7 +345,7 @@ static enum outcome respond(struct reader *r, struct sl_conn *c)
         return GONE;
     }
     SL_COUNTER_ADD(&r->st->ev.sent_inline, 1);
-    switch (sl_send_finish(c, r->st, c->drained && c->read_at == r->now)) {
+    switch (sl_send_finish(c, r->st)) {
     case SL_NEXT_CLOSED:
         return GONE;
     case SL_NEXT_LINGER:
@@ -468,7 +468,6 @@ static ssize_t read_input(struct reader *r, struct sl_conn *c)
 {
     char *p = c->buf + c->buf_len;
     size_t room = c->buf_cap - c->buf_len;
-    c->read_at = r->now;
     if (r->target == 0) {
         c->rx_ns = 0;
         return read(c->fd, p, room);

@@ -28,10 +28,7 @@ enum sl_send_next {
 
 /* C's response went out whole: ends it (sl_conn_end_response) and decides
  * keep-alive, lingering or closing (closing happens here). Moves C to
- * SL_CONN_READ or SL_CONN_LINGER for those outcomes. INPUT_EMPTY: the caller
- * knows the client has sent nothing unread (the reader read the request in
- * this round and that read emptied the socket), which spares the FIONREAD a
- * closing response otherwise asks the kernel. */
-enum sl_send_next sl_send_finish(struct sl_conn *c, struct sl_tstats *st, bool input_empty);
+ * SL_CONN_READ or SL_CONN_LINGER for those outcomes. */
+enum sl_send_next sl_send_finish(struct sl_conn *c, struct sl_tstats *st);
 
 #endif
