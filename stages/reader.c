@@ -130,10 +130,12 @@ static void buf_give(struct reader *r, struct sl_conn *c)
  * the request. */
 static void close_conn(struct reader *r, struct sl_conn *c)
 {
-    if (r != NULL)
+    if (r != NULL) {
         buf_give(r, c);
-    free(c->buf);
-    c->buf = NULL;
+    } else {
+        free(c->buf);
+        c->buf = NULL;
+    }
     sl_conn_close(c);
 }
 
@@ -616,22 +618,21 @@ static void take(struct reader *r, struct sl_conn *c)
     serve_input(r, c);
 }
 
-/* Reads the next bytes of those of the N (at most READ_BATCH_MAX)
- * connections CS that wait for a request with nothing buffered, all of them
- * before any is served, and stamps them with one sl_cache_sync after the
- * last read: every request among them arrived before it, so the cache
- * checks a file for changes only once its watch reported one, or once per
- * batch where it has no watch, instead of once per request
- * (sl_cache_get_after). A read that brings nothing (EAGAIN, end
- * of file, an error) is left to serve_input, which reads again and handles
- * it. */
-static void read_conns(struct reader *r, struct sl_conn **cs, int n_cs)
+/* Reads the next bytes of those of the NEV (at most READ_BATCH_MAX)
+ * connections epoll reported that wait for a request with nothing buffered,
+ * all of them before any is served, and stamps them with one sl_cache_sync
+ * after the last read: every request among them arrived before it, so the
+ * cache checks a file for changes only once its watch reported one, or once
+ * per batch where it has no watch, instead of once per request
+ * (sl_cache_get_after). A read that brings nothing (EAGAIN, end of file, an
+ * error) is left to serve_input, which reads again and handles it. */
+static void read_batch(struct reader *r, struct epoll_event *evs, int nev)
 {
     struct sl_conn *got[READ_BATCH_MAX];
     int n = 0;
-    for (int i = 0; i < n_cs && n < READ_BATCH_MAX; i++) {
-        struct sl_conn *c = cs[i];
-        if (c->buf_len > 0 || c->discard > 0 ||
+    for (int i = 0; i < nev && n < READ_BATCH_MAX; i++) {
+        struct sl_conn *c = evs[i].data.ptr;
+        if (c == NULL || evs[i].data.ptr == LISTEN_TAG || c->buf_len > 0 || c->discard > 0 ||
             (c->state != SL_CONN_READ && c->state != SL_CONN_IDLE))
             continue;
         if (c->buf == NULL)
@@ -650,18 +651,6 @@ static void read_conns(struct reader *r, struct sl_conn **cs, int n_cs)
         got[i]->read_ns = t;
 }
 
-/* read_conns for the connections among the NEV (at most READ_BATCH_MAX)
- * events epoll reported. */
-static void read_batch(struct reader *r, struct epoll_event *evs, int nev)
-{
-    struct sl_conn *cs[READ_BATCH_MAX];
-    int n = 0;
-    for (int i = 0; i < nev && n < READ_BATCH_MAX; i++)
-        if (evs[i].data.ptr != NULL && evs[i].data.ptr != LISTEN_TAG)
-            cs[n++] = evs[i].data.ptr;
-    read_conns(r, cs, n);
-}
-
 /* A connection of the epoll set with new input (or a hang-up). */
 static void readable(struct reader *r, struct sl_conn *c)
 {
@@ -672,7 +661,7 @@ static void readable(struct reader *r, struct sl_conn *c)
 }
 
 /* 408 for a client too slow to send its head (best effort), then close. */
-static void time_out(struct sl_conn *c, bool send_408)
+static void time_out(struct reader *r, struct sl_conn *c, bool send_408)
 {
     if (send_408) {
         /* A response like any other (c->hdr is free: the last one ended),
@@ -695,7 +684,7 @@ static void time_out(struct sl_conn *c, bool send_408)
             c->logrec = sl_accesslog_record(NULL, c->buf, c->buf_len, &c->peer.sa);
         sl_conn_end_response(c, st, w == (ssize_t)n);
     }
-    close_conn(NULL, c);
+    close_conn(r, c);
 }
 
 static void sweep(struct reader *r)
@@ -728,7 +717,7 @@ static void sweep(struct reader *r)
         bool proxy = c->state == SL_CONN_PROXY;
         if (proxy) /* timed out before a whole PROXY header: no 408, counted */
             SL_COUNTER_ADD(&r->st->ev.proxy_bad, 1);
-        time_out(c, c->buf_len > 0 && !proxy);
+        time_out(r, c, c->buf_len > 0 && !proxy);
         heads++;
     }
     cds_list_for_each_entry_safe(c, tmp, &r->lingering, timer_link)
