@@ -28,13 +28,19 @@
  *   else it stays: readers busy all the time gain nothing from more
  *             connections, only a longer queue.
  *
- * While the limit binds, the listen backlog is resized to what the acceptor
+ * While the limit binds and sluice is past what it serves in time (a mean
+ * wait of half the target or more, now or in the last SL_ADM_SHED_HOLD_NS, or
+ * readers without SL_ADM_IDLE_MIN to spare), it sheds: the listen backlog is
+ * resized to what the acceptor
  * takes in SL_ADM_BACKLOG_TARGETS targets: a connection waits in the kernel a
  * bounded time, and the kernel drops the SYNs of the rest. Measured with one
  * request per connection at twice the knee, a full 4,096 backlog made every
  * admitted client wait past a 500 ms deadline (goodput 0.03 of the knee's);
  * bounded, 0.53. (With sessions of five requests the long wait costs only the
- * first request of each, and a bounded backlog kept 0.64 against 0.72.)
+ * first request of each, and a bounded backlog kept 0.64 against 0.72.) A
+ * limit that binds while readers idle and waits are short is behind the load,
+ * at start or as a burst arrives, and only grows: shedding then turned away
+ * clients sluice had time for (h2load's first bursts).
  *
  * It starts at SL_ADM_LIMIT_START and grows as the load needs. The mean, not
  * the least wait CoDel uses: with thousands of connections in a reader's
@@ -89,7 +95,10 @@ struct sl_adm_ctl {
                                the last tick */
     uint64_t shed_until;    /* the backlog stays short and the SYN filter sheds
                                until then: SL_ADM_SHED_HOLD_NS past the last
-                               interval in which the limit bound */
+                               interval in which the limit bound while
+                               sluice was past what it serves in time */
+    uint64_t queued_until;  /* SL_ADM_SHED_HOLD_NS past the last interval whose
+                               mean wait was half the target or more */
     /* Each reader's sl_adm_reader counts at the last tick. */
     uint64_t wait_sum[SL_MAX_THREADS];
     uint64_t wait_count[SL_MAX_THREADS];

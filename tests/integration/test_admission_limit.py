@@ -157,6 +157,39 @@ def test_limit_grows_back_while_connections_wait_and_readers_are_idle(factory):
         assert_nothing_refused(server)
 
 
+def test_a_burst_past_the_limit_with_time_to_spare_is_let_in_not_shed(factory):
+    """More clients at once than the limit admits while sluice has time for
+    them (readers idle, every request served at once): the limit is behind
+    the load, not sluice past what it serves in time. It grows and lets them
+    all in; nothing is shed: the backlog stays as configured and, with the
+    SYN filter, no SYN is turned away."""
+    server = factory(server_backlog=1024, **LIMIT)
+    quiet(server)
+    assert stats(server)["admission"]["limit"] == 256
+    conns, seen = [], []
+    try:
+        for _ in range(3):  # 200, then 400 and 600 open: past the 256 at start
+            wave = [RawConn(server.port) for _ in range(200)]
+            conns += wave
+            for c in wave:
+                c.send(request("GET", "/one.bin"))
+            for c in wave:
+                assert c.read_response().status == 200
+            for _ in range(3):
+                seen.append((listen_backlog(server.port), stats(server)["admission"]))
+                time.sleep(0.1)
+        adm = seen[-1][1]
+        assert adm["admitted"] == 600 and adm["limit"] >= 600, adm
+        for backlog, adm in seen:
+            assert backlog == 1024 and adm["backlog"] == 1024, (backlog, adm)
+            assert not adm["syn_shedding"] and adm["syns_gated"] == 0, adm
+            assert adm["syn_retries_dropped"] == 0, adm
+    finally:
+        for c in conns:
+            c.close()
+    assert_nothing_refused(server)
+
+
 def test_backlog_shrinks_while_the_limit_binds_and_comes_back(factory):
     server = factory(server_backlog=1024, **LIMIT)
     quiet(server)
