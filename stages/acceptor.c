@@ -278,7 +278,7 @@ static void adm_tick(uint64_t now)
     struct sl_synfilter_counts sc;
     sl_synfilter_counts(&sc);
     if (on && ctl.gating && sc.gated != ctl.gated_seen && idle < SL_ADM_IDLE_MIN)
-        bound = queued = true;
+        bound = true; /* and past what sluice serves in time: idle is short */
     ctl.gated_seen = sc.gated;
     __atomic_store_n(&sl_srv.adm_idle_pct, (int)(idle * 100 + 0.5), __ATOMIC_RELAXED);
     if (on && !ctl.on) /* turned on by a reload: start low, as at start */

@@ -28,8 +28,9 @@
  *   else it stays: readers busy all the time gain nothing from more
  *             connections, only a longer queue.
  *
- * While the limit binds and sluice is past what it serves in time (a mean
- * wait of half the target or more, now or in the last SL_ADM_SHED_HOLD_NS, or
+ * While the limit binds and sluice is past what it serves in time (an accept
+ * queue longer than what busy readers that accept take in a target, a mean
+ * wait of half the target or more now or in the last SL_ADM_SHED_HOLD_NS, or
  * readers without SL_ADM_IDLE_MIN to spare), it sheds: the listen backlog is
  * resized to what the acceptor
  * takes in SL_ADM_BACKLOG_TARGETS targets: a connection waits in the kernel a
