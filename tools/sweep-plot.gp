@@ -4,13 +4,15 @@
 #   gnuplot -e "dir='out/sweep-X'; out='out/sweep-X/sweep.png'; fmt='png'; \
 #               mode='sweep'; nconf=2; titles='sluice nginx'; \
 #               budget='budget per server: 0.25 CPU'; stagecfg='sluice'; \
-#               loadmode='sessions'; lagmax=50" tools/sweep-plot.gp
+#               loadmode='sessions'; lagmax=50; reps=1" tools/sweep-plot.gp
 #
 # Fourteen panels. Top row, against offered load, one line per server (index i
 # of plot-steps.dat, labelled by word i+1 of titles; paper figures 6-8 with
 # today's servers): goodput within the deadline, p99 of admitted requests,
 # 503 replies per second, sessions completed within the deadline per second.
 # A step whose client lagged its schedule (INVALID) is circled in black.
+# With --repeat (reps runs per step) every point is the step's median run and
+# goodput has error bars from the lowest to the highest of its runs.
 # Middle row, against offered load: p50 and p99.9 of admitted requests,
 # connect failures + resets after accept + client timeouts per second, the
 # client's schedule lag (the INVALID limit dashed), server CPU per reply.
@@ -27,7 +29,8 @@
 # plot-steps.dat columns: 1 offered, 2 goodput, 3 replies/s, 4 p99 ms,
 # 5 503/s, 6 p50 ms, 7 p99.9 ms, 8 sessions ok/s, 9 invalid (0/1), 10 Mbit/s,
 # 11 connect failures/s, 12 resets after accept/s, 13 client timeouts/s,
-# 14 lag p99 ms, 15 server CPU us/reply.
+# 14 lag p99 ms, 15 server CPU us/reply, 16-17 lowest and highest goodput of
+# the step's runs (NaN with one run: no bar).
 
 if (fmt eq 'svg') {
     set terminal svg size 1800,1700 dynamic enhanced font 'Helvetica,11' background rgb 'white'
@@ -49,6 +52,7 @@ set style line 8 lc rgb '#17becf' lw 2 pt 1 ps 0.8
 set style line 9 lc rgb '#888888' lw 1 dt 2
 set style line 10 lc rgb '#000000' lw 1.5 pt 6 ps 2.2
 set format x '%.1s%c'
+if (!exists('reps')) reps = 1
 steps = dir.'/plot-steps.dat'
 stg = dir.'/plot-stages.dat'
 srv = dir.'/plot-server.dat'
@@ -60,8 +64,12 @@ set multiplot layout 4,4 title what.': '.budget font ',13'
 set offsets 0, graph 0.05, 0, 0
 set xlabel offlabel
 set ylabel 'replies/s within the deadline'
-set title 'Goodput (cf. paper fig. 6); circled: INVALID'
-plot for [i=0:nconf-1] steps index i using 1:2 with linespoints ls (i+1) title word(titles, i+1), \
+set title 'Goodput (cf. paper fig. 6); circled: INVALID'.(reps > 1 ? sprintf('; medians of %d runs, bars min-max', reps) : '')
+# The bars first: gnuplot clears a gap around an error bar's point, which
+# would cut into the line and the point drawn before it. A step with one run
+# (NaN bounds) gets no bar: the comparison with NaN is false.
+plot for [i=0:nconf-1] steps index i using 1:($17 > $16 ? $2 : 1/0):16:17 with yerrorbars ls (i+1) notitle, \
+     for [i=0:nconf-1] steps index i using 1:2 with linespoints ls (i+1) title word(titles, i+1), \
      for [i=0:nconf-1] steps index i using 1:($9 > 0 ? $2 : 1/0) with points ls 10 notitle, \
      steps index 0 using 1:1 with lines ls 9 title 'offered'
 

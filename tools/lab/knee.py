@@ -12,6 +12,10 @@ pass.
 
 Steps the client could not keep up with (lag_ok false: INVALID) are left out:
 there the client, not the server, set the pace.
+
+A step run several times (sluice-sweep --repeat) counts with the goodput of
+its median run (median_run): one slow server process neither ends the search
+early nor makes a step past the knee look like a collapse.
 """
 
 GROW_TOL = 0.03
@@ -57,6 +61,15 @@ def next_rate(points, max_rate, tol=GROW_TOL, step=RATE_STEP):
 def multiples(knee, factors=MULTIPLES):
     """The rates offered past the knee."""
     return [knee * f for f in factors]
+
+
+def median_run(runs, value):
+    """The run of RUNS whose VALUE(run) is the median; for an even count the
+    lower of the two middle ones (ties in the order given). A run, not a mean
+    of two, so that every other figure shown with the median comes from the
+    same run as it."""
+    ordered = sorted(runs, key=value)
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def fraction(value, at_knee):
