@@ -64,12 +64,16 @@
                                      but at 0.1 CPU admitted a second's work at
                                      once, and shedding lapsed as it drained) */
 #define SL_ADM_BACKLOG_MIN 64     /* the backlog never falls below this */
-#define SL_ADM_BACKLOG_TARGETS 5  /* while the limit binds, the backlog holds
+#define SL_ADM_BACKLOG_TARGETS 3  /* while the limit binds, the backlog holds
                                      what sluice accepts in this many targets
-                                     (2 tried: p99 63-126 ms against 218-369
-                                     with Poisson arrivals, but h2load's bursts
-                                     of a tenth of a second's connections
-                                     overflowed it: 0.6 of the replies) */
+                                     (5 before: p99 of admitted requests
+                                     268-302 ms with sessions, 403-537 ms in
+                                     the disk preset at 2-4x the knee, against
+                                     151-302 ms with 3. 2 overflowed at
+                                     h2load's bursts of a tenth of a second's
+                                     connections when any binding shed; now a
+                                     limit sheds only past the knee, and 3
+                                     let those bursts in whole) */
 #define SL_ADM_IDLE_MIN 0.05      /* the limit grows only while the readers wait
                                      for work this share of the time or more */
 #define SL_ADM_SHED_HOLD_NS 2000000000ull /* shedding outlasts the limit's

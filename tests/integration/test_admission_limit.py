@@ -2,7 +2,7 @@
 starts at 256 open connections; a standing queue inside sluice lowers it, new
 connections then wait in the kernel's listen backlog (never accepted, never
 a 503), the sessions already admitted are served, and the backlog is sized
-to what the acceptor takes in five targets; and it grows back while
+to what the acceptor takes in three targets; and it grows back while
 connections wait and the readers have time to spare."""
 
 import contextlib
@@ -197,7 +197,7 @@ def test_backlog_shrinks_while_the_limit_binds_and_comes_back(factory):
     with sessions(server) as conns:
         lower_the_limit(server, conns)
         # Connections held back: the limit binds, and the backlog shrinks to
-        # what the acceptor takes in about 250 ms (the floor, here).
+        # what the acceptor takes in about 150 ms (the floor, here).
         extra = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(5)]
         try:
             for s in extra:

@@ -103,10 +103,10 @@ Test(admission, off_without_a_target)
     cr_expect_float_eq(sl_adm_next_limit(300, 300, true, 0, 0, IDLE, 0, 16, 20000), 300, 1e-9);
 }
 
-Test(admission, backlog_holds_five_targets_while_bound)
+Test(admission, backlog_holds_three_targets_while_bound)
 {
-    /* 8,000 accepts/s, 50 ms target: 2,000 connections, 250 ms of them. */
-    cr_expect_eq(sl_adm_next_backlog(8000, true, 50 * MS, 4096), 2000);
+    /* 8,000 accepts/s, 50 ms target: 1,200 connections, 150 ms of them. */
+    cr_expect_eq(sl_adm_next_backlog(8000, true, 50 * MS, 4096), 1200);
     cr_expect_eq(sl_adm_next_backlog(8000, false, 50 * MS, 4096), 4096, "not bound");
     cr_expect_eq(sl_adm_next_backlog(8000, true, 0, 4096), 4096, "off");
     cr_expect_eq(sl_adm_next_backlog(10, true, 50 * MS, 4096), SL_ADM_BACKLOG_MIN);
