@@ -622,14 +622,39 @@ static void take(struct reader *r, struct sl_conn *c)
     serve_input(r, c);
 }
 
-/* Reads the next bytes of those of the NEV (at most READ_BATCH_MAX)
- * connections epoll reported that wait for a request with nothing buffered,
- * all of them before any is served, and stamps them with one sl_cache_sync
- * after the last read: every request among them arrived before it, so the
- * cache checks a file for changes only once its watch reported one, or once
- * per batch where it has no watch, instead of once per request
- * (sl_cache_get_after). A read that brings nothing (EAGAIN, end of file, an
- * error) is left to serve_input, which reads again and handles it. */
+/* Reads the next bytes of C, which has nothing buffered, ahead of serving
+ * it (read_batch, take_new). False if the read brought nothing (EAGAIN, end
+ * of file, an error): serve_input reads again and handles it. */
+static bool read_ahead(struct reader *r, struct sl_conn *c)
+{
+    if (c->buf == NULL)
+        buf_take(r, c);
+    ssize_t k = read_input(r, c);
+    if (k <= 0)
+        return false;
+    c->buf_len = (uint32_t)k;
+    c->drained = (size_t)k < c->buf_cap;
+    return true;
+}
+
+/* Stamps the N connections just read ahead with one sl_cache_sync after the
+ * last read: every request among them arrived before it, so the cache checks
+ * a file for changes only once its watch reported one, or once per batch
+ * where it has no watch, instead of an fstat per request
+ * (sl_cache_get_after). On this kind of machine a system call costs about a
+ * microsecond, a twentieth of a new connection's whole cost. */
+static void stamp(struct sl_conn **cs, int n)
+{
+    if (n == 0)
+        return;
+    uint64_t t = sl_cache_sync(sl_srv.cache); /* one read of the cache's inotify fd */
+    for (int i = 0; i < n; i++)
+        cs[i]->read_ns = t;
+}
+
+/* Reads ahead those of the NEV (at most READ_BATCH_MAX) connections epoll
+ * reported that wait for a request with nothing buffered, all of them before
+ * any is served, and stamps them. */
 static void read_batch(struct reader *r, struct epoll_event *evs, int nev)
 {
     struct sl_conn *got[READ_BATCH_MAX];
@@ -639,20 +664,10 @@ static void read_batch(struct reader *r, struct epoll_event *evs, int nev)
         if (c == NULL || evs[i].data.ptr == LISTEN_TAG || c->buf_len > 0 || c->discard > 0 ||
             (c->state != SL_CONN_READ && c->state != SL_CONN_IDLE))
             continue;
-        if (c->buf == NULL)
-            buf_take(r, c);
-        ssize_t k = read_input(r, c);
-        if (k <= 0)
-            continue;
-        c->buf_len = (uint32_t)k;
-        c->drained = (size_t)k < c->buf_cap;
-        got[n++] = c;
+        if (read_ahead(r, c))
+            got[n++] = c;
     }
-    if (n == 0)
-        return;
-    uint64_t t = sl_cache_sync(sl_srv.cache); /* one read of the cache's inotify fd */
-    for (int i = 0; i < n; i++)
-        got[i]->read_ns = t;
+    stamp(got, n);
 }
 
 /* A connection of the epoll set with new input (or a hang-up). */
@@ -848,18 +863,11 @@ static void admission_round(struct reader *r)
     }
 }
 
-/* Serves the connections take_new read, stamped with one sl_cache_sync made
- * after their reads (as read_batch does for a round's events): the cache
- * then checks a file for changes only once its watch reported one, instead
- * of an fstat per connection. On this kind of machine a system call costs
- * about a microsecond, a twentieth of a new connection's whole cost. */
+/* Serves the connections take_new read ahead, stamped as read_batch stamps
+ * a round's events. */
 static void serve_fresh(struct reader *r)
 {
-    if (r->nfresh == 0)
-        return;
-    uint64_t t = sl_cache_sync(sl_srv.cache);
-    for (int i = 0; i < r->nfresh; i++)
-        r->fresh[i]->read_ns = t;
+    stamp(r->fresh, r->nfresh);
     for (int i = 0; i < r->nfresh; i++)
         serve_input(r, r->fresh[i]);
     r->nfresh = 0;
@@ -876,15 +884,10 @@ static void take_new(void *ctx, struct sl_conn *c)
     /* Let in past max_connections for an idle one (close_idle): that one
        closes first, while the count still says the room is needed. */
     close_idle_for_room(r);
-    if (c->buf == NULL)
-        buf_take(r, c);
-    ssize_t k = read_input(r, c);
-    if (k <= 0) {
+    if (!read_ahead(r, c)) {
         serve_input(r, c); /* nothing yet, or an error: it reads again */
         return;
     }
-    c->buf_len = (uint32_t)k;
-    c->drained = (size_t)k < c->buf_cap;
     r->fresh[r->nfresh++] = c;
     if (r->nfresh == ACCEPT_GROUP)
         serve_fresh(r);
