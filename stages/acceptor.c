@@ -24,6 +24,8 @@
 #define POLL_MS 200     /* re-check the stop and resize flags this often */
 #define ACCEPT_BATCH 64 /* accepts per wakeup before checking flags again */
 #define FULL_WAIT_MS 2  /* at a limit, waiting: look at the count again this often */
+#define TICK_EVERY 8   /* a reader accepting a batch gives the controller a turn
+                           after this many connections */
 #define BOUND_REFILL_NS 1000000ull /* while the limit binds, refill the gate at most
                                       this often: a reader that accepts tries again
                                       in every round that served events */
@@ -204,6 +206,50 @@ static void set_shedding(bool shed, int bmax)
     sl_synfilter_shed(shed);
 }
 
+/* The readers' queue waits (SUM over COUNT requests) and time waiting for
+ * work (IDLE_NS) since the last call. */
+static void take_counters(uint64_t *sum, uint64_t *count, uint64_t *idle_ns)
+{
+    *sum = *count = *idle_ns = 0;
+    for (int i = 0; i < sl_srv.nreaders; i++) {
+        const struct sl_adm_reader *a = &sl_srv.adm_reader[i];
+        uint64_t ws = __atomic_load_n(&a->wait_sum, __ATOMIC_RELAXED);
+        uint64_t wn = __atomic_load_n(&a->wait_count, __ATOMIC_RELAXED);
+        uint64_t in = __atomic_load_n(&a->idle_ns, __ATOMIC_RELAXED);
+        *sum += ws - ctl.wait_sum[i];
+        *count += wn - ctl.wait_count[i];
+        *idle_ns += in - ctl.idle_ns[i];
+        ctl.wait_sum[i] = ws;
+        ctl.wait_count[i] = wn;
+        ctl.idle_ns[i] = in;
+    }
+}
+
+/* Between ticks: whether the accept queue stands now and stood no shorter at
+ * the last look (stages/admission.h),
+ * looked at every SL_ADM_PEEK_NS while not shedding, with the accepts and the
+ * readers' idle time of the interval so far. */
+static bool peek_queue(uint64_t now, uint64_t interval, uint64_t target)
+{
+    if (now < ctl.peek_due || now < ctl.shed_until || !sl_readers_accept())
+        return false;
+    ctl.peek_due = now + SL_ADM_PEEK_NS;
+    uint64_t idle_ns = 0;
+    for (int i = 0; i < sl_srv.nreaders; i++)
+        idle_ns += __atomic_load_n(&sl_srv.adm_reader[i].idle_ns, __ATOMIC_RELAXED) -
+                   ctl.idle_ns[i];
+    double span = (double)(now + interval - ctl.interval_end) / 1e9;
+    if (span <= 0)
+        return false;
+    double idle = sl_srv.nreaders > 0 ? (double)idle_ns / 1e9 / span / sl_srv.nreaders : 1.0;
+    long waiting = sl_adm_accept_queue(NULL);
+    long before = ctl.peek_waiting;
+    bool standing = sl_adm_standing_queue(waiting, __atomic_load_n(&ctl.accepts, __ATOMIC_RELAXED),
+                                          span, idle, SL_ADM_PEEK_TARGETS * target);
+    ctl.peek_waiting = standing ? waiting : LONG_MAX;
+    return standing && waiting >= before && before != LONG_MAX;
+}
+
 /* Closes an interval of the adaptive limit if one is over: takes the mean
  * internal queue wait of the requests the readers parsed in it and the share
  * of it the readers spent waiting for work, and sets the next limit and the
@@ -216,29 +262,24 @@ static void adm_tick(uint64_t now)
     int bmax = sl_set.adm_backlog_max;
     bool on = sl_set.adm_policy == SL_ADM_LIMIT && target > 0;
     if (ctl.interval_end == 0) {
+        /* The first interval starts now: what came before is not in it. */
+        uint64_t sum, count, idle_ns;
+        take_counters(&sum, &count, &idle_ns);
+        __atomic_store_n(&ctl.accepts, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&ctl.bound, false, __ATOMIC_RELAXED);
         ctl.on = on;
         ctl.limit = on ? (double)SL_MIN((long)SL_ADM_LIMIT_START, max) : (double)max;
         ctl.backlog = bmax;
         __atomic_store_n(&sl_srv.adm_limit, (long)ctl.limit, __ATOMIC_RELAXED);
         __atomic_store_n(&sl_srv.adm_backlog, bmax, __ATOMIC_RELAXED);
         ctl.interval_end = now + interval;
+        ctl.peek_waiting = LONG_MAX;
         return;
     }
-    if (now < ctl.interval_end)
+    if (now < ctl.interval_end && !(on && peek_queue(now, interval, target)))
         return;
-    uint64_t sum = 0, count = 0, idle_ns = 0;
-    for (int i = 0; i < sl_srv.nreaders; i++) {
-        const struct sl_adm_reader *a = &sl_srv.adm_reader[i];
-        uint64_t ws = __atomic_load_n(&a->wait_sum, __ATOMIC_RELAXED);
-        uint64_t wn = __atomic_load_n(&a->wait_count, __ATOMIC_RELAXED);
-        uint64_t in = __atomic_load_n(&a->idle_ns, __ATOMIC_RELAXED);
-        sum += ws - ctl.wait_sum[i];
-        count += wn - ctl.wait_count[i];
-        idle_ns += in - ctl.idle_ns[i];
-        ctl.wait_sum[i] = ws;
-        ctl.wait_count[i] = wn;
-        ctl.idle_ns[i] = in;
-    }
+    uint64_t sum, count, idle_ns;
+    take_counters(&sum, &count, &idle_ns);
     uint64_t wait = count > 0 ? sum / count : SL_ADM_NO_WAIT;
     __atomic_store_n(&sl_srv.adm_signal_ns, wait, __ATOMIC_RELAXED);
     long open = uatomic_read(&sl_srv.conns);
@@ -257,12 +298,9 @@ static void adm_tick(uint64_t now)
        is near zero, and a burst of clients the readers take in a few
        milliseconds read as a standing queue. */
     bool queued = false;
-    if (on && sl_readers_accept()) {
-        long waiting = sl_adm_accept_queue(NULL);
-        double busy_rate = (double)accepts / span / SL_MAX(1.0 - idle, SL_ADM_IDLE_MIN);
-        if (waiting > SL_MAX((long)SL_ADM_BACKLOG_MIN, (long)(busy_rate * (double)target / 1e9)))
-            bound = queued = true;
-    }
+    if (on && sl_readers_accept() &&
+        sl_adm_standing_queue(sl_adm_accept_queue(NULL), accepts, span, idle, target))
+        bound = queued = true;
     /* The gate turned new SYNs away in the interval while the readers had
        no time to spare: the accept queue stood at its target while more
        clients came. That is the limit binding too, and what keeps shedding
@@ -317,6 +355,7 @@ static void adm_tick(uint64_t now)
     __atomic_store_n(&sl_srv.adm_limit, (long)ctl.limit, __ATOMIC_RELAXED);
     __atomic_store_n(&ctl.peak, open, __ATOMIC_RELAXED);
     ctl.interval_end = now + interval;
+    ctl.peek_waiting = LONG_MAX;
 }
 
 /* What the controller's turn does: close an interval of the limit if one is
@@ -441,6 +480,11 @@ int sl_accept_some(struct sl_tstats *st, bool controller, int batch, int reader,
         } else {
             c->owner = SL_STAGE_READER; /* born in the reader that keeps it */
             take(ctx, c);
+            /* A reader serves what it accepts: a batch can take it a long
+               time (a tenth of a second at 0.1 CPU), and the controller
+               looks at the accept queue meanwhile. */
+            if (reader == 0 && i % TICK_EVERY == TICK_EVERY - 1)
+                control(sl_now_ns(), TICK);
         }
     }
     if (controller)

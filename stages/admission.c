@@ -41,6 +41,15 @@ double sl_adm_next_limit(double limit, long peak, bool bound, uint64_t wait,
     return limit;
 }
 
+bool sl_adm_standing_queue(long waiting, uint64_t accepts, double span, double idle,
+                           uint64_t target)
+{
+    if (waiting <= SL_ADM_BACKLOG_MIN || span <= 0)
+        return false;
+    double busy_rate = (double)accepts / span / SL_MAX(1.0 - idle, SL_ADM_IDLE_MIN);
+    return (double)waiting > busy_rate * (double)target / 1e9;
+}
+
 long sl_adm_gate_grant(long room, long granted, long left)
 {
     long used = SL_MAX(0, granted - SL_MAX(left, 0));

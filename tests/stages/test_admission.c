@@ -114,6 +114,25 @@ Test(admission, backlog_holds_three_targets_while_bound)
     cr_expect_eq(sl_adm_next_backlog(1e6, true, 50 * MS, 4096), 4096);
 }
 
+Test(admission, standing_queue_is_more_than_busy_readers_take_in_a_target)
+{
+    /* 500 accepts in 0.1 s, readers busy all the time: 5,000/s, 250 in 50 ms. */
+    cr_expect(sl_adm_standing_queue(251, 500, 0.1, 0.0, 50 * MS));
+    cr_expect_not(sl_adm_standing_queue(250, 500, 0.1, 0.0, 50 * MS));
+    /* Busy half the time: they take 10,000/s while busy. */
+    cr_expect_not(sl_adm_standing_queue(400, 500, 0.1, 0.5, 50 * MS));
+    cr_expect(sl_adm_standing_queue(501, 500, 0.1, 0.5, 50 * MS));
+    /* A burst at idle readers: the busy share counts as SL_ADM_IDLE_MIN at
+       least, 5 accepts in 10 ms read as 10,000/s. */
+    cr_expect_not(sl_adm_standing_queue(400, 5, 0.01, 1.0, 50 * MS));
+    /* Nothing accepted (the readers stuck, or the limit shut): any queue
+       past the floor stands; none at or below it. */
+    cr_expect(sl_adm_standing_queue(SL_ADM_BACKLOG_MIN + 1, 0, 0.1, 0.0, 50 * MS));
+    cr_expect_not(sl_adm_standing_queue(SL_ADM_BACKLOG_MIN, 0, 0.1, 0.0, 50 * MS));
+    cr_expect_not(sl_adm_standing_queue(-1, 0, 0.1, 0.0, 50 * MS), "unknown length");
+    cr_expect_not(sl_adm_standing_queue(1000, 10, 0, 0.0, 50 * MS), "no span yet");
+}
+
 Test(admission, gate_grants_the_room_less_what_is_on_its_way)
 {
     /* 100 of room, nothing given before: all of it. */
