@@ -4,6 +4,7 @@
  * JSON; the stop. */
 #include "app/server.h"
 #include "core/accesslog.h"
+#include "lib/cgroup.h"
 #include "lib/log.h"
 #include "lib/net.h"
 #include "stages/synfilter.h"
@@ -130,6 +131,10 @@ static struct sl_settings *settings_new(const struct sl_config *cfg)
     n->cache.validity_ns = cfg->cache_validity_ns;
     n->cache.negative_ns = cfg->cache_negative_ns;
     n->cache.small_file_max = (size_t)cfg->cache_small_file_max;
+    /* auto: a quarter of the memory this process may use (its cgroup's
+       limit, or RAM), read again at every reload. */
+    n->cache.body_memory = cfg->cache_body_memory >= 0 ? (size_t)cfg->cache_body_memory
+                                                       : (size_t)(sl_cgroup_memory() / 4);
     n->adm_target_ns = cfg->adm_target_ns;
     n->adm_interval_ns = cfg->adm_interval_ns;
     n->adm_retry_after = cfg->adm_retry_after;
@@ -412,9 +417,10 @@ size_t sl_server_config_json(char *out, size_t cap)
              v.limits.max_request_line, v.limits.max_header_size, v.limits.max_headers,
              v.max_requests_per_connection, v.max_body_discard);
     JSON_PUT(",\"cache\":{\"max_entries\":%zu,\"validity_ns\":%llu,\"negative_validity_ns\":%llu"
-             ",\"small_file_max\":%zu}",
+             ",\"small_file_max\":%zu,\"body_memory\":%zu}",
              v.cache.max_entries, (unsigned long long)v.cache.validity_ns,
-             (unsigned long long)v.cache.negative_ns, v.cache.small_file_max);
+             (unsigned long long)v.cache.negative_ns, v.cache.small_file_max,
+             v.cache.body_memory);
     JSON_PUT(",\"admission\":{\"policy\":\"%s\",\"queue_wait_target_ns\":%llu"
              ",\"queue_wait_interval_ns\":%llu,\"retry_after\":%d,\"on_full\":%d"
              ",\"close_idle\":%s,\"drop_syn_retries\":%s,\"gate_syns\":%s}}",

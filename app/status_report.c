@@ -154,11 +154,12 @@ void sl_report_json(struct sl_sbuf *b, const struct sl_status_sample *s,
               us(sl_hist_quantile(&s->response_time, 0.5)),
               us(sl_hist_quantile(&s->response_time, 0.99)), s->response_time.count);
     sl_sbuf_printf(b,
-              ",\"cache\":{\"entries\":%zu,\"open_fds\":%zu,\"hits\":%" PRIu64
+              ",\"cache\":{\"entries\":%zu,\"open_fds\":%zu,\"body_bytes\":%zu"
+              ",\"body_memory\":%zu,\"hits\":%" PRIu64
               ",\"misses\":%" PRIu64 ",\"revalidations\":%" PRIu64
               ",\"evictions\":%" PRIu64 "}",
-              s->cache.entries, s->cache.open_fds, e->cache_hits, e->cache_misses,
-              e->cache_revalidations, e->cache_evictions);
+              s->cache.entries, s->cache.open_fds, s->cache.body_bytes, s->cache.body_memory,
+              e->cache_hits, e->cache_misses, e->cache_revalidations, e->cache_evictions);
     sl_sbuf_printf(b, ",\"config\":%s,\"stats_blocks\":%zu",
               s->config_json[0] ? s->config_json : "null", s->stats_blocks);
     if (s->reload == SL_RELOAD_NONE) {
@@ -257,10 +258,10 @@ void sl_report_table(struct sl_sbuf *b, const struct sl_status_sample *s,
     sl_sbuf_printf(b, "sent: %" PRIu64 " bytes, headers included (%" PRIu64 " of them body)\n",
               e->bytes_sent, e->body_bytes_sent);
     sl_sbuf_printf(b,
-              "cache: %zu entries, %zu open fds, %" PRIu64 " hits, %" PRIu64
-              " misses, %" PRIu64 " revalidations, %" PRIu64 " evictions\n",
-              s->cache.entries, s->cache.open_fds, e->cache_hits, e->cache_misses,
-              e->cache_revalidations, e->cache_evictions);
+              "cache: %zu entries, %zu open fds, %zu of %zu bytes of bodies in memory, %" PRIu64
+              " hits, %" PRIu64 " misses, %" PRIu64 " revalidations, %" PRIu64 " evictions\n",
+              s->cache.entries, s->cache.open_fds, s->cache.body_bytes, s->cache.body_memory,
+              e->cache_hits, e->cache_misses, e->cache_revalidations, e->cache_evictions);
     if (s->reload == SL_RELOAD_NONE) {
         sl_sbuf_puts(b, "last reload: none\n");
     } else {
@@ -504,6 +505,11 @@ void sl_report_metrics(struct sl_sbuf *b, const struct sl_status_sample *s)
                (uint64_t)s->cache.entries);
     metric_u64(b, "cache_open_fds", "gauge", "Files the cache holds open.",
                (uint64_t)s->cache.open_fds);
+    metric_u64(b, "cache_body_bytes", "gauge",
+               "Bytes of file bodies the cache holds in memory.", (uint64_t)s->cache.body_bytes);
+    metric_u64(b, "cache_body_memory_bytes", "gauge",
+               "The bound on cache_body_bytes ([cache] body_memory).",
+               (uint64_t)s->cache.body_memory);
     metric_u64(b, "cache_hits_total", "counter", "Cache lookups answered from the cache.",
                e->cache_hits);
     metric_u64(b, "cache_misses_total", "counter", "Cache lookups that opened the file.",

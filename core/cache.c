@@ -105,6 +105,7 @@ struct entry {
                                 too recently to be copied); UINT64_MAX: no */
     uint64_t seen_epoch;     /* atomic: c->epoch read before a hit's fstat
                                 that found the file unchanged; 0: none yet */
+    size_t body_held;        /* bytes of body counted in cache->body_bytes */
     int wd;                  /* inotify watch on the file, or -1: none */
     uint8_t accessed;        /* CLOCK bit: hit since the evictor last passed */
     bool published;          /* was added to the table (false: private entry) */
@@ -125,6 +126,8 @@ struct sl_cache {
     uint64_t validity_ns;    /* atomic */
     uint64_t negative_ns;    /* atomic */
     size_t small_file_max;   /* atomic */
+    size_t body_memory;      /* atomic: bound on body_bytes */
+    long body_bytes;         /* atomic: bodies held by entries not yet freed */
     long count;              /* atomic: entries in the table */
     long open_fds;           /* atomic: fds held by entries not yet released */
     long live;               /* atomic: entries allocated and not yet released */
@@ -263,11 +266,29 @@ uint64_t sl_cache_sync(struct sl_cache *c)
     return sl_now_ns();
 }
 
+/* Frees E and gives its body's bytes back to the budget. */
+static void free_entry(struct entry *e)
+{
+    if (e->body_held > 0)
+        uatomic_sub(&e->cache->body_bytes, (long)e->body_held);
+    free(e);
+}
+
 static void free_rcu(struct rcu_head *head)
 {
     struct entry *e = caa_container_of(head, struct entry, rcu);
     SL_TSAN_ACQUIRE(e); /* pairs with release(): call_rcu's ordering, for TSan */
-    free(e);
+    free_entry(e);
+}
+
+/* Takes N bytes of the body budget; false (nothing taken) past it. */
+static bool hold_body(struct sl_cache *c, size_t n)
+{
+    long after = uatomic_add_return(&c->body_bytes, (long)n);
+    if ((size_t)after <= uatomic_read(&c->body_memory))
+        return true;
+    uatomic_sub(&c->body_bytes, (long)n);
+    return false;
 }
 
 static void release(struct urcu_ref *ref)
@@ -289,7 +310,7 @@ static void release(struct urcu_ref *ref)
         call_rcu(&e->rcu, free_rcu);
     }
     else
-        free(e); /* never reachable from the table */
+        free_entry(e); /* never reachable from the table */
 }
 
 static void put(struct entry *e)
@@ -445,13 +466,15 @@ static struct entry *build(struct sl_cache *c, const char *path, unsigned long h
         struct timespec wall;
         clock_gettime(CLOCK_REALTIME, &wall);
         wait = settle_wait(p, &wall);
-        if (wait == 0)
+        /* Past the budget: no body, sent from the fd (as a larger file). */
+        if (wait == 0 && hold_body(c, (size_t)p->st.st_size))
             blen = (size_t)p->st.st_size;
     }
     struct entry *e = sl_calloc(1, sizeof(*e) + klen + 1 + (size_t)hlen + 1 + blen);
     memcpy(e->key, path, klen + 1);
     e->hash = hash;
     e->cache = c;
+    e->body_held = blen;
     e->validated_ns = now;
     e->checked_ns = now; /* the caller read NOW before probing */
     /* Changed too recently to be copied: sent from the fd until then. */
@@ -905,6 +928,7 @@ void sl_cache_configure(struct sl_cache *c, const struct sl_cache_config *cfg)
     uatomic_set(&c->validity_ns, cfg->validity_ns);
     uatomic_set(&c->negative_ns, cfg->negative_ns);
     uatomic_set(&c->small_file_max, cfg->small_file_max);
+    uatomic_set(&c->body_memory, cfg->body_memory);
 }
 
 void sl_cache_info(struct sl_cache *c, struct sl_cache_info *out)
@@ -914,6 +938,9 @@ void sl_cache_info(struct sl_cache *c, struct sl_cache_info *out)
     long f = uatomic_read(&c->open_fds);
     out->entries = n > 0 ? (size_t)n : 0;
     out->open_fds = f > 0 ? (size_t)f : 0;
+    long b = uatomic_read(&c->body_bytes);
+    out->body_bytes = b > 0 ? (size_t)b : 0;
+    out->body_memory = uatomic_read(&c->body_memory);
 }
 
 void sl_cache_destroy(struct sl_cache *c)

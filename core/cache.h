@@ -32,7 +32,8 @@ struct sl_cache_entry {
     size_t hdr_len;
     const char *content_type; /* from the MIME table; lives as long as it */
     /* The whole file, read when the entry was built, if it is no larger than
-       small_file_max and had settled (see SL_CACHE_SETTLE_NS; else NULL):
+       small_file_max and had settled (see SL_CACHE_SETTLE_NS) while the
+       bodies held stayed within body_memory (else NULL):
        sent from memory together with the response head in one write. The
        bytes are those of the version the header describes (checked with a
        second fstat after reading). */
@@ -65,6 +66,9 @@ struct sl_cache_config {
     uint64_t validity_ns;   /* an entry older than this is revalidated */
     uint64_t negative_ns;   /* how long a failed lookup is remembered */
     size_t small_file_max;  /* files up to this size are kept in memory; 0: none */
+    size_t body_memory;     /* ... while the bodies held come to no more than
+                               this many bytes; past it a new entry gets none
+                               (its file is sent from the fd) */
 };
 
 /* Creates a cache over the directory ROOT_FD (not closed by the cache, and
@@ -124,6 +128,8 @@ void sl_cache_release(struct sl_cache *c, struct sl_cache_entry *e);
 struct sl_cache_info {
     size_t entries;
     size_t open_fds;
+    size_t body_bytes;  /* file bodies held in memory */
+    size_t body_memory; /* their bound */
 };
 void sl_cache_info(struct sl_cache *c, struct sl_cache_info *out);
 

@@ -26,7 +26,7 @@
 
 enum key_type {
     K_STR, K_INT, K_LONG, K_SIZE, K_DURATION, K_BOOL, K_MODE, K_QKIND, K_LEVEL, K_AFMT, K_FULL, K_POLICY,
-    K_THREADS
+    K_THREADS, K_SIZE_AUTO
 };
 
 struct key {
@@ -67,6 +67,7 @@ static const struct key keys[] = {
     {"cache", "validity", K_DURATION, OFF(cache_validity_ns), 0, 86400 * SEC},
     {"cache", "negative_validity", K_DURATION, OFF(cache_negative_ns), 0, 86400 * SEC},
     {"cache", "small_file_max", K_SIZE, OFF(cache_small_file_max), 0, 1 << 20},
+    {"cache", "body_memory", K_SIZE_AUTO, OFF(cache_body_memory), 0, 1ll << 40},
     {"admission", "queue_wait_target", K_DURATION, OFF(adm_target_ns), 0, 60 * SEC},
     {"admission", "queue_wait_interval", K_DURATION, OFF(adm_interval_ns), SEC / 1000,
      60 * SEC},
@@ -139,7 +140,8 @@ void sl_config_defaults(struct sl_config *cfg)
     cfg->cache_max_entries = 10000;
     cfg->cache_validity_ns = 1 * SEC;
     cfg->cache_negative_ns = 1 * SEC;
-    cfg->cache_small_file_max = 16 * 1024;
+    cfg->cache_small_file_max = 128 * 1024;
+    cfg->cache_body_memory = -1; /* auto */
     cfg->adm_target_ns = 50 * SEC / 1000;
     cfg->adm_interval_ns = SEC / 10;
     cfg->adm_retry_after = 1;
@@ -310,10 +312,17 @@ static int set_key(struct parse_ctx *ctx, const struct key *k, const char *v)
         else
             *(long *)field = (long)n;
         return 1;
+    case K_SIZE_AUTO:
+        if (strcmp(v, "auto") == 0) {
+            *(long *)field = -1;
+            return 1;
+        }
+        __attribute__((fallthrough)); /* a size */
     case K_SIZE:
         if (sl_parse_size(v, &sz) != SL_OK)
             return fail(ctx, k->section, k->name,
-                        "'%s' is not a size (a number, optionally with k, m or g)", v);
+                        "'%s' is not a size (a number, optionally with k, m or g%s)", v,
+                        k->type == K_SIZE_AUTO ? ", or auto" : "");
         if (sz < k->min || sz > k->max)
             return fail(ctx, k->section, k->name, "%ld is out of range [%lld, %lld]", sz,
                         k->min, k->max);

@@ -87,6 +87,8 @@ struct sl_config {
     uint64_t cache_validity_ns;
     uint64_t cache_negative_ns;
     long cache_small_file_max;
+    long cache_body_memory;   /* bytes of file bodies held in memory at most;
+                                 -1: auto (a quarter of sl_cgroup_memory()) */
 
     /* [admission] */
     uint64_t adm_target_ns;   /* queue_wait_target: CoDel target; 0 = off */

@@ -1,6 +1,8 @@
 /* cpus.c: the CPUs this process may use (cpus.h). */
 #include "lib/cpus.h"
 
+#include "lib/cgroup.h"
+
 #include <limits.h>
 #include <math.h>
 #include <sched.h>
@@ -61,113 +63,24 @@ int sl_cpus_combine(int affinity, double quota)
     return n;
 }
 
-/* The first line of PATH into BUF; false if it cannot be read. */
-static bool read_line(const char *path, char *buf, size_t len)
-{
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
-        return false;
-    bool ok = fgets(buf, (int)len, f) != NULL;
-    fclose(f);
-    if (ok)
-        buf[strcspn(buf, "\n")] = '\0';
-    return ok;
-}
-
 /* The CPU limit set in cgroup directory DIR (0: none). */
 static double dir_quota(const char *dir, bool v2)
 {
     char path[2 * PATH_MAX + 32], a[64], b[64];
     if (v2) {
         snprintf(path, sizeof(path), "%s/cpu.max", dir);
-        return read_line(path, a, sizeof(a)) ? sl_cpus_parse_v2(a) : 0;
+        return sl_cgroup_read_line(path, a, sizeof(a)) ? sl_cpus_parse_v2(a) : 0;
     }
     snprintf(path, sizeof(path), "%s/cpu.cfs_quota_us", dir);
-    if (!read_line(path, a, sizeof(a)))
+    if (!sl_cgroup_read_line(path, a, sizeof(a)))
         return 0;
     snprintf(path, sizeof(path), "%s/cpu.cfs_period_us", dir);
-    return read_line(path, b, sizeof(b)) ? sl_cpus_parse_v1(a, b) : 0;
-}
-
-/* Whether the comma list LIST holds WORD. */
-static bool has_word(const char *list, const char *word)
-{
-    size_t n = strlen(word);
-    for (const char *p = list; p != NULL; p = strchr(p, ',')) {
-        if (*p == ',')
-            p++;
-        if (strncmp(p, word, n) == 0 && (p[n] == ',' || p[n] == '\0'))
-            return true;
-    }
-    return false;
-}
-
-/* This process's cgroup path in the hierarchy with the cpu controller (v1)
- * or in the unified one (v2), into PATH; false if it has none. */
-static bool own_cgroup(bool v2, char *path, size_t len)
-{
-    FILE *f = fopen("/proc/self/cgroup", "re");
-    if (f == NULL)
-        return false;
-    char line[PATH_MAX + 128];
-    bool found = false;
-    while (!found && fgets(line, sizeof(line), f) != NULL) {
-        line[strcspn(line, "\n")] = '\0';
-        char *ctl = strchr(line, ':');
-        char *cg = ctl ? strchr(ctl + 1, ':') : NULL;
-        if (cg == NULL)
-            continue;
-        *cg++ = '\0';
-        ctl++;
-        if (v2 ? (strcmp(line, "0") == 0 && *ctl == '\0') : has_word(ctl, "cpu")) {
-            snprintf(path, len, "%s", cg);
-            found = true;
-        }
-    }
-    fclose(f);
-    return found;
+    return sl_cgroup_read_line(path, b, sizeof(b)) ? sl_cpus_parse_v1(a, b) : 0;
 }
 
 double sl_cpus_quota(void)
 {
-    FILE *f = fopen("/proc/self/mountinfo", "re");
-    if (f == NULL)
-        return 0;
-    char line[2 * PATH_MAX];
-    double least = 0;
-    while (fgets(line, sizeof(line), f) != NULL) {
-        /* id parent major:minor root mountpoint options [optional...] - fstype source super */
-        char root[PATH_MAX], mnt[PATH_MAX], fstype[32], super[512];
-        char *dash = strstr(line, " - ");
-        if (dash == NULL || sscanf(line, "%*s %*s %*s %4095s %4095s", root, mnt) != 2 ||
-            sscanf(dash + 3, "%31s %*s %511s", fstype, super) != 2)
-            continue;
-        bool v2 = strcmp(fstype, "cgroup2") == 0;
-        if (!v2 && !(strcmp(fstype, "cgroup") == 0 && has_word(super, "cpu")))
-            continue;
-        char cg[PATH_MAX];
-        if (!own_cgroup(v2, cg, sizeof(cg)))
-            continue;
-        /* The cgroup path is from the hierarchy's root; the mount shows ROOT
-           of it (a container's namespace: "/" and the same path). */
-        size_t rl = strcmp(root, "/") == 0 ? 0 : strlen(root);
-        if (rl > 0 && strncmp(cg, root, rl) != 0)
-            continue;
-        char dir[2 * PATH_MAX];
-        snprintf(dir, sizeof(dir), "%s%s", mnt, cg + rl);
-        size_t base = strlen(mnt);
-        for (;;) { /* up to the mount point: a parent's limit binds too */
-            double q = dir_quota(dir, v2);
-            if (q > 0 && (least == 0 || q < least))
-                least = q;
-            char *slash = strrchr(dir, '/');
-            if (slash == NULL || (size_t)(slash - dir) < base)
-                break;
-            *slash = '\0';
-        }
-    }
-    fclose(f);
-    return least;
+    return sl_cgroup_least("cpu", dir_quota);
 }
 
 int sl_cpus_usable(void)

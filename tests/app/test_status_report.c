@@ -88,6 +88,8 @@ static void make_sample(struct sl_status_sample *s)
     s->conns = 3;
     s->cache.entries = 12;
     s->cache.open_fds = 11;
+    s->cache.body_bytes = 6000;
+    s->cache.body_memory = 1 << 20;
     sl_adm_state(&s->adm); /* of a server not running: what the reports show then */
     s->reload = SL_RELOAD_FAILED;
     snprintf(s->reload_msg, sizeof(s->reload_msg), "x.conf:3: \"bad\"\tkey\\");
@@ -152,7 +154,8 @@ Test(status_format, json_is_one_line_with_every_key)
         "0,\"inline\":600}",
         "\"bytes_sent\":123456789",
         "\"body_bytes_sent\":100000000",
-        "\"cache\":{\"entries\":12,\"open_fds\":11,\"hits\":900,\"misses\":100",
+        "\"cache\":{\"entries\":12,\"open_fds\":11,\"body_bytes\":6000,"
+        "\"body_memory\":1048576,\"hits\":900,\"misses\":100",
         "\"last_reload\":{\"ok\":false",
         "\"message\":\"x.conf:3: \\\"bad\\\"\\u0009key\\\\\"}"};
     for (size_t i = 0; i < SL_ARRAY_LEN(keys); i++)
@@ -210,7 +213,8 @@ Test(status_format, table_has_every_stage_and_no_empty_line)
                                        "requests: 1000",
                                        "600 sent inline by a reader",
                                        "sent: 123456789 bytes",
-                                       "cache: 12 entries",
+                                       "cache: 12 entries, 11 open fds, 6000 of 1048576 bytes of "
+                                       "bodies in memory",
                                        "admission: ok; shed 7 (queue wait), at max_connections 5 "
                                        "refused with 503, 2 closed; 4 idle closed for room",
                                        "last reload: FAILED"};
@@ -271,6 +275,8 @@ Test(status_format, metrics_follow_the_exposition_format)
     cr_assert(strstr(b.p, "sluice_queue_depth{stage=\"writer\"} 10\n") != NULL);
     cr_assert(strstr(b.p, "sluice_stage_threads{stage=\"writer\"} 8\n") != NULL);
     cr_assert(strstr(b.p, "sluice_requests_total 1000\n") != NULL);
+    cr_assert(strstr(b.p, "sluice_cache_body_bytes 6000\n") != NULL);
+    cr_assert(strstr(b.p, "sluice_cache_body_memory_bytes 1048576\n") != NULL);
     cr_assert(strstr(b.p, "sluice_requests_inline_total 600\n") != NULL);
     cr_assert(strstr(b.p, "sluice_shed_total{reason=\"queue_wait\"} 7\n") != NULL);
     cr_assert(strstr(b.p, "sluice_shed_total{reason=\"refused_full\"} 5\n") != NULL);

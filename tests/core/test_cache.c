@@ -85,7 +85,8 @@ static struct sl_cache_config config(size_t max, uint64_t validity_ms,
 {
     return (struct sl_cache_config){.max_entries = max,
                                     .validity_ns = validity_ms * MS,
-                                    .negative_ns = negative_ms * MS};
+                                    .negative_ns = negative_ms * MS,
+                                    .body_memory = 1 << 20};
 }
 
 static void make_cache(size_t max, uint64_t validity_ms, uint64_t negative_ms)
@@ -1762,4 +1763,50 @@ Test(cache, resident_with_validity_zero_asks_every_time)
     cr_expect(sl_cache_resident(cache, e, now));
     sl_cache_release(cache, e);
     close(fd);
+}
+
+Test(cache, bodies_stay_within_body_memory_and_give_it_back_when_freed)
+{
+    struct sl_cache_config cfg = config(100, 10000, 10000);
+    cfg.small_file_max = 16384;
+    cfg.body_memory = 10000;
+    cache = sl_cache_create(root_fd, mime, &cfg);
+    close(write_synced("a.bin", 6000));
+    close(write_synced("b.bin", 6000));
+    settle();
+    struct sl_cache_entry *a = sl_cache_get(cache, "a.bin");
+    cr_assert_not_null(a->body, "within the budget: held in memory");
+    struct sl_cache_entry *b = sl_cache_get(cache, "b.bin");
+    cr_assert_eq(b->err, 0);
+    cr_expect_null(b->body, "past the budget: sent from the fd");
+    cr_expect_geq(b->fd, 0);
+    struct sl_cache_info info;
+    sl_cache_info(cache, &info);
+    cr_expect_eq(info.body_bytes, 6000);
+    cr_expect_eq(info.body_memory, 10000);
+    sl_cache_release(cache, a);
+    sl_cache_release(cache, b);
+
+    /* a.bin gone: its entry is replaced by a failed lookup and freed after a
+       grace period, which gives its 6,000 bytes back. */
+    cr_assert_eq(unlinkat(root_fd, "a.bin", 0), 0);
+    reconfigure(100, 0, 0); /* every lookup revalidates */
+    struct sl_cache_entry *gone = sl_cache_get(cache, "a.bin");
+    cr_expect_eq(gone->err, ENOENT);
+    sl_cache_release(cache, gone);
+    rcu_barrier();
+    sl_cache_info(cache, &info);
+    cr_expect_eq(info.body_bytes, 0, "%zu bytes still counted", info.body_bytes);
+
+    /* A larger budget (a reload): the next new entry gets its body. */
+    cfg.validity_ns = 0;
+    cfg.body_memory = 20000;
+    sl_cache_configure(cache, &cfg);
+    close(write_synced("c.bin", 12000));
+    settle();
+    struct sl_cache_entry *c = sl_cache_get(cache, "c.bin");
+    cr_expect_not_null(c->body);
+    sl_cache_info(cache, &info);
+    cr_expect_eq(info.body_bytes, 12000, "b.bin stays without a body: %zu", info.body_bytes);
+    sl_cache_release(cache, c);
 }

@@ -79,7 +79,8 @@ Test(config, values_are_parsed)
     cr_expect_eq(cfg.max_header_size, 32768);
     /* untouched keys keep their defaults */
     cr_expect_eq(cfg.acceptor_threads, 0);
-    cr_expect_eq(cfg.cache_small_file_max, 16384);
+    cr_expect_eq(cfg.cache_small_file_max, 131072);
+    cr_expect_eq(cfg.cache_body_memory, -1, "auto");
     sl_config_free(&cfg);
 }
 
@@ -114,6 +115,8 @@ static const struct bad_case bad[] = {
     {"[admission]\nretry_after = -1\n", 2, "admission.retry_after", "out of range"},
     {"[admission]\n\ngate_syns = maybe\n", 3, "admission.gate_syns", "yes/no"},
     {"[cache]\nsmall_file_max = 2m\n", 2, "cache.small_file_max", "out of range"},
+    {"[cache]\nbody_memory = lots\n", 2, "cache.body_memory", "or auto"},
+    {"[cache]\n\nbody_memory = 2048g\n", 3, "cache.body_memory", "out of range"},
 };
 
 Test(config, admission_and_small_files)
@@ -128,12 +131,13 @@ Test(config, admission_and_small_files)
     cr_expect(!cfg.adm_close_idle);
     cr_expect(cfg.adm_drop_syn_retries);
     cr_expect(cfg.adm_gate_syns);
-    cr_expect_eq(cfg.cache_small_file_max, 16384);
+    cr_expect_eq(cfg.cache_small_file_max, 131072);
+    cr_expect_eq(cfg.cache_body_memory, -1, "auto");
     cr_expect(cfg.defer_accept);
     sl_config_free(&cfg);
     int rc = load("[admission]\nqueue_wait_target = 0\nqueue_wait_interval = 250ms\n"
                   "retry_after = 30\non_full = wait\nclose_idle = yes\ngate_syns = no\n"
-                  "[cache]\nsmall_file_max = 0\n",
+                  "[cache]\nsmall_file_max = 0\nbody_memory = 64m\n",
                   &cfg, err, sizeof(err), NULL);
     cr_assert_eq(rc, SL_OK, "%s", err);
     cr_expect_eq(cfg.adm_target_ns, 0);
@@ -143,7 +147,18 @@ Test(config, admission_and_small_files)
     cr_expect(cfg.adm_close_idle);
     cr_expect(!cfg.adm_gate_syns);
     cr_expect_eq(cfg.cache_small_file_max, 0);
+    cr_expect_eq(cfg.cache_body_memory, 64l << 20);
     sl_config_free(&cfg);
+    rc = load("[cache]\nbody_memory = 0\n", &cfg, err, sizeof(err), NULL);
+    cr_assert_eq(rc, SL_OK, "%s", err);
+    cr_expect_eq(cfg.cache_body_memory, 0, "no bodies in memory");
+    sl_config_free(&cfg);
+    rc = load("[cache]\nbody_memory = 8m\nbody_memory = auto\n", &cfg, err, sizeof(err), NULL);
+    cr_expect_neq(rc, SL_OK, "given twice");
+    sl_config_free(&cfg);
+    rc = load("[cache]\nbody_memory = auto\n", &cfg, err, sizeof(err), NULL);
+    cr_assert_eq(rc, SL_OK, "%s", err);
+    cr_expect_eq(cfg.cache_body_memory, -1);
     rc = load("[admission]\non_full = refuse\n", &cfg, err, sizeof(err), NULL);
     cr_assert_eq(rc, SL_OK, "%s", err);
     cr_expect_eq(cfg.adm_on_full, SL_FULL_REFUSE);

@@ -102,7 +102,8 @@ static void setup(void)
     struct sl_cache_config cfg = {.max_entries = 100,
                                   .validity_ns = 60ull * 1000000000,
                                   .negative_ns = 60ull * 1000000000,
-                                  .small_file_max = 64};
+                                  .small_file_max = 64,
+                                  .body_memory = 1 << 20};
     cache = sl_cache_create(root_fd, mime, &cfg);
     env = (struct sl_response_env){.cache = cache,
                                    .index = "index.html",

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from helpers import ConnectionClosed, RawConn, request, sha256
+import helpers
+from helpers import ConnectionClosed, RawConn, request, sha256, stats_json
 
 VALIDITY = 1.0
 POLL_FOR = 3.0  # validity + margin
@@ -468,3 +469,50 @@ def test_small_file_rewritten_in_place_is_never_kept_half_written(sluice_factory
         assert fetch(srv, "torn.bin") == (200, final), "once settled and held in memory"
     print(f"{rounds} writes, {counts['responses']} responses during them, "
           f"{counts['mixed']} of those mixed")
+
+
+# --------------------------------------------------------------- body_memory
+
+def test_bodies_past_body_memory_go_out_whole_from_the_fd(sluice_factory, tmp_path):
+    """[cache] body_memory bounds the bytes of file bodies held in memory: the
+    files that fit are held, the rest are sent from their fds, and every
+    response is the whole file either way."""
+    root = tmp_path / "www"
+    root.mkdir()
+    files = {f"f{i}.bin": blob(f"f{i}", 40 * 1024 + i) for i in range(8)}
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    time.sleep(1.2)  # settled (SL_CACHE_SETTLE_NS): eligible for a body at once
+    server = sluice_factory(root=root, cache_small_file_max="128k", cache_body_memory="100k")
+    for _ in range(3):  # misses, then hits on entries with and without a body
+        for name, data in files.items():
+            status, body = fetch(server, name)
+            assert status == 200 and sha256(body) == sha256(data), name
+    st = stats_json(server.status_socket)
+    cache = st["cache"]
+    assert cache["body_memory"] == 100 * 1024 == st["config"]["cache"]["body_memory"], cache
+    # Two 40 KiB bodies fit in 100 KiB, a third does not.
+    assert 2 * 40 * 1024 <= cache["body_bytes"] <= 100 * 1024, cache
+    assert cache["entries"] >= len(files), cache
+
+
+def test_body_memory_auto_is_a_quarter_of_the_memory_cgroup(sluice_factory, tmp_path):
+    """auto: a quarter of the memory cgroup's limit, and bodies within it."""
+    from lab import budget
+    try:
+        cg = budget.Cgroup(f"sluice-test-bodymem-{os.getpid()}", budget.Budget(mem="256M"))
+    except budget.BudgetError as e:
+        pytest.skip(f"no memory cgroup controller: {e}")
+    try:
+        server = helpers.Sluice(tmp_path / "m", tmp_path, name="m")
+        (tmp_path / "one.txt").write_bytes(b"x" * 1000)
+        server.start(preexec_fn=cg.preexec)
+        try:
+            st = stats_json(server.status_socket)
+            assert st["cache"]["body_memory"] == 64 << 20, st["cache"]
+            assert st["config"]["cache"]["body_memory"] == 64 << 20, st["config"]["cache"]
+            assert st["config"]["cache"]["small_file_max"] == 128 * 1024
+        finally:
+            server.check_clean_exit()
+    finally:
+        cg.remove()

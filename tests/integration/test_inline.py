@@ -3,7 +3,8 @@
 A reader sends a prepared response itself, instead of handing it to the
 writer pool, when sending cannot wait for the disk: responses without a file
 body (errors, redirects, 304, HEAD), bodies the cache holds in memory (files
-up to [cache] small_file_max, 16k by default), and files of at most
+up to [cache] small_file_max, 128k by default, while they fit in [cache]
+body_memory), and files of at most
 inline_max bytes (1m by default) that are wholly in the page cache, which
 the cache asks the kernel with cachestat(2) (Linux 6.5; without it such files
 always go to the writers). inline_max = 0 and [writer] optimistic = no turn it
@@ -37,7 +38,7 @@ import helpers
 from helpers import RawConn, request, sha256
 
 KIB = 1024
-SMALL_FILE_MAX = 16 * KIB  # [cache] small_file_max default
+SMALL_FILE_MAX = 128 * KIB  # [cache] small_file_max default
 INLINE_MAX = 1024 * KIB    # [reader] inline_max default (1m)
 PAGE = os.sysconf("SC_PAGESIZE")
 
@@ -508,28 +509,28 @@ def evicting_root(tmp_path):
 
 
 def test_file_in_page_cache_goes_inline_only_once_resident(sluice_factory, evicting_root):
-    size = 100 * KIB
+    size = 200 * KIB
     assert SMALL_FILE_MAX < size < INLINE_MAX
-    path = evicting_root / "f100k.bin"
-    data = blob("f100k", size)
+    path = evicting_root / "f200k.bin"
+    data = blob("f200k", size)
     server = sluice_factory(root=evicting_root, name="pagecache", cache_validity="60s")
     base = quiet(server)
     write_synced(path, data)
     evict_fully(path)
     with RawConn(server.port) as c:
-        get_data(c, "/f100k.bin", data)
+        get_data(c, "/f200k.bin", data)
         d, base = counted(server, base, 1)
         assert d == {"total": 1, "inline": 0, "writer": 1}, (
             f"a file not in the page cache must go to a writer: {d}")
         assert cached_pages(path) == pages(size), "the writer's read did not cache the file"
-        get_data(c, "/f100k.bin", data)
+        get_data(c, "/f200k.bin", data)
         d, base = counted(server, base, 1)
         assert d == {"total": 1, "inline": 1, "writer": 0}, (
             f"a file wholly in the page cache must go inline: {d}")
         # The yes is remembered for the validity period (60 s): evicted again,
         # the file still goes inline, and is read from disk by the reader.
         evict_fully(path)
-        get_data(c, "/f100k.bin", data)
+        get_data(c, "/f200k.bin", data)
         d, _ = counted(server, base, 1)
         assert d == {"total": 1, "inline": 1, "writer": 0}, (
             f"a remembered yes within the validity period: {d}")
@@ -538,20 +539,20 @@ def test_file_in_page_cache_goes_inline_only_once_resident(sluice_factory, evict
 def test_no_answer_is_asked_again(sluice_factory, evicting_root):
     """A no is not remembered: evicted, served by a writer, served by a
     writer again after another eviction, then inline once resident."""
-    size = 120 * KIB
+    size = 240 * KIB
     assert SMALL_FILE_MAX < size <= INLINE_MAX
-    path = evicting_root / "f120k.bin"
-    data = blob("f120k", size)
+    path = evicting_root / "f240k.bin"
+    data = blob("f240k", size)
     server = sluice_factory(root=evicting_root, name="askagain", cache_validity="60s")
     base = quiet(server)
     write_synced(path, data)
     with RawConn(server.port) as c:
         for i in range(2):
             evict_fully(path)
-            get_data(c, "/f120k.bin", data)
+            get_data(c, "/f240k.bin", data)
             d, base = counted(server, base, 1)
             assert d == {"total": 1, "inline": 0, "writer": 1}, f"evicted, round {i}: {d}"
-        get_data(c, "/f120k.bin", data)
+        get_data(c, "/f240k.bin", data)
         d, _ = counted(server, base, 1)
         assert d == {"total": 1, "inline": 1, "writer": 0}, f"resident now: {d}"
 
