@@ -225,10 +225,9 @@ static void take_counters(uint64_t *sum, uint64_t *count, uint64_t *idle_ns)
     }
 }
 
-/* Between ticks: whether the accept queue stands now and stood no shorter at
- * the last look (stages/admission.h),
- * looked at every SL_ADM_PEEK_NS while not shedding, with the accepts and the
- * readers' idle time of the interval so far. */
+/* Between ticks, every SL_ADM_PEEK_NS while not shedding: whether the accept
+ * queue stands now and stood no shorter at the last look (stages/admission.h),
+ * with the accepts and the readers' idle time of the interval so far. */
 static bool peek_queue(uint64_t now, uint64_t interval, uint64_t target)
 {
     if (now < ctl.peek_due || now < ctl.shed_until || !sl_readers_accept())
