@@ -459,7 +459,8 @@ static struct entry *build(struct sl_cache *c, const char *path, unsigned long h
     size_t blen = 0;
     uint64_t wait = 0;
     if (file && p->st.st_size > 0 &&
-        (size_t)p->st.st_size <= uatomic_read(&c->small_file_max)) {
+        (size_t)p->st.st_size <= uatomic_read(&c->small_file_max) &&
+        (size_t)p->st.st_size <= uatomic_read(&c->body_memory) / SL_CACHE_BODY_SHARE) {
         /* The clock before the read begins: a write whose bytes the read
            could meet stamped the file after the probe's fstat (the second
            fstat sees that) or less than SL_CACHE_SETTLE_NS before this. */

@@ -86,7 +86,7 @@ static struct sl_cache_config config(size_t max, uint64_t validity_ms,
     return (struct sl_cache_config){.max_entries = max,
                                     .validity_ns = validity_ms * MS,
                                     .negative_ns = negative_ms * MS,
-                                    .body_memory = 1 << 20};
+                                    .body_memory = 1 << 30};
 }
 
 static void make_cache(size_t max, uint64_t validity_ms, uint64_t negative_ms)
@@ -1765,48 +1765,103 @@ Test(cache, resident_with_validity_zero_asks_every_time)
     close(fd);
 }
 
+/* Creates ROOT/NAME with LEN bytes (no fsync: many small files). */
+static void write_len(const char *name, size_t len)
+{
+    char *buf = malloc(len);
+    cr_assert_not_null(buf);
+    memset(buf, 'b', len);
+    int fd = openat(root_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    cr_assert_geq(fd, 0, "create %s: %s", name, strerror(errno));
+    cr_assert_eq(write(fd, buf, len), (ssize_t)len);
+    close(fd);
+    free(buf);
+}
+
 Test(cache, bodies_stay_within_body_memory_and_give_it_back_when_freed)
 {
-    struct sl_cache_config cfg = config(100, 10000, 10000);
+    /* A budget of SL_CACHE_BODY_SHARE bodies of 4 KiB: the next one does not
+       fit, and is sent from its fd. */
+    const size_t len = 4096, n = SL_CACHE_BODY_SHARE;
+    struct sl_cache_config cfg = config(2 * n, 10000, 10000);
     cfg.small_file_max = 16384;
-    cfg.body_memory = 10000;
+    cfg.body_memory = n * len;
     cache = sl_cache_create(root_fd, mime, &cfg);
-    close(write_synced("a.bin", 6000));
-    close(write_synced("b.bin", 6000));
+    char name[32];
+    for (size_t i = 0; i <= n; i++) {
+        snprintf(name, sizeof(name), "f%zu.bin", i);
+        write_len(name, len);
+    }
     settle();
-    struct sl_cache_entry *a = sl_cache_get(cache, "a.bin");
-    cr_assert_not_null(a->body, "within the budget: held in memory");
-    struct sl_cache_entry *b = sl_cache_get(cache, "b.bin");
-    cr_assert_eq(b->err, 0);
-    cr_expect_null(b->body, "past the budget: sent from the fd");
-    cr_expect_geq(b->fd, 0);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(name, sizeof(name), "f%zu.bin", i);
+        struct sl_cache_entry *e = sl_cache_get(cache, name);
+        cr_assert_eq(e->err, 0);
+        cr_assert_not_null(e->body, "%s: within the budget, held in memory", name);
+        sl_cache_release(cache, e);
+    }
+    snprintf(name, sizeof(name), "f%zu.bin", n);
+    struct sl_cache_entry *past = sl_cache_get(cache, name);
+    cr_assert_eq(past->err, 0);
+    cr_expect_null(past->body, "past the budget: sent from the fd");
+    cr_expect_geq(past->fd, 0);
+    sl_cache_release(cache, past);
     struct sl_cache_info info;
     sl_cache_info(cache, &info);
-    cr_expect_eq(info.body_bytes, 6000);
-    cr_expect_eq(info.body_memory, 10000);
-    sl_cache_release(cache, a);
-    sl_cache_release(cache, b);
+    cr_expect_eq(info.body_bytes, n * len);
+    cr_expect_eq(info.body_memory, n * len);
 
-    /* a.bin gone: its entry is replaced by a failed lookup and freed after a
-       grace period, which gives its 6,000 bytes back. */
-    cr_assert_eq(unlinkat(root_fd, "a.bin", 0), 0);
-    reconfigure(100, 0, 0); /* every lookup revalidates */
-    struct sl_cache_entry *gone = sl_cache_get(cache, "a.bin");
+    /* f0.bin gone: its entry is replaced by a failed lookup and freed after a
+       grace period, which gives its bytes back. */
+    cr_assert_eq(unlinkat(root_fd, "f0.bin", 0), 0);
+    cfg.validity_ns = 0; /* every lookup revalidates */
+    cfg.negative_ns = 0;
+    sl_cache_configure(cache, &cfg);
+    struct sl_cache_entry *gone = sl_cache_get(cache, "f0.bin");
     cr_expect_eq(gone->err, ENOENT);
     sl_cache_release(cache, gone);
     rcu_barrier();
     sl_cache_info(cache, &info);
-    cr_expect_eq(info.body_bytes, 0, "%zu bytes still counted", info.body_bytes);
+    cr_expect_eq(info.body_bytes, (n - 1) * len, "%zu bytes counted", info.body_bytes);
 
-    /* A larger budget (a reload): the next new entry gets its body. */
-    cfg.validity_ns = 0;
-    cfg.body_memory = 20000;
-    sl_cache_configure(cache, &cfg);
-    close(write_synced("c.bin", 12000));
+    /* Room again for one 4 KiB body: the next new entry gets it. */
+    write_len("new.bin", len);
+    write_len("newer.bin", len);
     settle();
-    struct sl_cache_entry *c = sl_cache_get(cache, "c.bin");
-    cr_expect_not_null(c->body);
-    sl_cache_info(cache, &info);
-    cr_expect_eq(info.body_bytes, 12000, "b.bin stays without a body: %zu", info.body_bytes);
-    sl_cache_release(cache, c);
+    struct sl_cache_entry *e = sl_cache_get(cache, "new.bin");
+    cr_expect_not_null(e->body, "the freed bytes are room for a new body");
+    sl_cache_release(cache, e);
+    e = sl_cache_get(cache, "newer.bin");
+    cr_expect_null(e->body, "and the budget is full again");
+    sl_cache_release(cache, e);
+
+    /* body_memory = 0 (a reload): no new body at all. */
+    cfg.body_memory = 0;
+    sl_cache_configure(cache, &cfg);
+    write_len("tiny.bin", 10);
+    settle();
+    e = sl_cache_get(cache, "tiny.bin");
+    cr_expect_eq(e->err, 0);
+    cr_expect_null(e->body, "body_memory = 0: no bodies");
+    sl_cache_release(cache, e);
+}
+
+Test(cache, a_body_is_at_most_a_share_of_body_memory)
+{
+    /* 1 MiB of budget: bodies up to 2 KiB (1 MiB / 512), whatever small_file_max. */
+    struct sl_cache_config cfg = config(100, 10000, 10000);
+    cfg.small_file_max = 16384;
+    cfg.body_memory = 1 << 20;
+    cache = sl_cache_create(root_fd, mime, &cfg);
+    size_t cap = (1 << 20) / SL_CACHE_BODY_SHARE;
+    write_len("at.bin", cap);
+    write_len("over.bin", cap + 1);
+    settle();
+    struct sl_cache_entry *at = sl_cache_get(cache, "at.bin");
+    struct sl_cache_entry *over = sl_cache_get(cache, "over.bin");
+    cr_expect_not_null(at->body);
+    cr_expect_null(over->body, "larger than body_memory / SL_CACHE_BODY_SHARE");
+    cr_expect_eq(over->size, (off_t)cap + 1);
+    sl_cache_release(cache, at);
+    sl_cache_release(cache, over);
 }

@@ -103,7 +103,7 @@ static void setup(void)
                                   .validity_ns = 60ull * 1000000000,
                                   .negative_ns = 60ull * 1000000000,
                                   .small_file_max = 64,
-                                  .body_memory = 1 << 20};
+                                  .body_memory = 1 << 30};
     cache = sl_cache_create(root_fd, mime, &cfg);
     env = (struct sl_response_env){.cache = cache,
                                    .index = "index.html",

@@ -84,7 +84,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                                   .validity_ns = 3600ull * 1000000000,
                                   .negative_ns = 3600ull * 1000000000,
                                   .small_file_max = 50,
-                                  .body_memory = 1 << 20};
+                                  .body_memory = 1 << 30};
     cache = sl_cache_create(root_fd, sl_mime_load(NULL, NULL, NULL), &cfg);
     atexit(remove_root);
     return 0;

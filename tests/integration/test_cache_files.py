@@ -474,25 +474,29 @@ def test_small_file_rewritten_in_place_is_never_kept_half_written(sluice_factory
 # --------------------------------------------------------------- body_memory
 
 def test_bodies_past_body_memory_go_out_whole_from_the_fd(sluice_factory, tmp_path):
-    """[cache] body_memory bounds the bytes of file bodies held in memory: the
-    files that fit are held, the rest are sent from their fds, and every
-    response is the whole file either way."""
+    """[cache] body_memory bounds the bytes of file bodies held in memory, and
+    a body is at most 1/512 of it: the files that fit are held, the rest are
+    sent from their fds, and every response is the whole file either way."""
     root = tmp_path / "www"
     root.mkdir()
-    files = {f"f{i}.bin": blob(f"f{i}", 40 * 1024 + i) for i in range(8)}
+    files = {f"f{i}.bin": blob(f"f{i}", 1000) for i in range(600)}
+    files["big.bin"] = blob("big", 1025)  # over 512k / 512 = 1 KiB: never held
     for name, data in files.items():
         (root / name).write_bytes(data)
     time.sleep(1.2)  # settled (SL_CACHE_SETTLE_NS): eligible for a body at once
-    server = sluice_factory(root=root, cache_small_file_max="128k", cache_body_memory="100k")
-    for _ in range(3):  # misses, then hits on entries with and without a body
-        for name, data in files.items():
-            status, body = fetch(server, name)
-            assert status == 200 and sha256(body) == sha256(data), name
+    server = sluice_factory(root=root, cache_small_file_max="128k", cache_body_memory="512k",
+                            cache_max_entries=2000)
+    with RawConn(server.port, timeout=20) as c:
+        for _ in range(2):  # misses, then hits on entries with and without a body
+            for name, data in files.items():
+                c.send(request("GET", "/" + name))
+                r = c.read_response()
+                assert r.status == 200 and sha256(r.body) == sha256(data), name
     st = stats_json(server.status_socket)
     cache = st["cache"]
-    assert cache["body_memory"] == 100 * 1024 == st["config"]["cache"]["body_memory"], cache
-    # Two 40 KiB bodies fit in 100 KiB, a third does not.
-    assert 2 * 40 * 1024 <= cache["body_bytes"] <= 100 * 1024, cache
+    assert cache["body_memory"] == 512 * 1024 == st["config"]["cache"]["body_memory"], cache
+    # 524 bodies of 1,000 bytes fit in 512 KiB, the 525th does not.
+    assert cache["body_bytes"] == 524 * 1000, cache
     assert cache["entries"] >= len(files), cache
 
 
