@@ -225,6 +225,18 @@ static void take_counters(uint64_t *sum, uint64_t *count, uint64_t *idle_ns)
     }
 }
 
+/* Seconds since the current interval began. */
+static double interval_span(uint64_t now, uint64_t interval)
+{
+    return (double)(now + interval - ctl.interval_end) / 1e9;
+}
+
+/* The share of SPAN seconds the readers waited for work, IDLE_NS in all. */
+static double idle_share(uint64_t idle_ns, double span)
+{
+    return sl_srv.nreaders > 0 ? (double)idle_ns / 1e9 / span / sl_srv.nreaders : 1.0;
+}
+
 /* Between ticks, every SL_ADM_PEEK_NS while not shedding: whether the accept
  * queue stands now and stood no shorter at the last look (stages/admission.h),
  * with the accepts and the readers' idle time of the interval so far. */
@@ -237,10 +249,10 @@ static bool peek_queue(uint64_t now, uint64_t interval, uint64_t target)
     for (int i = 0; i < sl_srv.nreaders; i++)
         idle_ns += __atomic_load_n(&sl_srv.adm_reader[i].idle_ns, __ATOMIC_RELAXED) -
                    ctl.idle_ns[i];
-    double span = (double)(now + interval - ctl.interval_end) / 1e9;
+    double span = interval_span(now, interval);
     if (span <= 0)
         return false;
-    double idle = sl_srv.nreaders > 0 ? (double)idle_ns / 1e9 / span / sl_srv.nreaders : 1.0;
+    double idle = idle_share(idle_ns, span);
     long waiting = sl_adm_accept_queue(NULL);
     long before = ctl.peek_waiting;
     bool standing = sl_adm_standing_queue(waiting, __atomic_load_n(&ctl.accepts, __ATOMIC_RELAXED),
@@ -285,8 +297,8 @@ static void adm_tick(uint64_t now)
     long peak = SL_MAX(__atomic_load_n(&ctl.peak, __ATOMIC_RELAXED), open);
     uint64_t accepts = __atomic_exchange_n(&ctl.accepts, 0, __ATOMIC_RELAXED);
     bool bound = __atomic_exchange_n(&ctl.bound, false, __ATOMIC_RELAXED);
-    double span = (double)(now - ctl.interval_end + interval) / 1e9;
-    double idle = sl_srv.nreaders > 0 ? (double)idle_ns / 1e9 / span / sl_srv.nreaders : 1.0;
+    double span = interval_span(now, interval);
+    double idle = idle_share(idle_ns, span);
     /* Readers that accept serve what they accept in the same round: open
        connections pile up only with sessions, and the queue that builds past
        the knee is the kernel's accept queue. An accept queue longer than
