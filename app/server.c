@@ -186,9 +186,13 @@ int sl_server_start(struct sl_config *cfg)
         goto fail;
     tune_listener(cfg);
     if (cfg->adm_drop_syn_retries) {
-        if (sl_synfilter_attach(s->listen_fd, why, sizeof(why)) == SL_OK)
+        uint64_t memory = sl_cgroup_memory();
+        if (sl_synfilter_attach(s->listen_fd, memory, why, sizeof(why)) == SL_OK)
             sl_log(SL_LOG_INFO, "admission: retransmitted SYNs are dropped while the limit "
-                                "binds (BPF filter on the listener)");
+                                "binds (BPF filter on the listener; %u KiB of kernel memory "
+                                "remember %u SYNs)",
+                   sl_synfilter_buckets(memory) * SL_SYN_BUCKET_BYTES / 1024,
+                   sl_synfilter_buckets(memory) * SL_SYN_WAYS);
         else
             sl_log(SL_LOG_WARN, "%s:%d: admission.drop_syn_retries: %s; going on without",
                    cfg->path, sl_config_line(cfg, "admission", "drop_syn_retries"), why);

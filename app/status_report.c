@@ -131,14 +131,14 @@ void sl_report_json(struct sl_sbuf *b, const struct sl_status_sample *s,
               ",\"readers_idle\":%.2f,\"syn_filter\":%s,\"syn_shedding\":%s"
               ",\"syns\":%" PRIu64 ",\"syn_retries\":%" PRIu64
               ",\"syn_retries_dropped\":%" PRIu64 ",\"syn_gating\":%s"
-              ",\"syns_gated\":%" PRIu64 "}",
+              ",\"syns_gated\":%" PRIu64 ",\"syn_memory\":%" PRIu64 "}",
               s->adm_dropping ? "true" : "false",
               e->shed_queue_wait, e->refused_full, e->conn_rejected, e->closed_idle,
               as.policy, as.limit, as.admitted, as.waiting, as.backlog, as.queue_target,
               as.wait_ms, as.idle,
               as.syn_filter ? "true" : "false", as.syn_shedding ? "true" : "false", as.syns,
               as.syn_retries, as.syn_retries_dropped, as.syn_gating ? "true" : "false",
-              as.syns_gated);
+              as.syns_gated, as.syn_memory);
     sl_sbuf_printf(b,
               ",\"requests\":{\"total\":%" PRIu64 ",\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64
               ",\"3xx\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64
@@ -246,8 +246,10 @@ void sl_report_table(struct sl_sbuf *b, const struct sl_status_sample *s,
                      as.syn_shedding ? "dropping retransmissions" : "letting all through");
         sl_sbuf_printf(b,
                        "SYN filter: %s; %" PRIu64 " SYNs, %" PRIu64 " retransmitted, %" PRIu64
-                       " of them dropped; %" PRIu64 " new ones dropped by the gate\n",
-                       what, as.syns, as.syn_retries, as.syn_retries_dropped, as.syns_gated);
+                       " of them dropped; %" PRIu64 " new ones dropped by the gate; "
+                       "%" PRIu64 " KiB remember SYNs seen\n",
+                       what, as.syns, as.syn_retries, as.syn_retries_dropped, as.syns_gated,
+                       as.syn_memory / 1024);
     }
     sl_sbuf_printf(b,
               "requests: %" PRIu64 " (1xx %" PRIu64 ", 2xx %" PRIu64 ", 3xx %" PRIu64
@@ -485,6 +487,9 @@ void sl_report_metrics(struct sl_sbuf *b, const struct sl_status_sample *s)
                    as.syn_retries - as.syn_retries_dropped);
     sl_sbuf_printf(b, "sluice_admission_syns_total{kind=\"dropped\"} %" PRIu64 "\n",
                    as.syn_retries_dropped);
+    metric_u64(b, "admission_syn_memory_bytes", "gauge",
+               "Kernel memory of the SYN filter's table of SYNs seen (0: no filter).",
+               as.syn_memory);
     metric_u64(b, "accept_errors_total", "counter",
                "accept() failures other than EAGAIN and aborted connections.",
                e->accept_errors);

@@ -104,5 +104,6 @@ void sl_adm_state(struct sl_adm_state *st)
     st->syn_retries_dropped = sc.dropped;
     st->syn_gating = sc.gating;
     st->syns_gated = sc.gated;
+    st->syn_memory = sc.memory;
     st->waiting = sl_adm_accept_queue(NULL);
 }

@@ -186,6 +186,7 @@ struct sl_adm_state {
     bool syn_shedding;  /* ... and dropping retransmitted SYNs now */
     bool syn_gating;    /* ... and gating new SYNs now */
     uint64_t syns, syn_retries, syn_retries_dropped, syns_gated; /* its counters */
+    uint64_t syn_memory; /* bytes of its table of SYNs seen (kernel memory) */
 };
 
 /* Fills ST from the running server. Any thread; cannot fail. */

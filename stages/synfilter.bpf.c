@@ -33,9 +33,15 @@
  * It was an LRU hash map of 262,144 entries: 25 MB of kernel memory,
  * preallocated and charged to sluice's memory cgroup. Under a 32 MiB memory
  * budget (the lab's disk preset) that left the page cache 4 MB, and sluice
- * served nothing past 2,000 requests/s. This takes 2 MiB for as many SYNs. */
+ * served nothing past 2,000 requests/s. This takes at most 2 MiB for as many
+ * SYNs, and less under a smaller memory budget: the loader sizes the array
+ * (sl_synfilter_buckets) and sets syn_mask to match before it loads. */
 #define SYN_WAYS 4
-#define SYN_BUCKETS 65536 /* a power of two */
+#define SYN_BUCKETS 65536 /* the most: a power of two (SL_SYN_BUCKETS_MAX) */
+
+/* The number of buckets less one, set by the loader (.rodata: a constant to
+ * the verifier); a lookup past the array's end finds nothing. */
+const volatile __u32 syn_mask = SYN_BUCKETS - 1;
 
 struct syn_slot {
     __u32 tag;   /* 0: empty */
@@ -107,7 +113,7 @@ int sl_synfilter(struct __sk_buff *skb)
     __u64 h = mix(family << 48 | (__u64)port << 32 | seq, (__u64)addr[0] << 32 | addr[1]);
     h = mix(h, (__u64)addr[2] << 32 | addr[3]);
     h = mix(h, 0);
-    __u32 idx = (__u32)h & (SYN_BUCKETS - 1);
+    __u32 idx = (__u32)h & syn_mask;
     __u32 tag = (__u32)(h >> 32) | 1;
     struct syn_bucket *b = bpf_map_lookup_elem(&syn_seen, &idx);
     if (b == NULL)

@@ -8,6 +8,17 @@
 #include <stdio.h>
 #include <string.h>
 
+uint32_t sl_synfilter_buckets(uint64_t memory)
+{
+    uint32_t n = SL_SYN_BUCKETS_MAX;
+    if (memory == 0)
+        return n;
+    while (n > SL_SYN_BUCKETS_MIN &&
+           (uint64_t)n * SL_SYN_BUCKET_BYTES > memory / SL_SYN_MEMORY_SHARE)
+        n /= 2;
+    return n;
+}
+
 #ifdef SLUICE_HAVE_BPF
 #include "synfilter.skel.h" /* generated from synfilter.bpf.c at build time */
 
@@ -24,6 +35,7 @@ static struct synfilter_bpf__bss *bss;
 static bool shedding; /* the acceptor's own copy of sl_syn_shed */
 static bool gating;   /* ... of sl_syn_gate */
 static long granted;    /* the credit the gate was given last */
+static uint64_t table_bytes; /* the table of SYNs seen */
 
 /* libbpf's own messages go to the error log at debug level. */
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -38,13 +50,25 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap
     return 0;
 }
 
-int sl_synfilter_attach(int fd, char *why, size_t whylen)
+int sl_synfilter_attach(int fd, uint64_t memory, char *why, size_t whylen)
 {
     libbpf_set_print(libbpf_log);
-    skel = synfilter_bpf__open_and_load();
-    if (skel == NULL) {
-        snprintf(why, whylen, "cannot load the BPF program: %s%s", strerror(errno),
-                 errno == EPERM ? " (needs CAP_BPF: start as root)" : "");
+    uint32_t buckets = sl_synfilter_buckets(memory);
+    skel = synfilter_bpf__open();
+    int err = skel == NULL ? errno : 0;
+    if (err == 0 && skel->rodata == NULL)
+        err = ENOTSUP; /* no .rodata: the program below was built without syn_mask */
+    if (err == 0) {
+        skel->rodata->syn_mask = buckets - 1;
+        if (bpf_map__set_max_entries(skel->maps.syn_seen, buckets) != 0 ||
+            synfilter_bpf__load(skel) != 0)
+            err = errno;
+    }
+    if (err != 0) {
+        snprintf(why, whylen, "cannot load the BPF program: %s%s", strerror(err),
+                 err == EPERM ? " (needs CAP_BPF: start as root)" : "");
+        synfilter_bpf__destroy(skel); /* NULL: nothing */
+        skel = NULL;
         return SL_ERR;
     }
     if (skel->bss == NULL) { /* the kernel cannot map BPF globals (before 5.5) */
@@ -63,6 +87,7 @@ int sl_synfilter_attach(int fd, char *why, size_t whylen)
     shedding = false;
     gating = false;
     granted = 0;
+    table_bytes = (uint64_t)buckets * SL_SYN_BUCKET_BYTES;
     __atomic_store_n(&bss, skel->bss, __ATOMIC_RELEASE);
     return SL_OK;
 }
@@ -117,6 +142,7 @@ void sl_synfilter_counts(struct sl_synfilter_counts *c)
     c->gated = __atomic_load_n(&b->sl_syn_gated, __ATOMIC_RELAXED);
     c->shedding = __atomic_load_n(&b->sl_syn_shed, __ATOMIC_RELAXED) != 0;
     c->gating = __atomic_load_n(&b->sl_syn_gate, __ATOMIC_RELAXED) != 0;
+    c->memory = table_bytes;
 }
 
 void sl_synfilter_free(void)
@@ -129,9 +155,10 @@ void sl_synfilter_free(void)
 
 #else /* built without clang, bpftool or libbpf */
 
-int sl_synfilter_attach(int fd, char *why, size_t whylen)
+int sl_synfilter_attach(int fd, uint64_t memory, char *why, size_t whylen)
 {
     (void)fd;
+    (void)memory;
     snprintf(why, whylen, "this sluice was built without BPF (clang, bpftool and "
                           "libbpf-dev are needed at build time)");
     return SL_ERR;

@@ -39,9 +39,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Loads the filter and attaches it to the listening socket FD. Returns SL_OK,
- * or SL_ERR with the reason in WHY (the server goes on without it). */
-int sl_synfilter_attach(int fd, char *why, size_t whylen);
+/* The SYNs the filter remembers are kept in buckets of SL_SYN_WAYS, 32 bytes
+ * each, in kernel memory charged to sluice's memory cgroup: memory the page
+ * cache then lacks. The table takes at most 1/SL_SYN_MEMORY_SHARE of the
+ * memory sluice may use, between SL_SYN_BUCKETS_MIN and _MAX buckets (128 KiB
+ * and 2 MiB): 2 MiB with 128 MiB or more, 512 KiB under a 32 MiB budget. A
+ * SYN is forgotten before its retransmission only when SL_SYN_WAYS newer
+ * ones fall into its bucket first: with 16,384 buckets and 4,000 new SYNs a
+ * second, about one in 100,000. */
+#define SL_SYN_WAYS 4
+#define SL_SYN_BUCKET_BYTES 32
+#define SL_SYN_BUCKETS_MIN 4096
+#define SL_SYN_BUCKETS_MAX 65536
+#define SL_SYN_MEMORY_SHARE 64
+
+/* The buckets for a process that may use MEMORY bytes (0: unknown, the
+ * most): a power of two in [SL_SYN_BUCKETS_MIN, SL_SYN_BUCKETS_MAX]. Pure. */
+uint32_t sl_synfilter_buckets(uint64_t memory);
+
+/* Loads the filter, its table sized for MEMORY (sl_synfilter_buckets), and
+ * attaches it to the listening socket FD. Returns SL_OK, or SL_ERR with the
+ * reason in WHY (the server goes on without it). */
+int sl_synfilter_attach(int fd, uint64_t memory, char *why, size_t whylen);
 
 /* Whether the filter is attached. Any thread. */
 bool sl_synfilter_on(void);
@@ -65,6 +84,7 @@ struct sl_synfilter_counts {
     uint64_t gated;   /* new SYNs dropped by the gate */
     bool shedding;    /* retransmissions are being dropped now */
     bool gating;      /* new SYNs are gated now */
+    uint64_t memory;  /* bytes of the table of SYNs seen */
 };
 
 /* The filter's counters (zeros when it is not attached). Any thread. */

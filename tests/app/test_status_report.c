@@ -121,6 +121,7 @@ Test(status_format, json_is_one_line_with_every_key)
     struct sl_sbuf b = {0};
     s.max_connections = 20000;
     s.adm_dropping = true;
+    s.adm.syn_memory = 512 * 1024;
     sl_report_json(&b, &s, busy, 1.5);
     cr_assert(b.len > 0);
     cr_assert_null(memchr(b.p, '\n', b.len));
@@ -150,6 +151,7 @@ Test(status_format, json_is_one_line_with_every_key)
         "\"rejected\":2",
         "\"admission\":{\"dropping\":true,\"shed_queue_wait\":7,\"refused_full\":5,"
         "\"closed_full\":2,\"closed_idle\":4,\"policy\":\"limit\",\"limit\":",
+        "\"syn_memory\":524288}",
         "\"requests\":{\"total\":1000,\"1xx\":0,\"2xx\":990,\"3xx\":0,\"4xx\":10,\"5xx\":"
         "0,\"inline\":600}",
         "\"bytes_sent\":123456789",
