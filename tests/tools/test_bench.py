@@ -189,6 +189,24 @@ def test_report_and_plot_data(bench):
     assert "client-bound in 1/1" in md
     assert "| 1kib | 111,111 | 83,333 | 166,667 |" in md  # per CPU-second
     assert "| 1kib | 1.22 (nginx) | 0.75 (nginx) | 1.50 | req/s yes, CPU yes, floor **no** |" in md
+    assert "disk KiB/req" not in md  # no disk budget: no disk table
+
+
+def test_disk_and_memory_table(bench):
+    runs = [dict(run("sluice", "disk", r, 80.0), disk_kb_per_req=kb, disk_ios_per_req=0.4,
+                 mem_anon_mb=2.5, mem_cache_mb=28.0) for r, kb in ((1150, 90.0), (1200, 86.0),
+                                                                    (1100, 93.0))]
+    runs += [dict(run("h2o", "disk", 1040, 100.0), disk_kb_per_req=97.0, disk_ios_per_req=0.9,
+                  mem_anon_mb=2.1, mem_cache_mb=30.5)]
+    runs += [run("sluice", "1kib", 110, 9.0)]  # no budget there: no row
+    s = bench.summarize(runs, ["sluice", "h2o"], ["1kib", "disk"])
+    assert s["disk"]["sluice"]["disk_kb_per_req"] == 90.0  # the median
+    assert "disk_kb_per_req" not in s["1kib"]["sluice"]
+    lines = bench.disk_table(s, ["sluice", "h2o"], ["1kib", "disk"])
+    assert "| disk | sluice | 90.0 | 0.40 | 2.5 | 28.0 |" in lines
+    assert "| disk | h2o | 97.0 | 0.90 | 2.1 | 30.5 |" in lines
+    assert not any(x.startswith("| 1kib") for x in lines)
+    assert bench.disk_table(s, ["sluice"], ["1kib"]) == []
 
 
 # ---------------------------------------------------------------- the floor

@@ -145,3 +145,52 @@ def test_evict_counts_files(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "g").write_bytes(b"y")
     assert B.evict(str(tmp_path)) == 4
+
+
+def test_parse_memory_and_disk_accounting():
+    assert B.parse_kv("cache 4096\nrss 8192\nhierarchical_memory_limit x\n\n") == {
+        "cache": 4096, "rss": 8192}
+    v1 = ("254:0 Read 1048576\n254:0 Write 4096\n254:0 Sync 0\n254:0 Async 1052672\n"
+          "254:16 Read 7\nTotal 1052679\n")
+    assert B.parse_blkio_v1(v1, "254:0") == 1048576
+    assert B.parse_blkio_v1(v1, "254:16") == 7
+    assert B.parse_blkio_v1("Total 0\n", "254:0") == 0  # nothing read yet
+    v2 = ("8:0 rbytes=100 wbytes=0 rios=3 wios=0 dbytes=0 dios=0\n"
+          "254:0 rbytes=2097152 wbytes=4096 rios=16 wios=1 dbytes=0 dios=0\n")
+    assert B.parse_io_stat(v2, "254:0") == (2097152, 16)
+    assert B.parse_io_stat(v2, "253:0") == (0, 0)
+
+
+def test_a_file_just_written_is_read_from_the_disk_after_start_cold(tmp_path):
+    """start_cold writes dirty pages back first (fadvise leaves them in the
+    page cache), so a read inside the cgroup comes from the disk and is
+    charged to it: 4 MiB read, 4 MiB charged."""
+    try:
+        B.block_device(str(tmp_path))
+    except B.BudgetError:
+        pytest.skip("tmp is not on a block device")
+    path = tmp_path / "fresh.bin"
+    path.write_bytes(os.urandom(4 << 20))  # dirty in the page cache now
+    cg = cgroup_or_skip(B.Budget(mem="64M", read_bps="1G"), str(tmp_path))
+    try:
+        before = cg.disk_reads()
+        assert before is not None
+        assert "evicted 1 fileset files" in B.start_cold(str(tmp_path))
+        p = subprocess.run([sys.executable, "-c",
+                            f"open({str(path)!r}, 'rb').read()"], preexec_fn=cg.preexec)
+        assert p.returncode == 0
+        after = cg.disk_reads()
+        assert after[0] - before[0] >= 4 << 20, (before, after)
+        assert after[1] > before[1]
+        anon, cache = cg.memory()
+        assert cache >= 4 << 20 and anon >= 0
+    finally:
+        cg.remove()
+
+
+def test_no_disk_reads_without_a_disk_budget():
+    cg = cgroup_or_skip(B.Budget(cpus=0.5))
+    try:
+        assert cg.disk_reads() is None and cg.memory() is None
+    finally:
+        cg.remove()

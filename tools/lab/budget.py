@@ -220,6 +220,10 @@ def start_cold(root, drop_all=False):
         except OSError as e:
             raise BudgetError(f"--drop-caches: cannot write /proc/sys/vm/drop_caches ({e}); "
                               "run as root, or leave it out to evict only the fileset")
+    # dirty pages stay in the page cache through DONTNEED: a fileset written
+    # just before (by tools/sluice-fileset) would be served from memory,
+    # charged to no server's cgroup, on the first run
+    os.sync()
     n = evict(root)
     return f"evicted {n} fileset files from the page cache"
 
@@ -285,6 +289,39 @@ def parse_cpu_stat(text):
 
 
 _LIVE = []  # every Cgroup not yet removed
+
+
+def parse_kv(text):
+    """'key value' lines (memory.stat) as a dict of ints."""
+    out = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) == 2:
+            try:
+                out[f[0]] = int(f[1])
+            except ValueError:
+                pass
+    return out
+
+
+def parse_blkio_v1(text, device):
+    """The Read count of DEVICE ('MAJ:MIN') in a v1 blkio.throttle.io_service_bytes
+    or io_serviced file; 0 when it has no line for it yet."""
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) == 3 and f[0] == device and f[1] == "Read":
+            return int(f[2])
+    return 0
+
+
+def parse_io_stat(text, device):
+    """(rbytes, rios) of DEVICE in a v2 io.stat; zeros when it has no line yet."""
+    for line in text.splitlines():
+        f = line.split()
+        if f and f[0] == device:
+            kv = dict(x.split("=", 1) for x in f[1:] if "=" in x)
+            return int(kv.get("rbytes", 0)), int(kv.get("rios", 0))
+    return 0, 0
 
 
 class Cgroup:
@@ -434,6 +471,40 @@ class Cgroup:
         if "v2" in self.dirs:
             return parse_cpu_stat(_read(os.path.join(self.dirs["v2"], "cpu.stat")))
         return int(_read(os.path.join(self.dirs["cpuacct"], "cpuacct.usage")))
+
+    def disk_reads(self):
+        """(bytes, I/Os) read from the budget's block device by everything
+        ever in this cgroup, or None when it has no disk budget."""
+        if not self.device:
+            return None
+        try:
+            if "v2" in self.dirs:
+                return parse_io_stat(_read(os.path.join(self.dirs["v2"], "io.stat")),
+                                     self.device)
+            if "blkio" not in self.dirs:
+                return None
+            d = self.dirs["blkio"]
+            return (parse_blkio_v1(_read(os.path.join(d, "blkio.throttle.io_service_bytes")),
+                                   self.device),
+                    parse_blkio_v1(_read(os.path.join(d, "blkio.throttle.io_serviced")),
+                                   self.device))
+        except OSError:
+            return None
+
+    def memory(self):
+        """(anonymous, page cache) bytes charged to this cgroup now, or None
+        without a memory budget: the server's own memory beside the file
+        pages it shares the limit with."""
+        try:
+            if "v2" in self.dirs:
+                st = parse_kv(_read(os.path.join(self.dirs["v2"], "memory.stat")))
+                return st.get("anon", 0), st.get("file", 0)
+            if "memory" not in self.dirs:
+                return None
+            st = parse_kv(_read(os.path.join(self.dirs["memory"], "memory.stat")))
+            return st.get("rss", 0), st.get("cache", 0)
+        except OSError:
+            return None
 
     def paths(self):
         """What /proc/PID/cgroup shows for a member, per hierarchy."""
