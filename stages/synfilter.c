@@ -57,7 +57,7 @@ int sl_synfilter_attach(int fd, uint64_t memory, char *why, size_t whylen)
     skel = synfilter_bpf__open();
     int err = skel == NULL ? errno : 0;
     if (err == 0 && skel->rodata == NULL)
-        err = ENOTSUP; /* no .rodata: the program below was built without syn_mask */
+        err = ENOTSUP; /* the object lacks its .rodata (syn_mask): a bad build */
     if (err == 0) {
         skel->rodata->syn_mask = buckets - 1;
         if (bpf_map__set_max_entries(skel->maps.syn_seen, buckets) != 0 ||

@@ -44,9 +44,11 @@
  * cache then lacks. The table takes at most 1/SL_SYN_MEMORY_SHARE of the
  * memory sluice may use, between SL_SYN_BUCKETS_MIN and _MAX buckets (128 KiB
  * and 2 MiB): 2 MiB with 128 MiB or more, 512 KiB under a 32 MiB budget. A
- * SYN is forgotten before its retransmission only when SL_SYN_WAYS newer
- * ones fall into its bucket first: with 16,384 buckets and 4,000 new SYNs a
- * second, about one in 100,000. */
+ * SYN is forgotten before its retransmission (1 s later) only when
+ * SL_SYN_WAYS newer ones fall into its bucket first: with 16,384 buckets,
+ * about one in 8,000 at 4,000 new SYNs a second, one in 600 at 8,000 (as
+ * with 65,536 buckets at 32,000). A forgotten SYN's retransmission is taken
+ * for a new SYN, and gated like one. */
 #define SL_SYN_WAYS 4
 #define SL_SYN_BUCKET_BYTES 32
 #define SL_SYN_BUCKETS_MIN 4096

@@ -6,6 +6,7 @@ the socket.
 Only the standard library; only loopback addresses.
 """
 
+import contextlib
 import hashlib
 import os
 import re
@@ -432,6 +433,30 @@ def exchange(port, data, method="GET", timeout=10.0, wait_close=None):
 def status_command(sock_path, cmd):
     """One status-socket command; the reply without its closing empty line."""
     return lab_status.command(sock_path, cmd)
+
+
+@contextlib.contextmanager
+def sluice_in_memory_cgroup(tmp_path, mem, tag):
+    """A sluice serving TMP_PATH (with one small file) from inside a memory
+    cgroup limited to MEM, for the sizes it derives from that limit; the test
+    is skipped where no memory controller can be used. Stopped cleanly and
+    the cgroup removed after."""
+    import pytest
+    from lab import budget
+    try:
+        cg = budget.Cgroup(f"sluice-test-{tag}-{os.getpid()}", budget.Budget(mem=mem))
+    except budget.BudgetError as e:
+        pytest.skip(f"no memory cgroup controller: {e}")
+    try:
+        server = Sluice(tmp_path / "m", tmp_path, name="m")
+        (tmp_path / "one.txt").write_bytes(b"x" * 1000)
+        server.start(preexec_fn=cg.preexec)
+        try:
+            yield server
+        finally:
+            server.check_clean_exit()
+    finally:
+        cg.remove()
 
 
 def stats_json(sock_path):

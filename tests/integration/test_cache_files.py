@@ -502,21 +502,8 @@ def test_bodies_past_body_memory_go_out_whole_from_the_fd(sluice_factory, tmp_pa
 
 def test_body_memory_auto_is_a_quarter_of_the_memory_cgroup(sluice_factory, tmp_path):
     """auto: a quarter of the memory cgroup's limit, and bodies within it."""
-    from lab import budget
-    try:
-        cg = budget.Cgroup(f"sluice-test-bodymem-{os.getpid()}", budget.Budget(mem="256M"))
-    except budget.BudgetError as e:
-        pytest.skip(f"no memory cgroup controller: {e}")
-    try:
-        server = helpers.Sluice(tmp_path / "m", tmp_path, name="m")
-        (tmp_path / "one.txt").write_bytes(b"x" * 1000)
-        server.start(preexec_fn=cg.preexec)
-        try:
-            st = stats_json(server.status_socket)
-            assert st["cache"]["body_memory"] == 64 << 20, st["cache"]
-            assert st["config"]["cache"]["body_memory"] == 64 << 20, st["config"]["cache"]
-            assert st["config"]["cache"]["small_file_max"] == 128 * 1024
-        finally:
-            server.check_clean_exit()
-    finally:
-        cg.remove()
+    with helpers.sluice_in_memory_cgroup(tmp_path, "256M", "bodymem") as server:
+        st = stats_json(server.status_socket)
+        assert st["cache"]["body_memory"] == 64 << 20, st["cache"]
+        assert st["config"]["cache"]["body_memory"] == 64 << 20, st["config"]["cache"]
+        assert st["config"]["cache"]["small_file_max"] == 128 * 1024

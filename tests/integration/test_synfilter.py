@@ -321,27 +321,15 @@ def test_shedding_holds_while_the_gate_turns_syns_away(sluice_binary, test_root,
 def test_the_table_of_syns_seen_is_a_sixty_fourth_of_the_memory_cgroup(tmp_path, mem, table):
     """The table is kernel memory charged to sluice's memory cgroup, which the
     page cache then lacks: at most 1/64 of the limit, 2 MiB at most."""
-    try:
-        cg = budget.Cgroup(f"sluice-test-synmem-{os.getpid()}", budget.Budget(mem=mem))
-    except budget.BudgetError as e:
-        pytest.skip(f"no memory cgroup controller: {e}")
-    try:
-        server = helpers.Sluice(tmp_path / "m", tmp_path, name="m")
-        (tmp_path / "one.txt").write_bytes(b"x" * 1000)
-        server.start(preexec_fn=cg.preexec)
-        try:
-            adm = helpers.stats_json(server.status_socket)["admission"]
-            assert adm["syn_filter"] is True and adm["syn_memory"] == table, adm
-            prom = helpers.status_command(server.status_socket, "metrics")
-            assert f"sluice_admission_syn_memory_bytes {table}\n" in prom
-            assert f"{table // 1024} KiB of kernel memory remember {table // 32 * 4} SYNs" in \
-                server.log_text()
-            # and the filter still tells a retransmission from a new SYN
-            syns, retries, dropped = syn_counts(server)
-            a_syn_and_its_retransmission(server.port)
-            helpers.wait_until(lambda: syn_counts(server)[1] == retries + 1, timeout=5,
-                               what="the retransmission seen")
-        finally:
-            server.check_clean_exit()
-    finally:
-        cg.remove()
+    with helpers.sluice_in_memory_cgroup(tmp_path, mem, "synmem") as server:
+        adm = helpers.stats_json(server.status_socket)["admission"]
+        assert adm["syn_filter"] is True and adm["syn_memory"] == table, adm
+        prom = helpers.status_command(server.status_socket, "metrics")
+        assert f"sluice_admission_syn_memory_bytes {table}\n" in prom
+        assert f"{table // 1024} KiB of kernel memory remember {table // 32 * 4} SYNs" in \
+            server.log_text()
+        # and the filter still tells a retransmission from a new SYN
+        _, retries, _ = syn_counts(server)
+        a_syn_and_its_retransmission(server.port)
+        helpers.wait_until(lambda: syn_counts(server)[1] == retries + 1, timeout=5,
+                           what="the retransmission seen")
