@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <sys/resource.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -186,14 +187,14 @@ int sl_server_start(struct sl_config *cfg)
         goto fail;
     tune_listener(cfg);
     if (cfg->adm_drop_syn_retries) {
-        uint64_t memory = sl_cgroup_memory();
-        if (sl_synfilter_attach(s->listen_fd, memory, why, sizeof(why)) == SL_OK)
+        struct sl_synfilter_counts sc;
+        if (sl_synfilter_attach(s->listen_fd, sl_cgroup_memory(), why, sizeof(why)) == SL_OK) {
+            sl_synfilter_counts(&sc);
             sl_log(SL_LOG_INFO, "admission: retransmitted SYNs are dropped while the limit "
-                                "binds (BPF filter on the listener; %u KiB of kernel memory "
-                                "remember %u SYNs)",
-                   sl_synfilter_buckets(memory) * SL_SYN_BUCKET_BYTES / 1024,
-                   sl_synfilter_buckets(memory) * SL_SYN_WAYS);
-        else
+                                "binds (BPF filter on the listener; %" PRIu64 " KiB of kernel "
+                                "memory remember %" PRIu64 " SYNs)",
+                   sc.memory / 1024, sc.memory / SL_SYN_BUCKET_BYTES * SL_SYN_WAYS);
+        } else
             sl_log(SL_LOG_WARN, "%s:%d: admission.drop_syn_retries: %s; going on without",
                    cfg->path, sl_config_line(cfg, "admission", "drop_syn_retries"), why);
     }

@@ -307,10 +307,13 @@ static void adm_tick(uint64_t now)
        long) is a standing queue, in the kernel: the limit binds and sluice
        is past what it serves in time. Not the smoothed rate: at start it
        is near zero, and a burst of clients the readers take in a few
-       milliseconds read as a standing queue. */
+       milliseconds read as a standing queue. For the same reason, readers
+       idle half the interval or more have it confirmed by the look before
+       (sl_adm_queue_stands). */
     bool queued = false;
     if (on && sl_readers_accept() &&
-        sl_adm_standing_queue(sl_adm_accept_queue(NULL), accepts, span, idle, target))
+        sl_adm_queue_stands(sl_adm_accept_queue(NULL), ctl.peek_waiting, accepts, span, idle,
+                            target))
         bound = queued = true;
     /* The gate turned new SYNs away in the interval while the readers had
        no time to spare: the accept queue stood at its target while more

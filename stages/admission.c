@@ -5,6 +5,7 @@
 #include "stages/pipeline.h"
 #include "stages/synfilter.h"
 
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -48,6 +49,14 @@ bool sl_adm_standing_queue(long waiting, uint64_t accepts, double span, double i
         return false;
     double busy_rate = (double)accepts / span / SL_MAX(1.0 - idle, SL_ADM_IDLE_MIN);
     return (double)waiting > busy_rate * (double)target / 1e9;
+}
+
+bool sl_adm_queue_stands(long waiting, long before, uint64_t accepts, double span, double idle,
+                         uint64_t target)
+{
+    if (!sl_adm_standing_queue(waiting, accepts, span, idle, target))
+        return false;
+    return idle < SL_ADM_BURST_IDLE || (before != LONG_MAX && waiting >= before);
 }
 
 long sl_adm_gate_grant(long room, long granted, long left)

@@ -58,6 +58,8 @@ int sl_synfilter_attach(int fd, uint64_t memory, char *why, size_t whylen)
     int err = skel == NULL ? errno : 0;
     if (err == 0 && skel->rodata == NULL)
         err = ENOTSUP; /* the object lacks its .rodata (syn_mask): a bad build */
+    if (err == 0 && bpf_map__value_size(skel->maps.syn_seen) != SL_SYN_BUCKET_BYTES)
+        err = ENOTSUP; /* synfilter.h's size of a bucket no longer matches the program */
     if (err == 0) {
         skel->rodata->syn_mask = buckets - 1;
         if (bpf_map__set_max_entries(skel->maps.syn_seen, buckets) != 0 ||

@@ -2,6 +2,7 @@
 #include "stages/admission.h"
 
 #include <criterion/criterion.h>
+#include <limits.h>
 
 #define MS 1000000ull
 #define IDLE 0.5 /* readers with time to spare */
@@ -131,6 +132,26 @@ Test(admission, standing_queue_is_more_than_busy_readers_take_in_a_target)
     cr_expect_not(sl_adm_standing_queue(SL_ADM_BACKLOG_MIN, 0, 0.1, 0.0, 50 * MS));
     cr_expect_not(sl_adm_standing_queue(-1, 0, 0.1, 0.0, 50 * MS), "unknown length");
     cr_expect_not(sl_adm_standing_queue(1000, 10, 0, 0.0, 50 * MS), "no span yet");
+}
+
+Test(admission, a_queue_at_idle_readers_stands_only_once_a_look_confirms_it)
+{
+    /* Busy readers: the standing-queue rule alone, whatever the look saw. */
+    cr_expect(sl_adm_queue_stands(251, LONG_MAX, 500, 0.1, 0.0, 50 * MS));
+    cr_expect_not(sl_adm_queue_stands(250, LONG_MAX, 500, 0.1, 0.0, 50 * MS));
+    cr_expect(sl_adm_queue_stands(600, LONG_MAX, 500, 0.1, SL_ADM_BURST_IDLE - 0.01, 50 * MS));
+    /* The burst that made the TSan test shed: 87 waiting at the tick of an
+       interval of 0.14 s with 3 accepts and the readers idle 99% of it. */
+    cr_expect(sl_adm_standing_queue(87, 3, 0.1414, 0.994, 50 * MS));
+    cr_expect_not(sl_adm_queue_stands(87, LONG_MAX, 3, 0.1414, 0.994, 50 * MS));
+    cr_expect_not(sl_adm_queue_stands(87, LONG_MAX, 3, 0.1414, SL_ADM_BURST_IDLE, 50 * MS));
+    /* ... unless the look before found it standing, no longer than now. */
+    cr_expect(sl_adm_queue_stands(87, 80, 3, 0.1414, 0.994, 50 * MS));
+    cr_expect(sl_adm_queue_stands(87, 87, 3, 0.1414, 0.994, 50 * MS));
+    cr_expect_not(sl_adm_queue_stands(87, 120, 3, 0.1414, 0.994, 50 * MS), "draining");
+    /* Never a queue the rule itself does not call standing. */
+    cr_expect_not(sl_adm_queue_stands(SL_ADM_BACKLOG_MIN, 10, 0, 0.1, 0.0, 50 * MS));
+    cr_expect_not(sl_adm_queue_stands(100, 50, 10000, 0.1, 0.9, 50 * MS));
 }
 
 Test(admission, gate_grants_the_room_less_what_is_on_its_way)
