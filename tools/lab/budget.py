@@ -495,6 +495,8 @@ class Cgroup:
         """(anonymous, page cache) bytes charged to this cgroup now, or None
         without a memory budget: the server's own memory beside the file
         pages it shares the limit with."""
+        if not self.budget.mem:
+            return None
         try:
             if "v2" in self.dirs:
                 st = parse_kv(_read(os.path.join(self.dirs["v2"], "memory.stat")))
