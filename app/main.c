@@ -309,8 +309,12 @@ int main(int argc, char **argv)
         sl_server_stop(0);
         goto fail;
     }
-    if (drop_privileges(cfg->user) != SL_OK || sl_pipeline_accept() != SL_OK ||
-        sl_http_status_start(cfg->status_listen, cfg->agent_listen) != SL_OK) {
+    /* Every listener bound before the first client is accepted: one that
+       finds the server port answering finds the status listener too (and
+       one on a privileged port is bound before privileges are dropped). */
+    if (sl_http_status_start(cfg->status_listen, cfg->agent_listen) != SL_OK ||
+        drop_privileges(cfg->user) != SL_OK || sl_pipeline_accept() != SL_OK) {
+        sl_http_status_stop();
         sl_status_stop();
         sl_server_stop(0);
         goto fail;
