@@ -94,6 +94,44 @@ def test_goal_ratios_against_best_peer_lowest_peer_and_floor(bench):
     del ws["floor"]
     assert bench.goal_row(ws, "sluice", ["nginx"])["floor_ratio"] is None
     assert bench.goal_row({"sluice": ws["sluice"]}, "sluice", ["nginx"])["req_ratio"] is None
+    assert g["req_rounds"] == [] and bench.rounds_cell([], None) == "–"
+
+
+def test_goal_ratios_paired_by_round(bench):
+    """Each round's ratio is of that round's runs: a slow round of the
+    machine slows both sides of it."""
+    runs = []
+    for rnd, (s_rps, s_cpu, n_rps, n_cpu) in enumerate(
+            ((120, 8.0, 100, 10.0), (60, 16.0, 50, 21.0), (105, None, 100, 9.0)), 1):
+        runs.append(dict(run("sluice", "1kib", s_rps, s_cpu), round=rnd))
+        runs.append(dict(run("nginx", "1kib", n_rps, n_cpu), round=rnd))
+    runs.append(dict(run("nginx", "1kib", 1000, 1.0), round=4))  # no sluice run to pair
+    ws = bench.summarize(runs, ["sluice", "nginx"], ["1kib"])["1kib"]
+    assert ws["sluice"]["by_round"] == [[1, 120, 8.0], [2, 60, 16.0], [3, 105, None]]
+    g = bench.goal_row(ws, "sluice", ["nginx"])
+    assert g["req_rounds"] == pytest.approx([1.2, 1.2, 1.05])
+    assert g["cpu_rounds"] == pytest.approx([0.8, 16 / 21])  # round 3 has no CPU figure
+    assert bench.rounds_cell(g["req_rounds"], lambda x: x >= 1.1) == "1.05–1.20, 2/3"
+    assert bench.rounds_cell(g["cpu_rounds"], lambda x: x <= 0.9) == "0.76–0.80, 2/2"
+
+
+def test_profile_path_shares(bench):
+    """Each sample counts once, for the first path on its chain in
+    PROFILE_PATHS' order: reclaim inside a page cache fill inside sendfile
+    is reclaim."""
+    def sample(*frames):
+        return "writer-0 \n" + "".join(f"\tffffffff81000000 {f}\n" for f in frames) + "\n"
+    script = (sample("shrink_lruvec", "try_to_free_mem_cgroup_pages", "filemap_add_folio",
+                     "tcp_sendmsg", "do_syscall_64")
+              + sample("_copy_from_iter", "tcp_sendmsg", "do_syscall_64")
+              + sample("_copy_from_iter", "tcp_sendmsg", "do_syscall_64")
+              + sample("fdget", "__x64_sys_getsockopt", "do_syscall_64")
+              + "reader-0 \n\t          108f36 sl_http_parse_request\n")  # no blank line at the end
+    shares = dict(bench.path_shares(script))
+    assert shares == pytest.approx({"memory cgroup reclaim": 20.0,
+                                    "TCP send (with loopback delivery)": 40.0,
+                                    "other system calls": 20.0, "user space": 20.0})
+    assert bench.path_shares("") == []
 
 
 def test_client_limit(bench):
@@ -174,8 +212,9 @@ def test_report_and_plot_data(bench):
                            ["sluice", "floor"], ["1kib", "specweb"])
     assert text.splitlines() == ["workload rps_sluice cpu_sluice rps_floor cpu_floor",
                                  "1kib 110.0 9.000 200.0 6.000", "specweb 110.0 9.000 - -"]
-    runs = [run("sluice", "1kib", 110, 9.0, sat=True), run("nginx", "1kib", 90, 12.0),
-            run("floor", "1kib", 200, 6.0)]
+    runs = [dict(r, round=1) for r in (run("sluice", "1kib", 110, 9.0, sat=True),
+                                       run("nginx", "1kib", 90, 12.0),
+                                       run("floor", "1kib", 200, 6.0))]
     summary = bench.summarize(runs, ["sluice", "nginx", "floor"], ["1kib"])
     info = {k: "x" for k in ("cpus", "cpu_model", "memory", "kernel", "os", "wrk", "nginx",
                              "lighttpd", "h2o", "sluice")}
@@ -188,7 +227,8 @@ def test_report_and_plot_data(bench):
     assert "| 1kib | sluice | 110 | 1.00 | 9.0 | 1.50 |" in md
     assert "client-bound in 1/1" in md
     assert "| 1kib | 111,111 | 83,333 | 166,667 |" in md  # per CPU-second
-    assert "| 1kib | 1.22 (nginx) | 0.75 (nginx) | 1.50 | req/s yes, CPU yes, floor **no** |" in md
+    assert ("| 1kib | 1.22 (nginx) | 1.22–1.22, 1/1 | 0.75 (nginx) | 0.75–0.75, 1/1 | 1.50 | "
+            "req/s yes, CPU yes, floor **no** |") in md
     assert "disk KiB/req" not in md  # no disk budget: no disk table
 
 
