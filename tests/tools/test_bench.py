@@ -111,8 +111,8 @@ def test_goal_ratios_paired_by_round(bench):
     g = bench.goal_row(ws, "sluice", ["nginx"])
     assert g["req_rounds"] == pytest.approx([1.2, 1.2, 1.05])
     assert g["cpu_rounds"] == pytest.approx([0.8, 16 / 21])  # round 3 has no CPU figure
-    assert bench.rounds_cell(g["req_rounds"], lambda x: x >= 1.1) == "1.05–1.20, 2/3"
-    assert bench.rounds_cell(g["cpu_rounds"], lambda x: x <= 0.9) == "0.76–0.80, 2/2"
+    assert bench.rounds_cell(g["req_rounds"], lambda x: x >= 1.1) == "1.20 (1.05–1.20), 2/3"
+    assert bench.rounds_cell(g["cpu_rounds"], lambda x: x <= 0.9) == "0.78 (0.76–0.80), 2/2"
 
 
 def test_profile_path_shares(bench):
@@ -227,7 +227,7 @@ def test_report_and_plot_data(bench):
     assert "| 1kib | sluice | 110 | 1.00 | 9.0 | 1.50 |" in md
     assert "client-bound in 1/1" in md
     assert "| 1kib | 111,111 | 83,333 | 166,667 |" in md  # per CPU-second
-    assert ("| 1kib | 1.22 (nginx) | 1.22–1.22, 1/1 | 0.75 (nginx) | 0.75–0.75, 1/1 | 1.50 | "
+    assert ("| 1kib | 1.22 (nginx) | 1.22 (1.22–1.22), 1/1 | 0.75 (nginx) | 0.75 (0.75–0.75), 1/1 | 1.50 | "
             "req/s yes, CPU yes, floor **no** |") in md
     assert "disk KiB/req" not in md  # no disk budget: no disk table
 
