@@ -134,6 +134,25 @@ def test_profile_path_shares(bench):
     assert bench.path_shares("") == []
 
 
+def test_profile_table_compares_servers_in_cpu_per_request(bench):
+    summary = {"disk": {"sluice": {"cpu_us_per_req": 80.0},
+                        "lighttpd": {"cpu_us_per_req": 100.0}},
+               "1kib": {"sluice": {"cpu_us_per_req": 9.0}}}
+    profiles = [{"server": "sluice", "workload": "disk", "text": "",
+                 "paths": [("TCP send (with loopback delivery)", 50.0),
+                           ("memory cgroup reclaim", 25.0), ("user space", 25.0)]},
+                {"server": "lighttpd", "workload": "disk", "text": "",
+                 "paths": [("memory cgroup reclaim", 40.0),
+                           ("TCP send (with loopback delivery)", 60.0)]},
+                {"server": "sluice", "workload": "1kib", "text": "", "paths": []}]
+    lines = bench.profile_table(profiles, summary)
+    assert "| spent on | sluice | lighttpd |" in lines
+    assert "| TCP send (with loopback delivery) | 40.0 | 60.0 |" in lines
+    assert "| memory cgroup reclaim | 20.0 | 40.0 |" in lines
+    assert "| user space | 20.0 | 0.0 |" in lines and "| all | 80.0 | 100.0 |" in lines
+    assert not any("1kib" in l for l in lines)  # one server profiled there: no comparison
+
+
 def test_client_limit(bench):
     assert bench.client_cpu_limit(1, 2, 0.5) == 1  # one thread: one core
     assert bench.client_cpu_limit(2, 2, 0.5) == 1.5  # what the server's quota leaves
