@@ -172,6 +172,10 @@ def test_default_is_the_budget_with_every_peer_and_the_floor(bench):
     q = bench.parse_args(["--quick"])
     assert (q.rounds, q.duration, q.dirs, q.syscall_duration) == (3, 2, 20, 1)
     assert bench.parse_args(["--quick", "--rounds", "7"]).rounds == 7
+    assert a.profile is None and not a.profile_peers
+    assert bench.parse_args(["--profile"]).profile == "misses"
+    assert bench.parse_args(["--profile-peers"]).profile == "misses"
+    assert bench.parse_args(["--profile", "all", "--profile-peers"]).profile == "all"
 
 
 def test_budget_off_and_other_options(bench):
