@@ -107,7 +107,9 @@ def test_goal_ratios_paired_by_round(bench):
         runs.append(dict(run("nginx", "1kib", n_rps, n_cpu), round=rnd))
     runs.append(dict(run("nginx", "1kib", 1000, 1.0), round=4))  # no sluice run to pair
     ws = bench.summarize(runs, ["sluice", "nginx"], ["1kib"])["1kib"]
-    assert ws["sluice"]["by_round"] == [[1, 120, 8.0], [2, 60, 16.0], [3, 105, None]]
+    assert ws["sluice"]["by_round"] == {1: {"req_s": 120, "cpu_us_per_req": 8.0},
+                                        2: {"req_s": 60, "cpu_us_per_req": 16.0},
+                                        3: {"req_s": 105, "cpu_us_per_req": None}}
     g = bench.goal_row(ws, "sluice", ["nginx"])
     assert g["req_rounds"] == pytest.approx([1.2, 1.2, 1.05])
     assert g["cpu_rounds"] == pytest.approx([0.8, 16 / 21])  # round 3 has no CPU figure
