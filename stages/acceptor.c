@@ -310,10 +310,10 @@ static void adm_tick(uint64_t now)
        milliseconds read as a standing queue. For the same reason, readers
        idle half the interval or more have it confirmed by the look before
        (sl_adm_queue_stands). */
+    long waiting = on ? sl_adm_accept_queue(NULL) : 0; /* one look for the whole tick */
     bool queued = false;
     if (on && sl_readers_accept() &&
-        sl_adm_queue_stands(sl_adm_accept_queue(NULL), ctl.peek_waiting, accepts, span, idle,
-                            target))
+        sl_adm_queue_stands(waiting, ctl.peek_waiting, accepts, span, idle, target))
         bound = queued = true;
     /* The gate turned new SYNs away in the interval while the readers had
        no time to spare: the accept queue stood at its target while more
@@ -337,9 +337,8 @@ static void adm_tick(uint64_t now)
         ctl.limit = (double)SL_MIN((long)SL_ADM_LIMIT_START, max);
     ctl.on = on;
     if (on) {
-        long waiting = bound ? sl_adm_accept_queue(NULL) : 0;
-        ctl.limit = sl_adm_next_limit(ctl.limit, peak, bound, wait, target, idle, waiting,
-                                      SL_ADM_LIMIT_MIN, max);
+        ctl.limit = sl_adm_next_limit(ctl.limit, peak, bound, wait, target, idle,
+                                      bound ? waiting : 0, SL_ADM_LIMIT_MIN, max);
         /* Smoothed: an interval right after the limit fell accepts little. */
         ctl.rate += ((double)accepts / span - ctl.rate) / 4;
         /* A binding limit sheds only past what sluice serves in time: a
